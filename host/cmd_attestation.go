@@ -1,0 +1,326 @@
+package main
+
+import (
+	"bytes"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"encoding/pem"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/enclave-signer/enclave-signer/pkg/attestation"
+	"github.com/enclave-signer/enclave-signer/pkg/attestation/nsmsim"
+	"github.com/enclave-signer/enclave-signer/pkg/pcr"
+)
+
+func runAttestation(e *env) error {
+	return subcommand(e, "attestation", map[string]func(*env) error{
+		"verify":   runAttestationVerify,
+		"simulate": runAttestationSimulate,
+	})
+}
+
+// verifyOutput is the JSON `signer attestation verify` prints (interfaces.md).
+type verifyOutput struct {
+	Valid     bool    `json:"valid"`
+	Error     string  `json:"error,omitempty"`
+	ModuleID  *string `json:"module_id"`
+	Digest    *string `json:"digest"`
+	Timestamp *int64  `json:"timestamp"`
+	PCRs      pcrMap  `json:"pcrs"`
+	PublicKey *string `json:"public_key"`
+	UserData  *string `json:"user_data"`
+	Nonce     *string `json:"nonce"`
+	DebugMode bool    `json:"debug_mode"`
+}
+
+// pcrMap is a JSON object keyed by decimal PCR index, written in numeric
+// order (encoding/json would sort "10" before "2").
+type pcrMap []pcrEntry
+
+type pcrEntry struct {
+	index int
+	hex   string
+}
+
+func (m pcrMap) MarshalJSON() ([]byte, error) {
+	if m == nil {
+		return []byte("null"), nil
+	}
+	var b bytes.Buffer
+	b.WriteByte('{')
+	for i, e := range m {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		fmt.Fprintf(&b, "%q:%q", strconv.Itoa(e.index), e.hex)
+	}
+	b.WriteByte('}')
+	return b.Bytes(), nil
+}
+
+func b64OrNull(b []byte) *string {
+	if b == nil {
+		return nil
+	}
+	s := base64.StdEncoding.EncodeToString(b)
+	return &s
+}
+
+func runAttestationVerify(e *env) error {
+	fs := newFlagSet(e, "attestation verify")
+	docPath := fs.String("doc", "", "the attestation document: raw COSE_Sign1 bytes or base64 of them (- for stdin)")
+	rootPath := fs.String("root", "", "PEM file of the trusted root (default: the embedded AWS Nitro Enclaves root)")
+	at := fs.String("at", "", "verify as of this RFC 3339 time (default: the document's own timestamp)")
+	var expect multiFlag
+	fs.Var(&expect, "expect-pcr", "N=HEX: require PCR N to have this value (repeatable)")
+	args, err := parseFlags(fs, e.args)
+	if err != nil {
+		return err
+	}
+	if len(args) > 0 {
+		return usageErrorf("attestation verify: unexpected argument %q", args[0])
+	}
+	if *docPath == "" {
+		return usageErrorf("attestation verify: --doc FILE is required")
+	}
+	want, err := parsePCRFlags(expect, "--expect-pcr", 0, 31)
+	if err != nil {
+		return err
+	}
+	var opts attestation.VerifyOptions
+	if *rootPath != "" {
+		pool, err := loadRoots(*rootPath)
+		if err != nil {
+			return err
+		}
+		opts.Roots = pool
+	}
+	if *at != "" {
+		t, err := time.Parse(time.RFC3339, *at)
+		if err != nil {
+			return usageErrorf("attestation verify: --at: want an RFC 3339 time such as 2026-01-02T15:04:05Z, got %q", *at)
+		}
+		opts.CurrentTime = t
+	}
+	raw, err := readInput(e, *docPath)
+	if err != nil {
+		return err
+	}
+
+	out := verifyOutput{}
+	doc, err := attestation.Parse(decodeDocument(raw))
+	if err == nil {
+		out.ModuleID, out.Digest = &doc.ModuleID, &doc.Digest
+		ts := doc.TimestampMillis()
+		out.Timestamp = &ts
+		for _, i := range doc.PCRIndexes() {
+			out.PCRs = append(out.PCRs, pcrEntry{i, doc.PCRHex(i)})
+		}
+		out.PublicKey, out.UserData, out.Nonce = b64OrNull(doc.PublicKey), b64OrNull(doc.UserData), b64OrNull(doc.Nonce)
+		out.DebugMode = doc.DebugMode()
+		if opts.CurrentTime.IsZero() {
+			opts.CurrentTime = doc.Timestamp
+		}
+		err = doc.Verify(opts)
+	}
+	if err == nil {
+		for _, i := range sortedKeys(want) {
+			if got := doc.PCRHex(i); got != hex.EncodeToString(want[i]) {
+				if got == "" {
+					got = "absent"
+				}
+				err = fmt.Errorf("PCR%d is %s, expected %x", i, got, want[i])
+				break
+			}
+		}
+	}
+	out.Valid = err == nil
+	if err != nil {
+		out.Error = err.Error()
+	}
+	enc := json.NewEncoder(e.stdout)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(out); err != nil {
+		return err
+	}
+	if !out.Valid {
+		return errFailed
+	}
+	return nil
+}
+
+// decodeDocument accepts raw COSE_Sign1 bytes or base64 of them.
+func decodeDocument(b []byte) []byte {
+	if len(b) > 0 && (b[0] == 0x84 || b[0] == 0xd2) {
+		return b
+	}
+	s := strings.Join(strings.Fields(string(b)), "")
+	for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.RawStdEncoding, base64.URLEncoding, base64.RawURLEncoding} {
+		if d, err := enc.DecodeString(s); err == nil {
+			return d
+		}
+	}
+	return b // let the parser say what is wrong with it
+}
+
+func readInput(e *env, path string) ([]byte, error) {
+	if path == "-" {
+		var buf bytes.Buffer
+		if _, err := buf.ReadFrom(e.stdin); err != nil {
+			return nil, fmt.Errorf("read stdin: %w", err)
+		}
+		return buf.Bytes(), nil
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+func loadRoots(path string) (*x509.CertPool, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	pool := x509.NewCertPool()
+	n := 0
+	for {
+		var block *pem.Block
+		block, b = pem.Decode(b)
+		if block == nil {
+			break
+		}
+		if block.Type != "CERTIFICATE" {
+			continue
+		}
+		c, err := x509.ParseCertificate(block.Bytes)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", path, err)
+		}
+		pool.AddCert(c)
+		n++
+	}
+	if n == 0 {
+		return nil, fmt.Errorf("%s: no PEM CERTIFICATE block found", path)
+	}
+	return pool, nil
+}
+
+// parsePCRFlags parses N=HEX values with N in [lo, hi].
+func parsePCRFlags(vals []string, flagName string, lo, hi int) (map[int][]byte, error) {
+	m := map[int][]byte{}
+	for _, v := range vals {
+		idx, hexv, ok := strings.Cut(v, "=")
+		n, err := strconv.Atoi(idx)
+		if !ok || err != nil || n < lo || n > hi {
+			return nil, usageErrorf("%s %q: want N=HEX with N from %d to %d", flagName, v, lo, hi)
+		}
+		val, err := pcr.ParseHex(hexv)
+		if err != nil {
+			return nil, usageErrorf("%s %q: %v", flagName, v, err)
+		}
+		if _, dup := m[n]; dup {
+			return nil, usageErrorf("%s: PCR%d given twice", flagName, n)
+		}
+		m[n] = val
+	}
+	return m, nil
+}
+
+func sortedKeys[V any](m map[int]V) []int {
+	keys := make([]int, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	for i := 1; i < len(keys); i++ {
+		for j := i; j > 0 && keys[j] < keys[j-1]; j-- {
+			keys[j], keys[j-1] = keys[j-1], keys[j]
+		}
+	}
+	return keys
+}
+
+func runAttestationSimulate(e *env) error {
+	fs := newFlagSet(e, "attestation simulate")
+	out := fs.String("out", "", "where to write the document (raw COSE_Sign1 bytes)")
+	caDir := fs.String("ca-dir", filepath.Join(".signer-dev", "ca"), "the development CA's directory (created on first use; root certificate at DIR/root.pem)")
+	pubPath := fs.String("public-key", "", "DER or PEM SubjectPublicKeyInfo to put in public_key")
+	userPath := fs.String("user-data", "", "file whose bytes go in user_data")
+	nonceHex := fs.String("nonce", "", "hex bytes to put in nonce")
+	debug := fs.Bool("debug-mode", false, "zero PCR0, 1, 2 and 8 as a debug-mode enclave's are")
+	var pcrs multiFlag
+	fs.Var(&pcrs, "pcr", "N=HEX: a PCR value, N from 0 to 15 (repeatable)")
+	args, err := parseFlags(fs, e.args)
+	if err != nil {
+		return err
+	}
+	if len(args) > 0 {
+		return usageErrorf("attestation simulate: unexpected argument %q", args[0])
+	}
+	if *out == "" {
+		return usageErrorf("attestation simulate: --out FILE is required")
+	}
+	pcrVals, err := parsePCRFlags(pcrs, "--pcr", 0, 15)
+	if err != nil {
+		return err
+	}
+	var req attestation.AttestRequest
+	if *pubPath != "" {
+		if req.PublicKey, err = readSPKI(*pubPath); err != nil {
+			return err
+		}
+	}
+	if *userPath != "" {
+		if req.UserData, err = os.ReadFile(*userPath); err != nil {
+			return err
+		}
+	}
+	if *nonceHex != "" {
+		if req.Nonce, err = hex.DecodeString(*nonceHex); err != nil {
+			return usageErrorf("attestation simulate: --nonce: want hex, got %q", *nonceHex)
+		}
+	}
+	ca, err := nsmsim.LoadOrCreateCA(*caDir, time.Now())
+	if err != nil {
+		return err
+	}
+	sim, err := nsmsim.New(nsmsim.Options{CA: ca, PCRs: pcrVals, DebugMode: *debug})
+	if err != nil {
+		return err
+	}
+	doc, err := attestation.Attest(sim, req)
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(*out, doc, 0o644); err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stderr, "wrote %s (%d bytes, module %s), signed under the simulator root %s\n", *out, len(doc), sim.ModuleID(), filepath.Join(*caDir, nsmsim.RootCertFile))
+	return nil
+}
+
+// readSPKI reads a DER or PEM SubjectPublicKeyInfo and checks that it parses.
+func readSPKI(path string) ([]byte, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	if block, _ := pem.Decode(b); block != nil {
+		if block.Type != "PUBLIC KEY" {
+			return nil, fmt.Errorf("%s: PEM block is %q, want PUBLIC KEY (a SubjectPublicKeyInfo)", path, block.Type)
+		}
+		b = block.Bytes
+	}
+	if _, err := x509.ParsePKIXPublicKey(b); err != nil {
+		return nil, fmt.Errorf("%s: not a SubjectPublicKeyInfo: %w", path, err)
+	}
+	return b, nil
+}

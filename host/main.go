@@ -1,0 +1,98 @@
+// Command signer is enclave-signer's program on the parent instance: the
+// host shim that provisions the enclave and forwards requests to it, and the
+// operator's tool (attestation documents, PCR values, key policies, sealing,
+// the local development stack).
+//
+// Exit codes: 0 success, 1 the operation failed, 2 usage error.
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"sort"
+	"strings"
+	"syscall"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// env is what every command gets: its arguments and the process's streams.
+// Commands never touch os.Stdout, os.Args or os.Exit themselves, so tests
+// drive them in-process.
+type env struct {
+	ctx    context.Context
+	args   []string
+	stdin  io.Reader
+	stdout io.Writer
+	stderr io.Writer
+	getenv func(string) string
+}
+
+type command struct {
+	summary string
+	run     func(e *env) error
+}
+
+// commands is the whole command tree. A command with subcommands dispatches
+// through subcommand().
+var commands = map[string]command{
+	"attestation": {"verify or simulate Nitro attestation documents", runAttestation},
+	"pcr":         {"compute PCR3 from a role ARN or PCR4 from an instance id", runPCR},
+}
+
+func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	e := &env{ctx: ctx, stdin: stdin, stdout: stdout, stderr: stderr, getenv: os.Getenv}
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		printUsage(stderr)
+		if len(args) == 0 {
+			return 2
+		}
+		return 0
+	}
+	cmd, ok := commands[args[0]]
+	if !ok {
+		fmt.Fprintf(stderr, "signer: unknown command %q\n", args[0])
+		printUsage(stderr)
+		return 2
+	}
+	e.args = args[1:]
+	return exitCode(stderr, cmd.run(e))
+}
+
+func printUsage(w io.Writer) {
+	fmt.Fprintln(w, "usage: signer COMMAND [flags]\n\ncommands:")
+	names := make([]string, 0, len(commands))
+	for n := range commands {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		fmt.Fprintf(w, "  %-14s %s\n", n, commands[n].summary)
+	}
+}
+
+// subcommand dispatches e.args[0] among subs.
+func subcommand(e *env, parent string, subs map[string]func(*env) error) error {
+	names := make([]string, 0, len(subs))
+	for n := range subs {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	if len(e.args) == 0 {
+		return usageErrorf("signer %s: want a subcommand: %s", parent, strings.Join(names, ", "))
+	}
+	f, ok := subs[e.args[0]]
+	if !ok {
+		return usageErrorf("signer %s: unknown subcommand %q: want one of %s", parent, e.args[0], strings.Join(names, ", "))
+	}
+	e.args = e.args[1:]
+	return f(e)
+}

@@ -1,0 +1,18 @@
+//go:build !linux
+
+package transport
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"runtime"
+)
+
+func listenVsock(addr Addr) (net.Listener, error) {
+	return nil, fmt.Errorf("listen %v: vsock is not implemented on %s", addr, runtime.GOOS)
+}
+
+func dialVsock(ctx context.Context, addr Addr) (net.Conn, error) {
+	return nil, fmt.Errorf("dial %v: vsock is not implemented on %s", addr, runtime.GOOS)
+}
