@@ -3,10 +3,8 @@ package attestation
 import (
 	"errors"
 	"fmt"
-	"io/fs"
-	"os"
+	"io"
 
-	"github.com/hf/nsm"
 	"github.com/hf/nsm/request"
 	"github.com/hf/nsm/response"
 )
@@ -18,20 +16,12 @@ type NSM interface {
 	Send(request.Request) (response.Response, error)
 }
 
-// DevicePath is where the Nitro Security Module appears inside an enclave.
-const DevicePath = "/dev/nsm"
-
-// OpenNSM opens the real NSM device. Outside an enclave the device is
-// missing, and the error says so plainly.
-func OpenNSM() (*nsm.Session, error) {
-	if _, err := os.Stat(DevicePath); errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("open NSM: %s does not exist: this is not a Nitro Enclave (use --attestation simulated on a development machine)", DevicePath)
-	}
-	s, err := nsm.OpenDefaultSession()
-	if err != nil {
-		return nil, fmt.Errorf("open NSM %s: %w", DevicePath, err)
-	}
-	return s, nil
+// Device is an open NSM: the real /dev/nsm session, which also reads
+// entropy and must be closed.
+type Device interface {
+	NSM
+	io.Reader
+	Close() error
 }
 
 // AttestRequest is what an attestation document carries besides the
