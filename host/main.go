@@ -44,8 +44,10 @@ type command struct {
 // commands is the whole command tree. A command with subcommands dispatches
 // through subcommand().
 var commands = map[string]command{
-	"attestation": {"verify or simulate Nitro attestation documents", runAttestation},
-	"pcr":         {"compute PCR3 from a role ARN or PCR4 from an instance id", runPCR},
+	"attestation":  {"verify or simulate Nitro attestation documents", runAttestation},
+	"kms-emulator": {"serve the KMS emulator (plain HTTP, SigV4, key policies) for tests and aws --endpoint-url", runKMSEmulator},
+	"pcr":          {"compute PCR3 from a role ARN or PCR4 from an instance id", runPCR},
+	"policy":       {"render or check the key policy that lets only the attested enclave decrypt", runPolicy},
 }
 
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
