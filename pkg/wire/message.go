@@ -1,0 +1,332 @@
+package wire
+
+import (
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Version is the protocol version this package speaks. Hello offers it and
+// HelloAck confirms it.
+const Version uint16 = 1
+
+// supportedVersions are the versions a Server accepts, lowest first.
+var supportedVersions = []uint16{Version}
+
+// Type is the message type code carried in every frame's envelope. Each
+// message struct has exactly one.
+type Type uint16
+
+// The message types. Requests go from the host (client) to the enclave
+// (server); each request names the one response type it is answered with,
+// or an Error.
+const (
+	TypeError            Type = 1  // *Error, either direction
+	TypeHello            Type = 2  // *Hello, client → server, first frame
+	TypeHelloAck         Type = 3  // *HelloAck, server → client
+	TypeStatusRequest    Type = 16 // *StatusRequest → *Status
+	TypeStatus           Type = 17 // *Status
+	TypeProvisionRequest Type = 18 // *ProvisionRequest → *Status
+	TypeListKeysRequest  Type = 20 // *ListKeysRequest → *KeyList
+	TypeKeyList          Type = 21 // *KeyList
+	TypeSignRequest      Type = 22 // *SignRequest → *SignResponse
+	TypeSignResponse     Type = 23 // *SignResponse
+	TypeAttestRequest    Type = 24 // *AttestRequest → *AttestResponse
+	TypeAttestResponse   Type = 25 // *AttestResponse
+)
+
+// msgInfo describes one message type. To add a message: a Type constant, a
+// struct with a MessageType method, and a row here (and in docs/protocol.md).
+type msgInfo struct {
+	name    string
+	new     func() Message
+	request bool // a Server passes it to its Handler
+}
+
+var messages = map[Type]msgInfo{
+	TypeError:            {"error", func() Message { return new(Error) }, false},
+	TypeHello:            {"hello", func() Message { return new(Hello) }, false},
+	TypeHelloAck:         {"hello_ack", func() Message { return new(HelloAck) }, false},
+	TypeStatusRequest:    {"status_request", func() Message { return new(StatusRequest) }, true},
+	TypeStatus:           {"status", func() Message { return new(Status) }, false},
+	TypeProvisionRequest: {"provision_request", func() Message { return new(ProvisionRequest) }, true},
+	TypeListKeysRequest:  {"list_keys_request", func() Message { return new(ListKeysRequest) }, true},
+	TypeKeyList:          {"key_list", func() Message { return new(KeyList) }, false},
+	TypeSignRequest:      {"sign_request", func() Message { return new(SignRequest) }, true},
+	TypeSignResponse:     {"sign_response", func() Message { return new(SignResponse) }, false},
+	TypeAttestRequest:    {"attest_request", func() Message { return new(AttestRequest) }, true},
+	TypeAttestResponse:   {"attest_response", func() Message { return new(AttestResponse) }, false},
+}
+
+// Types returns every message type this package defines, in ascending order.
+func Types() []Type {
+	return []Type{
+		TypeError, TypeHello, TypeHelloAck,
+		TypeStatusRequest, TypeStatus, TypeProvisionRequest,
+		TypeListKeysRequest, TypeKeyList, TypeSignRequest, TypeSignResponse,
+		TypeAttestRequest, TypeAttestResponse,
+	}
+}
+
+// String returns the type's snake_case name, or "type(N)" if unknown.
+func (t Type) String() string {
+	if mi, ok := messages[t]; ok {
+		return mi.name
+	}
+	return "type(" + strconv.FormatUint(uint64(t), 10) + ")"
+}
+
+// IsRequest reports whether t is a request a Server hands to its Handler.
+func (t Type) IsRequest() bool { return messages[t].request }
+
+// Message is any message that travels in a frame: a pointer to one of the
+// structs in this package.
+type Message interface {
+	MessageType() Type
+}
+
+// Hello is the client's first frame on a connection.
+type Hello struct {
+	// Versions lists the protocol versions the client speaks.
+	Versions []uint16 `cbor:"1,keyasint"`
+	// Software names the client's build, for the server's log. Optional.
+	Software string `cbor:"2,keyasint,omitempty"`
+}
+
+// HelloAck is the server's answer to a Hello it accepts.
+type HelloAck struct {
+	// Version is the version chosen: the highest both sides speak.
+	Version uint16 `cbor:"1,keyasint"`
+	// Software names the server's build. Optional.
+	Software string `cbor:"2,keyasint,omitempty"`
+}
+
+// StatusRequest asks for the enclave's Status.
+type StatusRequest struct{}
+
+// State is the enclave's provisioning state.
+type State string
+
+const (
+	StateWaiting      State = "waiting"      // serving, never provisioned
+	StateProvisioning State = "provisioning" // a ProvisionRequest is running
+	StateReady        State = "ready"        // a keyring is loaded; signing works
+	StateFailed       State = "failed"       // the last provisioning failed; see Status.Error
+)
+
+// Attestation modes reported in Status.Attestation.
+const (
+	AttestationNSM       = "nsm"
+	AttestationSimulated = "simulated"
+)
+
+// Status is the enclave's state, the answer to StatusRequest and
+// ProvisionRequest.
+type Status struct {
+	State State `cbor:"1,keyasint"`
+	// Attestation is AttestationNSM or AttestationSimulated.
+	Attestation string `cbor:"2,keyasint"`
+	// DebugMode is true when PCR0, 1 and 2 are all zero (a debug enclave).
+	DebugMode bool `cbor:"3,keyasint"`
+	// PCRs are from the enclave's own attestation document, by index.
+	PCRs map[uint16][]byte `cbor:"4,keyasint,omitempty"`
+	// Keys is the number of keys loaded.
+	Keys int `cbor:"5,keyasint"`
+	// Error says why provisioning failed; set only in StateFailed.
+	Error *StatusError `cbor:"6,keyasint,omitempty"`
+	// Version is signerd's version string.
+	Version string `cbor:"7,keyasint,omitempty"`
+}
+
+// StatusError describes a failed provisioning.
+type StatusError struct {
+	// Step names what failed, e.g. "kms_decrypt", "keyring".
+	Step string `cbor:"1,keyasint"`
+	// Message is the error, for the operator.
+	Message string `cbor:"2,keyasint"`
+	// KMSCode and KMSMessage are KMS's error code and message, when KMS
+	// refused (e.g. "AccessDeniedException").
+	KMSCode    string `cbor:"3,keyasint,omitempty"`
+	KMSMessage string `cbor:"4,keyasint,omitempty"`
+	// PCR0 is the PCR0 the enclave presented in its attestation.
+	PCR0 []byte `cbor:"5,keyasint,omitempty"`
+}
+
+// ProvisionRequest gives the enclave what it needs to unseal its keyrings.
+// It carries no addresses: the enclave reaches KMS only through its own
+// --kms-proxy.
+//
+// It carries AWS credentials: String, GoString and LogValue redact them.
+type ProvisionRequest struct {
+	// Region is the AWS region of the KMS key, e.g. "eu-west-1".
+	Region string `cbor:"1,keyasint"`
+	// Credentials are the temporary credentials the enclave calls KMS with.
+	Credentials Credentials `cbor:"2,keyasint"`
+	// IdentityCiphertext is the KMS CiphertextBlob (raw bytes) of the age
+	// identity.
+	IdentityCiphertext []byte `cbor:"3,keyasint"`
+	// EncryptionContext is the KMS encryption context the identity was
+	// sealed with, if any.
+	EncryptionContext map[string]string `cbor:"4,keyasint,omitempty"`
+	// Keyrings are the age-encrypted keyrings, at least one. Provisioning
+	// replaces the whole loaded set with these.
+	Keyrings []SealedKeyring `cbor:"5,keyasint"`
+}
+
+// Credentials are AWS credentials. SecretAccessKey and SessionToken are
+// Secrets: they print as REDACTED.
+type Credentials struct {
+	AccessKeyID     string `cbor:"1,keyasint"`
+	SecretAccessKey Secret `cbor:"2,keyasint"`
+	SessionToken    Secret `cbor:"3,keyasint,omitempty"`
+	// Expiration is when the credentials expire; zero if unknown. On the
+	// wire: integer Unix seconds, or null.
+	Expiration time.Time `cbor:"4,keyasint"`
+}
+
+// SealedKeyring is one age-encrypted keyring file.
+type SealedKeyring struct {
+	// Name identifies the keyring in errors (e.g. its file name).
+	Name string `cbor:"1,keyasint"`
+	// Data is the age file, binary or armored.
+	Data []byte `cbor:"2,keyasint"`
+}
+
+// Secret is a string that must never be printed or logged. String, GoString,
+// MarshalText and LogValue all give "REDACTED"; string(s) is the value.
+type Secret string
+
+const redacted = "REDACTED"
+
+func (Secret) String() string                  { return redacted }
+func (Secret) GoString() string                { return redacted }
+func (Secret) LogValue() slog.Value            { return slog.StringValue(redacted) }
+func (Secret) MarshalText() ([]byte, error)    { return []byte(redacted), nil }
+func (s Secret) Format(f fmt.State, verb rune) { _, _ = f.Write([]byte(redacted)) }
+
+// String summarizes the credentials without their secrets.
+func (c Credentials) String() string {
+	exp := "unknown"
+	if !c.Expiration.IsZero() {
+		exp = c.Expiration.UTC().Format(time.RFC3339)
+	}
+	return fmt.Sprintf("{access_key_id=%s secret_access_key=%s session_token=%s expiration=%s}",
+		c.AccessKeyID, redacted, redactedIfSet(c.SessionToken), exp)
+}
+
+// GoString is String, so %#v redacts too.
+func (c Credentials) GoString() string { return c.String() }
+
+// LogValue renders the credentials without their secrets.
+func (c Credentials) LogValue() slog.Value {
+	return slog.GroupValue(
+		slog.String("access_key_id", c.AccessKeyID),
+		slog.String("secret_access_key", redacted),
+		slog.String("session_token", redactedIfSet(c.SessionToken)),
+		slog.Time("expiration", c.Expiration),
+	)
+}
+
+func redactedIfSet(s Secret) string {
+	if s == "" {
+		return ""
+	}
+	return redacted
+}
+
+// String summarizes the request: region, access key id, sizes and names,
+// never the secrets.
+func (p ProvisionRequest) String() string {
+	names := make([]string, len(p.Keyrings))
+	for i, k := range p.Keyrings {
+		names[i] = fmt.Sprintf("%s(%d bytes)", k.Name, len(k.Data))
+	}
+	return fmt.Sprintf("ProvisionRequest{region=%s credentials=%s identity_ciphertext=%d bytes encryption_context_keys=%d keyrings=[%s]}",
+		p.Region, p.Credentials, len(p.IdentityCiphertext), len(p.EncryptionContext), strings.Join(names, " "))
+}
+
+// GoString is String, so %#v redacts too.
+func (p ProvisionRequest) GoString() string { return p.String() }
+
+// LogValue renders the request without its secrets.
+func (p ProvisionRequest) LogValue() slog.Value {
+	names := make([]string, len(p.Keyrings))
+	for i, k := range p.Keyrings {
+		names[i] = k.Name
+	}
+	return slog.GroupValue(
+		slog.String("region", p.Region),
+		slog.Any("credentials", p.Credentials),
+		slog.Int("identity_ciphertext_bytes", len(p.IdentityCiphertext)),
+		slog.Int("encryption_context_keys", len(p.EncryptionContext)),
+		slog.Any("keyrings", names),
+	)
+}
+
+// ListKeysRequest asks for the loaded keys.
+type ListKeysRequest struct{}
+
+// KeyList answers ListKeysRequest.
+type KeyList struct {
+	Keys []KeyInfo `cbor:"1,keyasint"`
+}
+
+// KeyInfo describes one loaded key.
+type KeyInfo struct {
+	ID string `cbor:"1,keyasint"`
+	// Algorithm is "ed25519", "ecdsa-p256" or "ecdsa-secp256k1".
+	Algorithm string `cbor:"2,keyasint"`
+	// PublicKeyPEM is the PEM SubjectPublicKeyInfo.
+	PublicKeyPEM string `cbor:"3,keyasint"`
+	// EthereumAddress is "0x" + 40 hex in EIP-55 case; secp256k1 only.
+	EthereumAddress string `cbor:"4,keyasint,omitempty"`
+}
+
+// SignRequest asks key KeyID to sign Data, a message or (IsDigest) a digest.
+type SignRequest struct {
+	KeyID string `cbor:"1,keyasint"`
+	// Data is the message, or the digest when IsDigest is set. An empty
+	// message is valid.
+	Data []byte `cbor:"2,keyasint"`
+	// IsDigest says Data is a precomputed digest (32 bytes for the ECDSA
+	// algorithms; refused for ed25519).
+	IsDigest bool `cbor:"3,keyasint,omitempty"`
+}
+
+// SignResponse answers SignRequest.
+type SignResponse struct {
+	KeyID     string `cbor:"1,keyasint"`
+	Algorithm string `cbor:"2,keyasint"`
+	// Signature is 64 bytes for ed25519, ASN.1 DER for ECDSA.
+	Signature []byte `cbor:"3,keyasint"`
+	// RecoveryID (0 or 1) is set for ecdsa-secp256k1 only.
+	RecoveryID *uint8 `cbor:"4,keyasint,omitempty"`
+	// SignatureRSV is r‖s‖v (65 bytes, v = RecoveryID), secp256k1 only.
+	SignatureRSV []byte `cbor:"5,keyasint,omitempty"`
+}
+
+// AttestRequest asks for a fresh attestation document.
+type AttestRequest struct {
+	Nonce    []byte `cbor:"1,keyasint,omitempty"`
+	UserData []byte `cbor:"2,keyasint,omitempty"`
+}
+
+// AttestResponse carries the attestation document (raw COSE_Sign1 bytes).
+type AttestResponse struct {
+	Document []byte `cbor:"1,keyasint"`
+}
+
+func (*Error) MessageType() Type            { return TypeError }
+func (*Hello) MessageType() Type            { return TypeHello }
+func (*HelloAck) MessageType() Type         { return TypeHelloAck }
+func (*StatusRequest) MessageType() Type    { return TypeStatusRequest }
+func (*Status) MessageType() Type           { return TypeStatus }
+func (*ProvisionRequest) MessageType() Type { return TypeProvisionRequest }
+func (*ListKeysRequest) MessageType() Type  { return TypeListKeysRequest }
+func (*KeyList) MessageType() Type          { return TypeKeyList }
+func (*SignRequest) MessageType() Type      { return TypeSignRequest }
+func (*SignResponse) MessageType() Type     { return TypeSignResponse }
+func (*AttestRequest) MessageType() Type    { return TypeAttestRequest }
+func (*AttestResponse) MessageType() Type   { return TypeAttestResponse }

@@ -1,0 +1,506 @@
+package wire
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"runtime/debug"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Handler serves requests. ServeWire gets a decoded request (a
+// *StatusRequest, *ProvisionRequest, *ListKeysRequest, *SignRequest or
+// *AttestRequest) and returns its response, or an error.
+//
+// An error that is (or wraps) an *Error is sent as that error frame; any
+// other error is logged and sent as CodeInternal with a generic message, so
+// map errors to codes before returning them. ServeWire is called
+// concurrently, from several connections and several times per connection.
+// ctx is cancelled when the connection is torn down.
+type Handler interface {
+	ServeWire(ctx context.Context, req Message) (Message, error)
+}
+
+// HandlerFunc adapts a function to Handler.
+type HandlerFunc func(ctx context.Context, req Message) (Message, error)
+
+// ServeWire calls f(ctx, req).
+func (f HandlerFunc) ServeWire(ctx context.Context, req Message) (Message, error) {
+	return f(ctx, req)
+}
+
+// ErrServerClosed is returned by Serve and ServeConn after Shutdown or Close.
+var ErrServerClosed = errors.New("wire: server closed")
+
+// Defaults for the Server's zero fields.
+const (
+	DefaultMaxInFlight      = 64
+	DefaultHandshakeTimeout = 10 * time.Second
+)
+
+// Server serves the wire protocol on any number of listeners and
+// connections. Set its fields before the first Serve; don't change them
+// after.
+//
+// Per connection, one goroutine reads and decodes frames, a pool of at most
+// MaxInFlight workers (started on demand) runs the Handler, and one writer
+// goroutine batches the responses into as few writes as possible.
+// Responses go out as they are ready, not in request order.
+type Server struct {
+	// Handler serves the requests. Required.
+	Handler Handler
+	// Log receives connection-level events and unmapped handler errors.
+	// nil discards them.
+	Log *slog.Logger
+	// MaxInFlight bounds the requests a connection runs at once; further
+	// frames wait unread. 0 means DefaultMaxInFlight.
+	MaxInFlight int
+	// HandshakeTimeout bounds the wait for a connection's Hello. 0 means
+	// DefaultHandshakeTimeout.
+	HandshakeTimeout time.Duration
+	// Software names the server's build in HelloAck. Optional.
+	Software string
+
+	shutting  atomic.Bool
+	mu        sync.Mutex
+	listeners map[net.Listener]struct{}
+	conns     map[*serverConn]struct{}
+	connWG    sync.WaitGroup // goroutines Serve started, one per connection
+}
+
+type job struct {
+	id  uint64
+	req Message
+}
+
+type serverConn struct {
+	s      *Server
+	nc     net.Conn
+	log    *slog.Logger
+	ctx    context.Context
+	cancel context.CancelFunc
+	done   chan struct{} // closed when the connection is fully torn down
+
+	jobs       chan job
+	workers    int          // only the reader touches it
+	busy       atomic.Int32 // requests dispatched and not yet answered
+	wg         sync.WaitGroup
+	out        chan *bytes.Buffer
+	writerDone chan struct{}
+}
+
+func (s *Server) logger() *slog.Logger {
+	if s.Log == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return s.Log
+}
+
+func (s *Server) maxInFlight() int {
+	if s.MaxInFlight > 0 {
+		return s.MaxInFlight
+	}
+	return DefaultMaxInFlight
+}
+
+// Serve accepts connections on ln and serves each in its own goroutines. It
+// returns ErrServerClosed after Shutdown or Close, else the error that
+// stopped Accept. ln is closed when Serve returns.
+func (s *Server) Serve(ln net.Listener) error {
+	if s.Handler == nil {
+		return errors.New("wire: Server.Handler is nil")
+	}
+	s.mu.Lock()
+	if s.shutting.Load() {
+		s.mu.Unlock()
+		ln.Close()
+		return ErrServerClosed
+	}
+	if s.listeners == nil {
+		s.listeners = make(map[net.Listener]struct{})
+	}
+	s.listeners[ln] = struct{}{}
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.listeners, ln)
+		s.mu.Unlock()
+		ln.Close()
+	}()
+
+	var delay time.Duration
+	for {
+		nc, err := ln.Accept()
+		if err != nil {
+			if s.shutting.Load() {
+				return ErrServerClosed
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+				s.logger().Warn("wire: accept failed; retrying", "err", err, "delay", delay)
+				time.Sleep(delay)
+				continue
+			}
+			return fmt.Errorf("wire: accept: %w", err)
+		}
+		delay = 0
+		s.connWG.Add(1)
+		go func() {
+			defer s.connWG.Done()
+			if err := s.ServeConn(nc); err != nil && !errors.Is(err, ErrServerClosed) {
+				s.logger().Debug("wire: connection ended", "remote", addrString(nc.RemoteAddr()), "err", err)
+			}
+		}()
+	}
+}
+
+// ServeConn serves one connection until it ends, then closes it. It
+// returns nil when the peer hung up or the server shut down gracefully,
+// else what ended the connection (a failed handshake, a malformed frame, a
+// read or write error).
+func (s *Server) ServeConn(nc net.Conn) error {
+	if s.Handler == nil {
+		nc.Close()
+		return errors.New("wire: Server.Handler is nil")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	n := s.maxInFlight()
+	sc := &serverConn{
+		s:          s,
+		nc:         nc,
+		log:        s.logger().With("remote", addrString(nc.RemoteAddr())),
+		ctx:        ctx,
+		cancel:     cancel,
+		done:       make(chan struct{}),
+		jobs:       make(chan job),
+		out:        make(chan *bytes.Buffer, n+1),
+		writerDone: make(chan struct{}),
+	}
+	defer close(sc.done)
+	defer cancel()
+	defer nc.Close()
+	if !s.track(sc, true) {
+		return ErrServerClosed
+	}
+	defer s.track(sc, false)
+
+	br := bufio.NewReaderSize(nc, readBufSize)
+	if err := sc.handshake(br); err != nil {
+		if s.shutting.Load() {
+			return ErrServerClosed
+		}
+		level := slog.LevelWarn
+		if errors.Is(err, io.EOF) {
+			level = slog.LevelDebug // connected and left, e.g. a probe
+		}
+		sc.log.Log(context.Background(), level, "wire: handshake failed", "err", err)
+		return err
+	}
+
+	var werr error
+	go func() {
+		werr = writeLoop(nc, sc.out, nil, func() bool { return sc.busy.Load() > 0 })
+		if werr != nil {
+			// Nobody will read what we write: stop reading and running too.
+			cancel()
+			nc.Close()
+		}
+		close(sc.writerDone)
+	}()
+
+	err := sc.readLoop(br)
+	if err != nil {
+		// Lost framing, or lost the peer: in-flight answers have nowhere
+		// useful to go, so cancel them.
+		cancel()
+	}
+	close(sc.jobs)
+	sc.wg.Wait()
+	close(sc.out)
+	<-sc.writerDone
+	if err == nil && werr != nil {
+		err = fmt.Errorf("wire: write: %w", werr)
+	}
+	return err
+}
+
+func addrString(a net.Addr) string {
+	if a == nil {
+		return ""
+	}
+	return a.String()
+}
+
+// track adds or removes sc from the live connections. Adding fails once the
+// server is shutting down.
+func (s *Server) track(sc *serverConn, add bool) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !add {
+		delete(s.conns, sc)
+		return true
+	}
+	if s.shutting.Load() {
+		return false
+	}
+	if s.conns == nil {
+		s.conns = make(map[*serverConn]struct{})
+	}
+	s.conns[sc] = struct{}{}
+	return true
+}
+
+// handshake reads the client's Hello and answers HelloAck, or an Error
+// frame and an error if the Hello is missing or offers no common version.
+func (sc *serverConn) handshake(br *bufio.Reader) error {
+	timeout := sc.s.HandshakeTimeout
+	if timeout <= 0 {
+		timeout = DefaultHandshakeTimeout
+	}
+	deadline := time.Now().Add(timeout)
+	sc.nc.SetDeadline(deadline)
+	body, err := ReadFrame(br, nil)
+	if err != nil {
+		var we *Error
+		if errors.As(err, &we) {
+			sc.writeDirect(0, we)
+		}
+		return fmt.Errorf("wire: read hello: %w", err)
+	}
+	id, m, err := Unmarshal(body)
+	if err != nil {
+		we := err.(*Error)
+		if we.Code == CodeUnsupported {
+			we = malformed("first frame must be hello (type %d), got an unknown type", TypeHello)
+		}
+		sc.writeDirect(id, we)
+		return fmt.Errorf("wire: read hello: %w", we)
+	}
+	hello, ok := m.(*Hello)
+	if !ok {
+		we := malformed("first frame must be hello (type %d), got %s", TypeHello, m.MessageType())
+		sc.writeDirect(id, we)
+		return we
+	}
+	var chosen uint16
+	for _, v := range hello.Versions {
+		if slices.Contains(supportedVersions, v) && v > chosen {
+			chosen = v
+		}
+	}
+	if chosen == 0 {
+		we := &Error{Code: CodeVersionMismatch, Message: fmt.Sprintf("client offers versions %v, server speaks %v", hello.Versions, supportedVersions)}
+		sc.writeDirect(id, we)
+		return we
+	}
+	if err := sc.writeDirect(id, &HelloAck{Version: chosen, Software: sc.s.Software}); err != nil {
+		return fmt.Errorf("wire: write hello_ack: %w", err)
+	}
+	// Clear the deadline, then look at shutting: Shutdown sets the flag
+	// before it sets a read deadline, so either we see the flag or our
+	// clearing came first and Shutdown's deadline stands.
+	sc.nc.SetDeadline(time.Time{})
+	if sc.s.shutting.Load() {
+		return ErrServerClosed
+	}
+	sc.log.Debug("wire: connection open", "version", chosen, "client", hello.Software)
+	return nil
+}
+
+// writeDirect writes one frame straight to the connection (before the
+// writer goroutine runs).
+func (sc *serverConn) writeDirect(id uint64, m Message) error {
+	buf := getBuf()
+	defer putBuf(buf)
+	if err := appendFrame(buf, id, m); err != nil {
+		return err
+	}
+	_, err := sc.nc.Write(buf.Bytes())
+	return err
+}
+
+// readLoop reads and dispatches frames until the peer hangs up (nil),
+// Shutdown stops it (nil), or framing is lost or the read fails (error).
+func (sc *serverConn) readLoop(br *bufio.Reader) error {
+	var buf []byte
+	for {
+		body, err := ReadFrame(br, buf)
+		if err != nil {
+			var we *Error
+			switch {
+			case errors.As(err, &we):
+				sc.log.Warn("wire: refused frame; closing connection", "code", we.Code.String(), "err", we.Message)
+				sc.send(0, we)
+				return we
+			case errors.Is(err, io.EOF):
+				return nil
+			case sc.s.shutting.Load() && errors.Is(err, os.ErrDeadlineExceeded):
+				return nil
+			}
+			return fmt.Errorf("wire: read: %w", err)
+		}
+		if cap(body) <= maxKeptReadBuf {
+			buf = body[:0]
+		} else {
+			buf = nil
+		}
+		id, req, err := Unmarshal(body)
+		if err != nil {
+			we := err.(*Error)
+			sc.send(id, we)
+			if we.Code == CodeUnsupported {
+				continue
+			}
+			sc.log.Warn("wire: malformed frame; closing connection", "err", we.Message)
+			return we
+		}
+		if t := req.MessageType(); !t.IsRequest() {
+			sc.send(id, &Error{Code: CodeUnsupported, Message: fmt.Sprintf("%s (type %d) is not a request", t, uint16(t))})
+			continue
+		}
+		if !sc.dispatch(job{id: id, req: req}) {
+			return sc.ctx.Err()
+		}
+	}
+}
+
+// dispatch hands j to an idle worker, or starts a worker if fewer than
+// MaxInFlight run, or waits for one to be free.
+func (sc *serverConn) dispatch(j job) bool {
+	sc.busy.Add(1)
+	select {
+	case sc.jobs <- j:
+		return true
+	default:
+	}
+	if sc.workers < sc.s.maxInFlight() {
+		sc.workers++
+		sc.wg.Add(1)
+		go sc.worker(j)
+		return true
+	}
+	select {
+	case sc.jobs <- j:
+		return true
+	case <-sc.ctx.Done():
+		sc.busy.Add(-1)
+		return false
+	}
+}
+
+func (sc *serverConn) worker(j job) {
+	defer sc.wg.Done()
+	sc.handle(j)
+	for j := range sc.jobs {
+		sc.handle(j)
+	}
+}
+
+func (sc *serverConn) handle(j job) {
+	resp, err := sc.call(j.req)
+	if sc.ctx.Err() != nil {
+		// The connection is being torn down; nobody waits for this.
+		sc.busy.Add(-1)
+		return
+	}
+	if err == nil && resp == nil {
+		err = fmt.Errorf("handler returned neither a response nor an error for %s", j.req.MessageType())
+	}
+	if err != nil {
+		resp = sc.errorFrame(j.req, err)
+	}
+	sc.busy.Add(-1)
+	sc.send(j.id, resp)
+}
+
+func (sc *serverConn) call(req Message) (resp Message, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			resp, err = nil, fmt.Errorf("handler panic: %v\n%s", p, debug.Stack())
+		}
+	}()
+	return sc.s.Handler.ServeWire(sc.ctx, req)
+}
+
+// errorFrame turns a handler error into the frame sent for it.
+func (sc *serverConn) errorFrame(req Message, err error) *Error {
+	var we *Error
+	if errors.As(err, &we) {
+		return we
+	}
+	sc.log.Error("wire: request failed", "type", req.MessageType().String(), "err", err)
+	return &Error{Code: CodeInternal, Message: "internal error; see the enclave log"}
+}
+
+// send encodes m and queues it for the writer. A message that cannot be
+// encoded (e.g. larger than MaxFrameSize) is replaced by CodeInternal: not
+// CodeFrameTooLarge, which would tell the client that framing is lost.
+func (sc *serverConn) send(id uint64, m Message) {
+	buf := getBuf()
+	if err := appendFrame(buf, id, m); err != nil {
+		sc.log.Error("wire: cannot encode response", "type", m.MessageType().String(), "err", err)
+		buf.Reset()
+		if err := appendFrame(buf, id, &Error{Code: CodeInternal, Message: "response could not be encoded: " + err.Error()}); err != nil {
+			putBuf(buf)
+			return
+		}
+	}
+	select {
+	case sc.out <- buf:
+	case <-sc.writerDone:
+		putBuf(buf)
+	}
+}
+
+// Shutdown stops the server gracefully: it closes the listeners, stops
+// reading new requests on every connection, lets the requests in flight
+// finish and their answers go out, then closes the connections. If ctx ends
+// first, it closes everything at once (as Close) and returns ctx.Err().
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	s.shutting.Store(true)
+	for ln := range s.listeners {
+		ln.Close()
+	}
+	var dones []chan struct{}
+	for sc := range s.conns {
+		sc.nc.SetReadDeadline(time.Unix(1, 0))
+		dones = append(dones, sc.done)
+	}
+	s.mu.Unlock()
+	for _, d := range dones {
+		select {
+		case <-d:
+		case <-ctx.Done():
+			s.Close()
+			return ctx.Err()
+		}
+	}
+	return nil
+}
+
+// Close stops the server at once: it closes the listeners and every
+// connection, and cancels the contexts of requests in flight.
+func (s *Server) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.shutting.Store(true)
+	for ln := range s.listeners {
+		ln.Close()
+	}
+	for sc := range s.conns {
+		sc.nc.Close()
+		sc.cancel()
+	}
+	return nil
+}
