@@ -47,6 +47,7 @@ var commands = map[string]command{
 	"attestation":  {"verify or simulate Nitro attestation documents", runAttestation},
 	"kms-emulator": {"serve the KMS emulator (plain HTTP, SigV4, key policies) for tests and aws --endpoint-url", runKMSEmulator},
 	"pcr":          {"compute PCR3 from a role ARN or PCR4 from an instance id", runPCR},
+	"tls-front":    {"TLS for kms.<region>.amazonaws.com in front of the KMS emulator (signer dev)", runTLSFront},
 	"policy":       {"render or check the key policy that lets only the attested enclave decrypt", runPolicy},
 }
 

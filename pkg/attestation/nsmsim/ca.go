@@ -4,6 +4,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
@@ -228,4 +229,38 @@ func randomBytes(n int) []byte {
 	b := make([]byte, n)
 	rand.Read(b)
 	return b
+}
+
+// IssueTLSCertificate issues a TLS server certificate for dnsNames under the
+// development root, valid from now for 30 days. signer dev uses it for the
+// KMS emulator's TLS front (kms.<region>.amazonaws.com), so that signerd
+// reaches the emulator through its production TLS path with the root as
+// its one extra trusted CA (--kms-ca).
+func (ca *CA) IssueTLSCertificate(dnsNames []string, now time.Time) (tls.Certificate, error) {
+	if len(dnsNames) == 0 {
+		return tls.Certificate{}, errors.New("issue TLS certificate: no DNS names")
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          randomSerial(),
+		Subject:               pkix.Name{CommonName: dnsNames[0]},
+		DNSNames:              dnsNames,
+		NotBefore:             now.Add(-time.Hour),
+		NotAfter:              now.Add(30 * 24 * time.Hour),
+		BasicConstraintsValid: true,
+		KeyUsage:              x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.root, &key.PublicKey, ca.rootKey)
+	if err != nil {
+		return tls.Certificate{}, fmt.Errorf("issue TLS certificate for %v: %w", dnsNames, err)
+	}
+	leaf, err := x509.ParseCertificate(der)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}, nil
 }

@@ -277,3 +277,17 @@ func TestLeafRenewal(t *testing.T) {
 		t.Fatalf("document two days later: %v", err)
 	}
 }
+
+func TestIssueTLSCertificate(t *testing.T) {
+	ca, _ := nsmsim.NewCA(time.Now())
+	cert, err := ca.IssueTLSCertificate([]string{"kms.us-east-1.amazonaws.com"}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cert.Leaf.Verify(x509.VerifyOptions{Roots: ca.Roots(), DNSName: "kms.us-east-1.amazonaws.com"}); err != nil {
+		t.Fatalf("TLS certificate does not verify under the dev root: %v", err)
+	}
+	if _, err := cert.Leaf.Verify(x509.VerifyOptions{Roots: ca.Roots(), DNSName: "kms.eu-west-1.amazonaws.com"}); err == nil {
+		t.Fatal("TLS certificate verifies for another name")
+	}
+}
