@@ -186,30 +186,13 @@ func readInput(e *env, path string) ([]byte, error) {
 }
 
 func loadRoots(path string) (*x509.CertPool, error) {
-	b, err := os.ReadFile(path)
+	certs, err := readPEMCertificates(path)
 	if err != nil {
 		return nil, err
 	}
 	pool := x509.NewCertPool()
-	n := 0
-	for {
-		var block *pem.Block
-		block, b = pem.Decode(b)
-		if block == nil {
-			break
-		}
-		if block.Type != "CERTIFICATE" {
-			continue
-		}
-		c, err := x509.ParseCertificate(block.Bytes)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", path, err)
-		}
+	for _, c := range certs {
 		pool.AddCert(c)
-		n++
-	}
-	if n == 0 {
-		return nil, fmt.Errorf("%s: no PEM CERTIFICATE block found", path)
 	}
 	return pool, nil
 }
