@@ -17,6 +17,7 @@ func runPolicy(e *env) error {
 	return subcommand(e, "policy", map[string]func(*env) error{
 		"render": runPolicyRender,
 		"check":  runPolicyCheck,
+		"update": runPolicyUpdate,
 	})
 }
 

@@ -192,7 +192,7 @@ func TestPolicyCheck(t *testing.T) {
 		{"missing file", []string{"policy", "check", "nope.json"}, "", 1, nil, "nope.json: no such file"},
 		{"no file", []string{"policy", "check"}, "", 2, nil, "want exactly one policy FILE"},
 		{"two files", []string{"policy", "check", debugFile, defaultFile}, "", 2, nil, "got 2 arguments"},
-		{"unknown subcommand", []string{"policy", "update"}, "", 2, nil, `unknown subcommand "update": want one of check, render`},
+		{"unknown subcommand", []string{"policy", "nope"}, "", 2, nil, `unknown subcommand "nope": want one of check, render, update`},
 		{"no subcommand", []string{"policy"}, "", 2, nil, "want a subcommand: check, render"},
 	}
 	for _, tt := range tests {

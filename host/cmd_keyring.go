@@ -1,0 +1,167 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"strings"
+
+	"filippo.io/age"
+
+	"github.com/enclave-signer/enclave-signer/pkg/keyring"
+)
+
+func runKeyring(e *env) error {
+	return subcommand(e, "keyring", map[string]func(*env) error{
+		"new": runKeyringNew,
+	})
+}
+
+// runKeyringNew is `signer keyring new --recipient age1… [--recipient-file
+// FILE]... --key ID:ALGORITHM... --out FILE [--armor] [--force]`: new keys
+// generated in memory, written as a keyring encrypted with age to the
+// recipients; stdout gets only the public keys, as GET /v1/keys shows them.
+func runKeyringNew(e *env) error {
+	fs := newFlagSet(e, "keyring new")
+	var recipients, recipientFiles, keySpecs multiFlag
+	fs.Var(&recipients, "recipient", "encrypt to this age X25519 `RECIPIENT` (age1…, as signer seal prints it); repeatable")
+	fs.Var(&recipientFiles, "recipient-file", "encrypt to each recipient in `FILE` (one per line, # comments); repeatable")
+	fs.Var(&keySpecs, "key", "generate a key `ID:ALGORITHM` (algorithm ed25519, ecdsa-p256 or ecdsa-secp256k1); repeatable")
+	out := fs.String("out", "", "write the age-encrypted keyring to `FILE` (required)")
+	armored := fs.Bool("armor", false, "write an ASCII-armored age file (-----BEGIN AGE ENCRYPTED FILE-----) instead of binary")
+	force := fs.Bool("force", false, "replace an existing --out file")
+	pos, err := parseFlags(fs, e.args)
+	if err != nil {
+		return err
+	}
+	if len(pos) > 0 {
+		return usageErrorf("keyring new: unexpected argument %q: give keys as --key ID:ALGORITHM", pos[0])
+	}
+	if *out == "" {
+		return usageErrorf("keyring new: --out FILE is required: where to write the encrypted keyring")
+	}
+	if len(keySpecs) == 0 {
+		return usageErrorf("keyring new: want at least one --key ID:ALGORITHM (algorithm ed25519, ecdsa-p256 or ecdsa-secp256k1)")
+	}
+	specs := make([]keyring.KeySpec, 0, len(keySpecs))
+	seen := map[string]bool{}
+	for _, s := range keySpecs {
+		id, alg, ok := strings.Cut(s, ":")
+		if !ok {
+			return usageErrorf("keyring new: --key %q: want ID:ALGORITHM, e.g. payments:ecdsa-secp256k1", s)
+		}
+		if err := keyring.CheckID(id); err != nil {
+			return usageErrorf("keyring new: --key %q: id: %v", s, err)
+		}
+		a, err := keyring.ParseAlgorithm(alg)
+		if err != nil {
+			return usageErrorf("keyring new: --key %q: %v", s, err)
+		}
+		if seen[id] {
+			return usageErrorf("keyring new: --key: id %q given twice: key ids must be unique (across every keyring loaded together)", id)
+		}
+		seen[id] = true
+		specs = append(specs, keyring.KeySpec{ID: id, Algorithm: a})
+	}
+	var rcpts []age.Recipient
+	var rcptNames []string
+	for i, r := range recipients {
+		x, err := parseRecipient(r)
+		if err != nil {
+			return usageErrorf("keyring new: --recipient %d: %v", i+1, err)
+		}
+		rcpts, rcptNames = append(rcpts, x), append(rcptNames, x.String())
+	}
+	for _, f := range recipientFiles {
+		b, err := readLimited(e, f, 64<<10)
+		if err != nil {
+			return fmt.Errorf("keyring new: --recipient-file: %w", err)
+		}
+		xs, err := parseRecipientFile(b)
+		clear(b) // in case someone pointed it at an identity file
+		if err != nil {
+			return usageErrorf("keyring new: --recipient-file %s: %v", f, err)
+		}
+		for _, x := range xs {
+			rcpts, rcptNames = append(rcpts, x), append(rcptNames, x.String())
+		}
+	}
+	if len(rcpts) == 0 {
+		return usageErrorf("keyring new: want --recipient age1… or --recipient-file FILE: the sealed identity's recipient, as signer seal prints it")
+	}
+	if !*force {
+		if err := refuseExisting(*out); err != nil {
+			return fmt.Errorf("keyring new: %w", err)
+		}
+	}
+
+	ct, infos, err := keyring.GenerateKeyring(keyring.GenerateOptions{Keys: specs, Recipients: rcpts, Armor: *armored})
+	if err != nil {
+		return fmt.Errorf("keyring new: %w", err)
+	}
+	if err := writeCiphertextFile(*out, ct, *force); err != nil {
+		return fmt.Errorf("keyring new: %w", err)
+	}
+	doc, err := json.MarshalIndent(struct {
+		Keys []keyring.KeyInfo `json:"keys"`
+	}{infos}, "", "  ")
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stdout, "%s\n", doc)
+	fmt.Fprintf(e.stderr, "signer: wrote %d new keys to %s, encrypted to %s\n", len(infos), *out, strings.Join(rcptNames, ", "))
+	fmt.Fprintf(e.stderr, "signer: the private keys exist only inside %s: back it up; the public keys are above\n", *out)
+	return nil
+}
+
+// parseRecipient reads one age X25519 recipient. Post-quantum recipients
+// (age1pq1…) are refused: the identities signer seal makes are X25519, and
+// Debian's age 1.1 can't use them. A secret key given by mistake is never
+// quoted.
+func parseRecipient(s string) (*age.X25519Recipient, error) {
+	s = strings.TrimSpace(s)
+	switch {
+	case strings.HasPrefix(strings.ToUpper(s), "AGE-SECRET-KEY-"):
+		return nil, fmt.Errorf("this is an age identity (a secret key), want its recipient (age1…, the public key); do not pass secret keys on the command line")
+	case strings.HasPrefix(s, "age1pq1"):
+		return nil, fmt.Errorf("post-quantum recipients (age1pq1…) are not supported, want an X25519 recipient (age1…) such as signer seal prints")
+	case !strings.HasPrefix(s, "age1"):
+		return nil, fmt.Errorf("%q is not an age recipient, want age1… (as signer seal prints it)", s)
+	}
+	x, err := age.ParseX25519Recipient(s)
+	if err != nil {
+		return nil, fmt.Errorf("%q: malformed age X25519 recipient (bad bech32 encoding or checksum)", s)
+	}
+	return x, nil
+}
+
+// parseRecipientFile reads recipients one per line, skipping blank lines
+// and # comments, as age -R does.
+func parseRecipientFile(b []byte) ([]*age.X25519Recipient, error) {
+	var xs []*age.X25519Recipient
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	n := 0
+	for sc.Scan() {
+		n++
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		x, err := parseRecipient(line)
+		if err != nil {
+			if strings.HasPrefix(strings.ToUpper(line), "AGE-SECRET-KEY-") {
+				return nil, fmt.Errorf("line %d: this is an age identity (a secret key), want recipients (age1…) only", n)
+			}
+			return nil, fmt.Errorf("line %d: %v", n, err)
+		}
+		xs = append(xs, x)
+	}
+	if err := sc.Err(); err != nil {
+		return nil, err
+	}
+	if len(xs) == 0 {
+		return nil, fmt.Errorf("no recipients found, want lines of age1…")
+	}
+	return xs, nil
+}

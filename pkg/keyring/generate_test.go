@@ -1,0 +1,195 @@
+package keyring_test
+
+import (
+	"bytes"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+
+	"filippo.io/age"
+
+	"github.com/enclave-signer/enclave-signer/pkg/keyring"
+	"github.com/enclave-signer/enclave-signer/pkg/keyring/keyringtest"
+)
+
+// generatedJSON wraps generated PEMs into keyring plaintext, one key each.
+func generatedJSON(alg keyring.Algorithm, pems ...[]byte) []byte {
+	var fs []fixture
+	for i, p := range pems {
+		fs = append(fs, fixture{id: fmt.Sprintf("k%d", i), alg: alg, pem: string(p)})
+	}
+	return keyringJSON(fs...)
+}
+
+func TestGenerateParsesAndSigns(t *testing.T) {
+	for _, alg := range keyring.Algorithms() {
+		t.Run(string(alg), func(t *testing.T) {
+			const n = 4
+			var pems [][]byte
+			for range n {
+				p, err := keyring.Generate(alg)
+				if err != nil {
+					t.Fatalf("Generate(%s): %v", alg, err)
+				}
+				// Byte for byte what encoding/pem writes for the same DER,
+				// and PKCS#8 as openssl genpkey writes it.
+				b, rest := pem.Decode(p)
+				if b == nil || len(rest) != 0 || b.Type != "PRIVATE KEY" || len(b.Headers) != 0 {
+					t.Fatalf("Generate(%s) is not one PEM PRIVATE KEY block without headers (%d trailing bytes)", alg, len(rest))
+				}
+				if want := pem.EncodeToMemory(b); !bytes.Equal(p, want) {
+					t.Fatalf("Generate(%s) PEM layout differs from encoding/pem's for the same DER (%d vs %d bytes)", alg, len(p), len(want))
+				}
+				pems = append(pems, p)
+			}
+			kr, err := keyring.ParseKeyring("generated", generatedJSON(alg, pems...))
+			if err != nil {
+				t.Fatalf("ParseKeyring of generated %s keys: %v", alg, err)
+			}
+			defer kr.Destroy()
+			seen := map[string]bool{}
+			for _, k := range kr.Keys() {
+				if k.Algorithm() != alg {
+					t.Errorf("key %s: algorithm %s, want %s", k.ID(), k.Algorithm(), alg)
+				}
+				if seen[k.PublicKeyPEM()] {
+					t.Errorf("key %s: public key repeats an earlier generated key", k.ID())
+				}
+				seen[k.PublicKeyPEM()] = true
+				if (alg == keyring.ECDSASecp256k1) != (k.EthereumAddress() != "") {
+					t.Errorf("key %s: ethereum address %q for %s", k.ID(), k.EthereumAddress(), alg)
+				}
+				keyringtest.TestSigner(t, k)
+			}
+		})
+	}
+}
+
+// TestGenerateOpenSSL has openssl read every generated key from stdin (the
+// keys never touch disk) and derive the same public key.
+func TestGenerateOpenSSL(t *testing.T) {
+	needTool(t, "openssl", "openssl")
+	for _, alg := range keyring.Algorithms() {
+		t.Run(string(alg), func(t *testing.T) {
+			p, err := keyring.Generate(alg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer clear(p)
+			pub := run(t, p, "openssl", "pkey", "-pubout")
+			text := run(t, p, "openssl", "pkey", "-noout", "-text")
+			wantText := map[keyring.Algorithm]string{
+				keyring.Ed25519:        "ED25519 Private-Key",
+				keyring.ECDSAP256:      "NIST CURVE: P-256",
+				keyring.ECDSASecp256k1: "ASN1 OID: secp256k1",
+			}[alg]
+			if !bytes.Contains(text, []byte(wantText)) {
+				t.Errorf("openssl pkey -text does not name %q for %s", wantText, alg)
+			}
+			kr, err := keyring.ParseKeyring("generated", generatedJSON(alg, p))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer kr.Destroy()
+			if got := kr.Keys()[0].PublicKeyPEM(); got != string(pub) {
+				t.Errorf("public key of generated %s key:\n keyring %q\n openssl %q", alg, got, pub)
+			}
+		})
+	}
+}
+
+func TestGenerateUnknownAlgorithm(t *testing.T) {
+	for _, a := range []keyring.Algorithm{"", "rsa", "ECDSA-P256", "secp256k1"} {
+		p, err := keyring.Generate(a)
+		if err == nil || p != nil || !strings.Contains(err.Error(), "want one of ed25519, ecdsa-p256, ecdsa-secp256k1") {
+			t.Errorf("Generate(%q) = %d bytes, %v\n want an error listing the algorithms", a, len(p), err)
+		}
+	}
+	if a, err := keyring.ParseAlgorithm("ecdsa-secp256k1"); err != nil || a != keyring.ECDSASecp256k1 {
+		t.Errorf("ParseAlgorithm(ecdsa-secp256k1) = %q, %v", a, err)
+	}
+}
+
+func TestCheckID(t *testing.T) {
+	for _, tc := range []struct {
+		id string
+		ok bool
+	}{
+		{"payments", true}, {"a.b-c_D9", true}, {strings.Repeat("x", 64), true},
+		{"", false}, {strings.Repeat("x", 65), false}, {"has space", false}, {"a/b", false}, {"é", false},
+	} {
+		if err := keyring.CheckID(tc.id); (err == nil) != tc.ok {
+			t.Errorf("CheckID(%q) = %v, want ok=%v", tc.id, err, tc.ok)
+		}
+	}
+}
+
+func TestGenerateKeyring(t *testing.T) {
+	_, id, rcpt := newIdentity(t)
+	_, other, _ := newIdentity(t)
+	specs := []keyring.KeySpec{
+		{ID: "edge", Algorithm: keyring.Ed25519},
+		{ID: "web.p256", Algorithm: keyring.ECDSAP256},
+		{ID: "payments", Algorithm: keyring.ECDSASecp256k1},
+	}
+	for _, armored := range []bool{false, true} {
+		t.Run(fmt.Sprintf("armor=%v", armored), func(t *testing.T) {
+			ct, infos, err := keyring.GenerateKeyring(keyring.GenerateOptions{Keys: specs, Recipients: []age.Recipient{rcpt}, Armor: armored})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := bytes.HasPrefix(ct, []byte("-----BEGIN AGE ENCRYPTED FILE-----\n")); got != armored {
+				t.Errorf("armored header present = %v, want %v", got, armored)
+			}
+			if !armored && !bytes.HasPrefix(ct, []byte("age-encryption.org/v1\n")) {
+				t.Errorf("binary age file does not start with the age header: %q", ct[:min(len(ct), 24)])
+			}
+			if len(infos) != len(specs) {
+				t.Fatalf("%d key infos, want %d", len(infos), len(specs))
+			}
+			set, err := keyring.Load(id, keyring.File{Name: "keyring.age", Ciphertext: ct})
+			if err != nil {
+				t.Fatalf("Load: %v", err)
+			}
+			defer set.Destroy()
+			for i, s := range specs {
+				k, err := set.Key(s.ID)
+				if err != nil {
+					t.Fatalf("key %s: %v", s.ID, err)
+				}
+				if infos[i].ID != s.ID || infos[i].Algorithm != s.Algorithm || infos[i].PublicKeyPEM != k.PublicKeyPEM() || infos[i].EthereumAddress != k.EthereumAddress() {
+					t.Errorf("info %d:\n got  %+v\n want the loaded key's %+v", i, infos[i], k.Info())
+				}
+				keyringtest.TestSigner(t, k)
+			}
+			if _, err := keyring.Load(other, keyring.File{Name: "keyring.age", Ciphertext: ct}); !errors.Is(err, age.ErrIncorrectIdentity) && !strings.Contains(fmt.Sprint(err), "no identity matched") {
+				t.Errorf("Load with another identity: %v, want no identity matched", err)
+			}
+		})
+	}
+}
+
+func TestGenerateKeyringErrors(t *testing.T) {
+	_, _, r := newIdentity(t)
+	rcpt := []age.Recipient{r}
+	for _, tc := range []struct {
+		name string
+		o    keyring.GenerateOptions
+		want string
+	}{
+		{"no keys", keyring.GenerateOptions{Recipients: rcpt}, "no keys requested"},
+		{"no recipients", keyring.GenerateOptions{Keys: []keyring.KeySpec{{"a", keyring.Ed25519}}}, "no recipients"},
+		{"duplicate", keyring.GenerateOptions{Recipients: rcpt, Keys: []keyring.KeySpec{{"a", keyring.Ed25519}, {"a", keyring.ECDSAP256}}}, `key id "a" requested twice`},
+		{"bad id", keyring.GenerateOptions{Recipients: rcpt, Keys: []keyring.KeySpec{{"a b", keyring.Ed25519}}}, "key 0: id: invalid character at position 1"},
+		{"bad algorithm", keyring.GenerateOptions{Recipients: rcpt, Keys: []keyring.KeySpec{{"a", "rsa"}}}, `unknown algorithm "rsa"`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ct, infos, err := keyring.GenerateKeyring(tc.o)
+			if err == nil || ct != nil || infos != nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("GenerateKeyring: %d bytes, %v\n want error containing %q", len(ct), err, tc.want)
+			}
+		})
+	}
+}
