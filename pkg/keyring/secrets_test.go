@@ -103,7 +103,11 @@ func TestNoSecretsInOutput(t *testing.T) {
 		addErr(keyring.ParseKeyring("bad", bytes.Replace(raw, []byte(`"private_key_pem"`), []byte(`"`+base64.StdEncoding.EncodeToString(f.scalar)+`"`), 1)))
 	}
 	addErr(set.Key(hex.EncodeToString(fs[1].scalar)[:60]))
-	flipped := []byte(strings.Replace(string(keyFile), secretID[20:21], map[bool]string{true: "q", false: "p"}[secretID[20] == 'P'], 1))
+	// One character of the secret changed (same case), in the identity line
+	// itself: bech32's checksum catches every single substitution.
+	bad := []byte(secretID)
+	bad[20] = map[bool]byte{true: 'Q', false: 'P'}[bad[20] == 'P']
+	flipped := bytes.Replace(keyFile, []byte(secretID), bad, 1)
 	addErr(keyring.ParseIdentity(flipped))
 	addErr(keyring.ParseIdentity([]byte(strings.ToLower(secretID) + "x\n")))
 	addErr(keyring.ParseIdentity([]byte("garbage " + secretID + "\n")))
