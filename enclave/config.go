@@ -5,8 +5,12 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/url"
+	"strconv"
+	"strings"
 
+	"github.com/enclave-signer/enclave-signer/pkg/pcr"
 	"github.com/enclave-signer/enclave-signer/pkg/transport"
 )
 
@@ -31,6 +35,10 @@ type Config struct {
 	// always talks TLS to kms.<region>.amazonaws.com under compiled-in roots.
 	KMSEndpoint string
 	KMSCA       string
+	// LogFormat is "json" (--log-format, the default) or "text".
+	LogFormat string
+	// LogLevel is debug, info (the default), warn or error (--log-level).
+	LogLevel string
 }
 
 type pcrFlags []string
@@ -50,6 +58,8 @@ func parseConfig(args []string, stderr io.Writer) (Config, error) {
 	fs.BoolVar(&cfg.SimDebugMode, "sim-debug-mode", false, "simulate a debug-mode enclave (only with --attestation simulated)")
 	fs.StringVar(&cfg.KMSEndpoint, "kms-endpoint", "", "a different KMS URL (only with --attestation simulated)")
 	fs.StringVar(&cfg.KMSCA, "kms-ca", "", "PEM file of an extra TLS root for KMS (only with --attestation simulated)")
+	fs.StringVar(&cfg.LogFormat, "log-format", "json", "log lines on stderr as json or text")
+	fs.StringVar(&cfg.LogLevel, "log-level", "info", "the least severe level logged: debug, info, warn or error")
 	if err := fs.Parse(args); err != nil {
 		return Config{}, err
 	}
@@ -68,6 +78,14 @@ func parseConfig(args []string, stderr io.Writer) (Config, error) {
 
 // Validate checks the combination of settings.
 func (c Config) Validate() error {
+	switch c.LogFormat {
+	case "", "json", "text":
+	default:
+		return fmt.Errorf("--log-format: want json or text, got %q", c.LogFormat)
+	}
+	if _, err := c.logLevel(); err != nil {
+		return err
+	}
 	switch c.Attestation {
 	case "nsm":
 		var errs []error
@@ -87,7 +105,45 @@ func (c Config) Validate() error {
 				return fmt.Errorf("--kms-endpoint: want https://HOST[:PORT], got %q", c.KMSEndpoint)
 			}
 		}
-		return nil
+		_, err := c.simPCRs()
+		return err
 	}
 	return fmt.Errorf("--attestation: want nsm or simulated, got %q", c.Attestation)
+}
+
+// simPCRs parses the --sim-pcr values (N=HEX, N from 0 to 15, 96 hex
+// digits) into the simulator's PCR overrides.
+func (c Config) simPCRs() (map[int][]byte, error) {
+	m := make(map[int][]byte, len(c.SimPCRs))
+	for _, v := range c.SimPCRs {
+		idx, hexv, ok := strings.Cut(v, "=")
+		n, err := strconv.Atoi(idx)
+		if !ok || err != nil || n < 0 || n > 15 {
+			return nil, fmt.Errorf("--sim-pcr %q: want N=HEX with N from 0 to 15", v)
+		}
+		val, err := pcr.ParseHex(hexv)
+		if err != nil {
+			return nil, fmt.Errorf("--sim-pcr %q: %v", v, err)
+		}
+		if _, dup := m[n]; dup {
+			return nil, fmt.Errorf("--sim-pcr: PCR%d given twice", n)
+		}
+		m[n] = val
+	}
+	return m, nil
+}
+
+// logLevel parses LogLevel; empty means info.
+func (c Config) logLevel() (slog.Level, error) {
+	switch c.LogLevel {
+	case "debug":
+		return slog.LevelDebug, nil
+	case "", "info":
+		return slog.LevelInfo, nil
+	case "warn":
+		return slog.LevelWarn, nil
+	case "error":
+		return slog.LevelError, nil
+	}
+	return 0, fmt.Errorf("--log-level: want debug, info, warn or error, got %q", c.LogLevel)
 }

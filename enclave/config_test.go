@@ -20,6 +20,11 @@ func TestParseConfig(t *testing.T) {
 		"--kms-endpoint": {"--kms-endpoint", "https://evil.example"},
 		"--kms-ca":       {"--kms-ca", "x.pem"},
 		"--sim-pcr":      {"--sim-pcr", "0=00"},
+		"--log-format":   {"--log-format", "xml"},
+		"--log-level":    {"--log-level", "trace"},
+		"want N=HEX":     {"--attestation", "simulated", "--sim-pcr", "16=" + strings.Repeat("00", 48)},
+		"PCR value":      {"--attestation", "simulated", "--sim-pcr", "1=00"},
+		"given twice":    {"--attestation", "simulated", "--sim-pcr", "1=" + strings.Repeat("00", 48), "--sim-pcr", "1=" + strings.Repeat("11", 48)},
 	}
 	for want, args := range bad {
 		_, err := parseConfig(args, io.Discard)

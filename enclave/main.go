@@ -4,16 +4,35 @@
 // its own attested key, unlocks the age-encrypted keyrings in memory and
 // serves signing requests to the host over vsock.
 //
+// It serves from the start, in state waiting; the host provisions it over
+// the wire protocol (docs/protocol.md). docs/signerd.md describes the
+// states, the unseal sequence, the logs and what to do about each failure.
+//
 // See [Config] for the flags.
 package main
 
 import (
 	"context"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"flag"
 	"fmt"
 	"io"
+	"io/fs"
+	"log/slog"
+	"net"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
+	"time"
+
+	"github.com/enclave-signer/enclave-signer/pkg/attestation"
+	"github.com/enclave-signer/enclave-signer/pkg/attestation/nsmsim"
+	"github.com/enclave-signer/enclave-signer/pkg/kms"
+	"github.com/enclave-signer/enclave-signer/pkg/transport"
+	"github.com/enclave-signer/enclave-signer/pkg/wire"
 )
 
 func main() {
@@ -26,14 +45,166 @@ func main() {
 	}
 }
 
+// run is signerd: flags, logger, the boundary objects (NSM, KMS settings,
+// listener), then serve until ctx ends.
 func run(ctx context.Context, args []string, stderr io.Writer) error {
 	cfg, err := parseConfig(args, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return nil
+	}
 	if err != nil {
 		return err
 	}
-	_ = ctx
-	_ = cfg
-	// Serving (provisioning, unsealing, signing) lands with the signing-path
-	// issue; until then signerd only validates its configuration.
-	return fmt.Errorf("serving is not implemented yet (configuration %v is valid)", cfg.Listen)
+	log := newLogger(cfg, stderr)
+	ver := version()
+	// Ends the key source's generator and the daemon's context however run
+	// returns.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+
+	nsm, closeNSM, err := openNSM(cfg, log)
+	if err != nil {
+		return err
+	}
+	defer closeNSM()
+
+	var roots *x509.CertPool // nil: the roots compiled into the binary
+	if cfg.KMSCA != "" {
+		if roots, err = loadKMSRoots(cfg.KMSCA); err != nil {
+			return err
+		}
+		log.Warn("KMS TLS trusts an extra root (simulated attestation only)", "kms_ca", cfg.KMSCA)
+	}
+
+	keys := kms.NewKeySource(ctx)
+	d, err := newDaemon(ctx, daemonConfig{
+		NSM:         nsm,
+		Attestation: cfg.Attestation,
+		Keys:        keys,
+		KMSProxy:    cfg.KMSProxy,
+		KMSEndpoint: cfg.KMSEndpoint,
+		KMSRoots:    roots,
+		Version:     ver,
+		Log:         log,
+	})
+	if err != nil {
+		return err
+	}
+	if testOnlyDaemon != nil {
+		testOnlyDaemon(d)
+	}
+
+	ln, err := listen(ctx, cfg.Listen)
+	if err != nil {
+		d.close()
+		return err
+	}
+	attrs := []any{"version", ver, "listen", cfg.Listen.String(), "attestation", cfg.Attestation, "pcr0", d.pcr0Hex(), "debug_mode", d.debugMode, "kms_proxy", cfg.KMSProxy.String()}
+	if cfg.KMSEndpoint != "" {
+		attrs = append(attrs, "kms_endpoint", cfg.KMSEndpoint)
+	}
+	log.Info("signerd started", attrs...)
+	return serve(ctx, ln, d, log)
+}
+
+// testOnlyDaemon, when set by a test, is handed the daemon run builds.
+var testOnlyDaemon func(*daemon)
+
+func newLogger(cfg Config, w io.Writer) *slog.Logger {
+	level, _ := cfg.logLevel() // Validate checked it
+	opts := &slog.HandlerOptions{Level: level}
+	if cfg.LogFormat == "text" {
+		return slog.New(slog.NewTextHandler(w, opts))
+	}
+	return slog.New(slog.NewJSONHandler(w, opts))
+}
+
+// openNSM opens /dev/nsm, or builds the simulator for --attestation
+// simulated. The returned function closes it.
+func openNSM(cfg Config, log *slog.Logger) (attestation.NSM, func(), error) {
+	if cfg.Attestation != wire.AttestationSimulated {
+		dev, err := attestation.OpenNSM()
+		if err != nil {
+			return nil, nil, err
+		}
+		return dev, func() { dev.Close() }, nil
+	}
+	log.Warn("attestation is SIMULATED: documents are signed by a development CA that no production key policy or verifier trusts; this signerd must never hold production keys")
+	var ca *nsmsim.CA
+	var err error
+	if cfg.SimCADir != "" {
+		ca, err = nsmsim.LoadOrCreateCA(cfg.SimCADir, time.Now())
+		if err != nil {
+			return nil, nil, fmt.Errorf("--sim-ca-dir: %w", err)
+		}
+		log.Info("simulator CA loaded", "sim_ca_dir", cfg.SimCADir)
+	} else {
+		ca, err = nsmsim.NewCA(time.Now())
+		if err != nil {
+			return nil, nil, fmt.Errorf("simulator CA: %w", err)
+		}
+		log.Warn("simulator CA created in memory and not saved: its documents verify only against the root in their own cabundle; pass --sim-ca-dir to keep one")
+	}
+	pcrs, err := cfg.simPCRs()
+	if err != nil {
+		return nil, nil, err
+	}
+	sim, err := nsmsim.New(nsmsim.Options{CA: ca, PCRs: pcrs, DebugMode: cfg.SimDebugMode})
+	if err != nil {
+		return nil, nil, err
+	}
+	return sim, func() {}, nil
+}
+
+// loadKMSRoots returns the compiled-in roots plus every certificate in the
+// PEM file at path.
+func loadKMSRoots(path string) (*x509.CertPool, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("--kms-ca: %w", err)
+	}
+	pool := kms.DefaultRoots()
+	n := 0
+	for block, rest := pem.Decode(b); block != nil; block, rest = pem.Decode(rest) {
+		if block.Type != "CERTIFICATE" {
+			continue
+		}
+		c, err := x509.ParseCertificate(block.Bytes)
+		if err != nil {
+			return nil, fmt.Errorf("--kms-ca %s: certificate %d: %w", path, n+1, err)
+		}
+		pool.AddCert(c)
+		n++
+	}
+	if n == 0 {
+		return nil, fmt.Errorf("--kms-ca %s: no PEM CERTIFICATE block found", path)
+	}
+	return pool, nil
+}
+
+// listen opens the listener. A unix socket file left behind by a signerd
+// that died is removed first, but only when nothing answers on it.
+func listen(ctx context.Context, addr transport.Addr) (net.Listener, error) {
+	if addr.Scheme == transport.Unix {
+		if fi, err := os.Lstat(addr.Path); err == nil && fi.Mode().Type() == fs.ModeSocket {
+			if c, err := net.DialTimeout("unix", addr.Path, time.Second); err == nil {
+				c.Close()
+				return nil, fmt.Errorf("--listen %s: another process is serving on this socket", addr)
+			}
+			os.Remove(addr.Path)
+		}
+	}
+	ln, err := transport.Listen(ctx, addr)
+	if err != nil {
+		return nil, fmt.Errorf("--listen %s: %w", addr, err)
+	}
+	return ln, nil
+}
+
+// version is the main module's version from the build info, or "devel".
+func version() string {
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		return bi.Main.Version
+	}
+	return "devel"
 }

@@ -1,0 +1,113 @@
+package main
+
+import (
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/pem"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/enclave-signer/enclave-signer/pkg/keyring"
+	"github.com/enclave-signer/enclave-signer/pkg/wire"
+)
+
+// TestNoSecretsInLogsOrErrors runs failed and successful provisionings and
+// signatures with every log line captured (debug level) and checks that no
+// secret appears in any log line or any error text a client sees.
+func TestNoSecretsInLogsOrErrors(t *testing.T) {
+	e := start(t)
+	c := e.dial()
+	keys := []testKey{newKey(t, "ed", keyring.Ed25519), newKey(t, "p256", keyring.ECDSAP256), newKey(t, "eth", keyring.ECDSASecp256k1)}
+	var texts []string // every error text and status message the client got
+	record := func(err error) {
+		if err != nil {
+			texts = append(texts, err.Error())
+		}
+	}
+	recordStatus := func(st *wire.Status, err error) {
+		record(err)
+		if st != nil && st.Error != nil {
+			texts = append(texts, st.Error.Message, st.Error.KMSMessage, st.Error.KMSCode)
+		}
+	}
+
+	// KMS refuses the credentials.
+	req := e.request(e.keyringFor("k.age", keys...))
+	req.Credentials.SessionToken = "wrong-" + testToken
+	recordStatus(c.Provision(t.Context(), req))
+	// KMS denies the attestation.
+	e.kms.mu.Lock()
+	e.kms.answer = func(w http.ResponseWriter, _ decryptBody) { kmsError(w, "AccessDeniedException", "denied") }
+	e.kms.mu.Unlock()
+	recordStatus(c.Provision(t.Context(), e.request(e.keyringFor("k.age", keys...))))
+	e.kms.mu.Lock()
+	e.kms.answer = nil
+	e.kms.mu.Unlock()
+	// A keyring whose PEM is damaged in the middle, and one with a key of
+	// the wrong algorithm: parse errors must not quote the PEM.
+	damaged := keys[1]
+	damaged.pem = strings.Replace(damaged.pem, "\n", "\n!!", 2)
+	wrongAlg := keys[2]
+	wrongAlg.alg = keyring.ECDSAP256
+	recordStatus(c.Provision(t.Context(), e.request(e.keyringFor("damaged.age", damaged))))
+	recordStatus(c.Provision(t.Context(), e.request(e.keyringFor("wrong.age", wrongAlg))))
+	// Success, then signatures and refusals.
+	recordStatus(c.Provision(t.Context(), e.request(e.keyringFor("k.age", keys...))))
+	for _, k := range keys {
+		_, err := c.Sign(t.Context(), &wire.SignRequest{KeyID: k.id, Data: []byte("message")})
+		if err != nil {
+			t.Fatalf("Sign %s: %v", k.id, err)
+		}
+		_, err = c.Sign(t.Context(), &wire.SignRequest{KeyID: k.id, Data: []byte("short"), IsDigest: true})
+		record(err)
+	}
+	_, err := c.Sign(t.Context(), &wire.SignRequest{KeyID: "missing", Data: []byte("m")})
+	record(err)
+	if err := e.stop(); err != nil {
+		t.Fatal(err)
+	}
+
+	logs := e.logs.String()
+	if len(texts) < 8 || !strings.Contains(logs, "provisioned") || !strings.Contains(logs, "provisioning failed") {
+		t.Fatalf("the run did not exercise what it should: %d error texts; logs:\n%s", len(texts), logs)
+	}
+	secrets := map[string]string{
+		"age identity":        e.identity.String(),
+		"secret access key":   testSecretKey,
+		"session token":       testToken,
+		"identity key file":   string(identityFile(e.identity)),
+		"identity ciphertext": hex.EncodeToString(e.identityBlob),
+	}
+	for _, k := range keys {
+		secrets[k.id+" secret hex"] = hex.EncodeToString(k.secret)
+		secrets[k.id+" secret base64"] = base64.StdEncoding.EncodeToString(k.secret)[:40]
+		secrets[k.id+" secret base64url"] = base64.RawURLEncoding.EncodeToString(k.secret)[:40]
+		secrets[k.id+" DER base64"] = base64.StdEncoding.EncodeToString(k.der)[:40]
+		secrets[k.id+" DER hex"] = hex.EncodeToString(k.der)
+		block, _ := pem.Decode([]byte(k.pem))
+		if block == nil {
+			t.Fatal("test key PEM")
+		}
+		// Each line of the PEM body, as it would appear quoted.
+		for i, line := range strings.Split(k.pem, "\n") {
+			if len(line) >= 16 && !strings.HasPrefix(line, "-----") {
+				secrets[k.id+" PEM line "+string(rune('0'+i))] = line
+			}
+		}
+	}
+	all := strings.ToLower(logs + "\n" + strings.Join(texts, "\n"))
+	for name, s := range secrets {
+		if strings.Contains(all, strings.ToLower(s)) {
+			t.Errorf("the %s appears in the logs or an error text", name)
+		}
+	}
+	for _, line := range strings.Split(strings.TrimSpace(logs), "\n") {
+		if !strings.HasPrefix(line, "{") {
+			t.Errorf("log line is not JSON: %q", line)
+		}
+	}
+	if !strings.Contains(logs, `"secret_access_key":"REDACTED"`) {
+		t.Errorf("the provisioning request is not logged in redacted form:\n%s", logs)
+	}
+}

@@ -1,0 +1,318 @@
+package main
+
+import (
+	"context"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"regexp"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"github.com/enclave-signer/enclave-signer/pkg/attestation"
+	"github.com/enclave-signer/enclave-signer/pkg/keyring"
+	"github.com/enclave-signer/enclave-signer/pkg/kms"
+	"github.com/enclave-signer/enclave-signer/pkg/transport"
+	"github.com/enclave-signer/enclave-signer/pkg/wire"
+)
+
+// daemonConfig is what a daemon is built from: the boundary objects run
+// sets up, and the facts about this enclave it reports in Status.
+type daemonConfig struct {
+	// NSM attests (the real device or nsmsim). Required.
+	NSM attestation.NSM
+	// Attestation is wire.AttestationNSM or wire.AttestationSimulated.
+	Attestation string
+	// Keys hands out the RSA keys KMS encrypts its answers to. Required.
+	Keys *kms.KeySource
+	// KMSProxy is where every KMS connection is dialed (--kms-proxy).
+	KMSProxy transport.Addr
+	// KMSEndpoint overrides https://kms.<region>.amazonaws.com (simulated
+	// attestation only); KMSRoots verify KMS's TLS certificate, nil meaning
+	// the roots compiled into the binary.
+	KMSEndpoint string
+	KMSRoots    *x509.CertPool
+	// Version is signerd's version string.
+	Version string
+	// Log is the daemon's logger; nil discards.
+	Log *slog.Logger
+}
+
+// daemon is signerd's state machine and its wire.Handler.
+//
+// The key set lives in an atomic pointer: signing loads it and signs with
+// no lock, and provisioning swaps in a whole new set at once. A nil set
+// means nothing is loaded (states waiting, provisioning, failed); once a
+// set is loaded the state is ready, and a failed re-provisioning leaves the
+// loaded set serving.
+type daemon struct {
+	cfg daemonConfig
+	log *slog.Logger
+	// life bounds provisioning: it ends when signerd shuts down, not when
+	// the connection that asked for the provisioning goes away.
+	life context.Context
+
+	// Reported in every Status, from the attestation document signerd
+	// asked for at startup.
+	pcrs      map[uint16][]byte
+	debugMode bool
+
+	set atomic.Pointer[keyring.Set]
+	// provision serializes provisioning: a token in the channel is held by
+	// the provisioning that runs.
+	provision chan struct{}
+
+	stop context.CancelFunc // ends life
+
+	mu       sync.Mutex
+	state    wire.State
+	lastErr  *wire.StatusError // the last provisioning's failure, nil after a success
+	closed   bool              // close ran: no new provisioning or attestation
+	inflight sync.WaitGroup    // provisionings and attestations running; close waits for them
+}
+
+// newDaemon asks the NSM for an attestation document (with no public key)
+// to learn this enclave's PCRs, and returns a daemon in state waiting.
+func newDaemon(life context.Context, cfg daemonConfig) (*daemon, error) {
+	if cfg.NSM == nil || cfg.Keys == nil {
+		return nil, errors.New("signerd: NSM and key source are required")
+	}
+	log := cfg.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	raw, err := attestation.Attest(cfg.NSM, attestation.AttestRequest{})
+	if err != nil {
+		return nil, fmt.Errorf("read own PCRs: %w", err)
+	}
+	doc, err := attestation.Parse(raw)
+	if err != nil {
+		return nil, fmt.Errorf("read own PCRs: own attestation document: %w", err)
+	}
+	d := &daemon{
+		cfg:       cfg,
+		log:       log,
+		pcrs:      make(map[uint16][]byte, 16),
+		debugMode: doc.DebugMode(),
+		provision: make(chan struct{}, 1),
+		state:     wire.StateWaiting,
+	}
+	for i := range 16 {
+		if v, ok := doc.PCRs[i]; ok {
+			d.pcrs[uint16(i)] = v
+		}
+	}
+	if _, ok := doc.PCRs[0]; !ok {
+		return nil, errors.New("read own PCRs: own attestation document has no PCR0")
+	}
+	d.life, d.stop = context.WithCancel(life)
+	return d, nil
+}
+
+// pcr0Hex returns this enclave's PCR0 as lowercase hex.
+func (d *daemon) pcr0Hex() string { return fmt.Sprintf("%x", d.pcrs[0]) }
+
+// ServeWire implements wire.Handler. Every error it returns has passed
+// through wireError.
+func (d *daemon) ServeWire(ctx context.Context, req wire.Message) (wire.Message, error) {
+	var resp wire.Message
+	var err error
+	switch r := req.(type) {
+	case *wire.SignRequest:
+		resp, err = d.sign(r)
+	case *wire.StatusRequest:
+		return d.status(), nil
+	case *wire.ListKeysRequest:
+		resp, err = d.listKeys()
+	case *wire.AttestRequest:
+		resp, err = d.attest(r)
+	case *wire.ProvisionRequest:
+		resp, err = d.provisionRequest(ctx, r)
+	default:
+		err = fmt.Errorf("%w: signerd does not serve %s", errUnsupported, req.MessageType())
+	}
+	if err != nil {
+		return nil, d.wireError(req, err)
+	}
+	return resp, nil
+}
+
+// status reports the state. It never fails.
+func (d *daemon) status() *wire.Status {
+	d.mu.Lock()
+	state, lastErr := d.state, d.lastErr
+	d.mu.Unlock()
+	s := &wire.Status{
+		State:       state,
+		Attestation: d.cfg.Attestation,
+		DebugMode:   d.debugMode,
+		PCRs:        d.pcrs,
+		Keys:        d.set.Load().Len(),
+		Version:     d.cfg.Version,
+	}
+	if lastErr != nil {
+		e := *lastErr
+		s.Error = &e
+	}
+	return s
+}
+
+// notReady explains why nothing can be signed yet.
+func (d *daemon) notReady() error {
+	d.mu.Lock()
+	state, closed := d.state, d.closed
+	d.mu.Unlock()
+	switch {
+	case closed:
+		return fmt.Errorf("%w: signerd is shutting down", errNotReady)
+	case state == wire.StateFailed:
+		return fmt.Errorf("%w: provisioning failed (see status)", errNotReady)
+	}
+	return fmt.Errorf("%w: state is %s, no keyring is loaded", errNotReady, state)
+}
+
+// sign is the hot path: one atomic load, a map lookup, the signature.
+func (d *daemon) sign(r *wire.SignRequest) (*wire.SignResponse, error) {
+	if r.KeyID == "" {
+		return nil, fmt.Errorf("%w: key_id is empty", errInvalidRequest)
+	}
+	return d.signWith(d.set.Load(), r)
+}
+
+// signWith signs with set, the set loaded when the request arrived. If a
+// re-provisioning swapped set out and destroyed it before the signature
+// was made, it signs with the set now loaded.
+func (d *daemon) signWith(set *keyring.Set, r *wire.SignRequest) (*wire.SignResponse, error) {
+	for {
+		if set == nil {
+			return nil, d.notReady()
+		}
+		key, err := set.Key(r.KeyID)
+		if err != nil {
+			return nil, err
+		}
+		var sig keyring.Signature
+		if r.IsDigest {
+			sig, err = key.SignDigest(r.Data)
+		} else {
+			sig, err = key.SignMessage(r.Data)
+		}
+		if errors.Is(err, keyring.ErrDestroyed) {
+			if cur := d.set.Load(); cur != set {
+				set = cur
+				continue
+			}
+		}
+		if err != nil {
+			return nil, err
+		}
+		resp := &wire.SignResponse{KeyID: key.ID(), Algorithm: string(key.Algorithm()), Signature: sig.Signature}
+		if key.Algorithm() == keyring.ECDSASecp256k1 {
+			v := uint8(sig.RecoveryID)
+			resp.RecoveryID = &v
+			resp.SignatureRSV = sig.RSV
+		}
+		return resp, nil
+	}
+}
+
+func (d *daemon) listKeys() (*wire.KeyList, error) {
+	set := d.set.Load()
+	if set == nil {
+		return nil, d.notReady()
+	}
+	infos := set.Keys()
+	kl := &wire.KeyList{Keys: make([]wire.KeyInfo, len(infos))}
+	for i, k := range infos {
+		kl.Keys[i] = wire.KeyInfo{ID: k.ID, Algorithm: string(k.Algorithm), PublicKeyPEM: k.PublicKeyPEM, EthereumAddress: k.EthereumAddress}
+	}
+	return kl, nil
+}
+
+// attest returns a fresh document for the caller's nonce and user data,
+// with no public key: a document that proves what runs here, not one that
+// could unseal anything.
+func (d *daemon) attest(r *wire.AttestRequest) (*wire.AttestResponse, error) {
+	for name, v := range map[string][]byte{"nonce": r.Nonce, "user_data": r.UserData} {
+		if len(v) > attestation.MaxUserFieldSize {
+			return nil, fmt.Errorf("%w: %s is %d bytes, want at most %d", errInvalidRequest, name, len(v), attestation.MaxUserFieldSize)
+		}
+	}
+	if !d.enter() {
+		return nil, d.notReady()
+	}
+	defer d.inflight.Done()
+	doc, err := attestation.Attest(d.cfg.NSM, attestation.AttestRequest{Nonce: r.Nonce, UserData: r.UserData})
+	if err != nil {
+		return nil, err
+	}
+	return &wire.AttestResponse{Document: doc}, nil
+}
+
+// enter registers a provisioning or attestation, unless close has run.
+func (d *daemon) enter() bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.closed {
+		return false
+	}
+	d.inflight.Add(1)
+	return true
+}
+
+// close stops new provisioning and attestation, waits for those running
+// (their contexts end with life), then unloads and destroys the key set,
+// which waits for signatures in flight.
+func (d *daemon) close() {
+	d.stop()
+	d.mu.Lock()
+	d.closed = true
+	d.mu.Unlock()
+	d.inflight.Wait()
+	if old := d.set.Swap(nil); old != nil {
+		old.Destroy()
+		d.log.Info("key set destroyed", "keys", old.Len())
+	}
+}
+
+// regionRE matches AWS region names (us-east-1, us-gov-west-1,
+// ap-southeast-2, …). The region becomes part of the KMS host name, so
+// nothing else may pass: a host that could choose the host name could
+// choose whom the enclave talks TLS to.
+var regionRE = regexp.MustCompile(`^[a-z]{2}(-[a-z]+)+-[0-9]{1,2}$`)
+
+// checkProvisionRequest refuses requests that cannot work before any state
+// changes.
+func checkProvisionRequest(r *wire.ProvisionRequest) error {
+	var errs []error
+	if !regionRE.MatchString(r.Region) {
+		errs = append(errs, fmt.Errorf("region %q: want an AWS region such as us-east-1", r.Region))
+	}
+	if r.Credentials.AccessKeyID == "" || r.Credentials.SecretAccessKey == "" {
+		errs = append(errs, errors.New("credentials: access_key_id and secret_access_key are required"))
+	}
+	if len(r.IdentityCiphertext) == 0 {
+		errs = append(errs, errors.New("identity_ciphertext is empty: want the KMS CiphertextBlob of the sealed age identity"))
+	}
+	if len(r.Keyrings) == 0 {
+		errs = append(errs, errors.New("keyrings: want at least one age-encrypted keyring"))
+	}
+	for i, k := range r.Keyrings {
+		if k.Name == "" {
+			errs = append(errs, fmt.Errorf("keyrings[%d]: name is empty", i))
+		}
+		if len(k.Data) == 0 {
+			errs = append(errs, fmt.Errorf("keyrings[%d] (%q): data is empty", i, k.Name))
+		}
+	}
+	if len(errs) > 0 {
+		msgs := make([]string, len(errs))
+		for i, e := range errs {
+			msgs[i] = e.Error()
+		}
+		return fmt.Errorf("%w: provision_request: %s", errInvalidRequest, strings.Join(msgs, "; "))
+	}
+	return nil
+}

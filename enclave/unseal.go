@@ -1,0 +1,167 @@
+package main
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/enclave-signer/enclave-signer/pkg/keyring"
+	"github.com/enclave-signer/enclave-signer/pkg/kms"
+	"github.com/enclave-signer/enclave-signer/pkg/wire"
+)
+
+// The steps of the unseal sequence, as Status.Error.Step names them.
+const (
+	stepRecipientKey = "recipient_key" // take the pre-generated RSA-2048 key
+	stepAttest       = "attest"        // attest its public key with the NSM
+	stepKMSClient    = "kms_client"    // configure the KMS client
+	stepKMSDecrypt   = "kms_decrypt"   // KMS Decrypt with Recipient, open the CMS envelope
+	stepIdentity     = "identity"      // parse the age identity
+	stepKeyring      = "keyring"       // decrypt and parse the keyrings
+)
+
+// unsealError is a failed unseal: the step, the error, and what the
+// enclave attested with (nil before the attest step succeeded).
+type unsealError struct {
+	step      string
+	err       error
+	recipient *kms.Recipient
+}
+
+func (e *unsealError) Error() string { return e.step + ": " + e.err.Error() }
+func (e *unsealError) Unwrap() error { return e.err }
+
+// statusError is what Status reports about e. Every error text on the way
+// is free of secrets by construction: keyring and identity errors never
+// quote key material, KMS errors carry KMS's code and message.
+func (e *unsealError) statusError() *wire.StatusError {
+	se := &wire.StatusError{Step: e.step, Message: e.err.Error()}
+	var ke *kms.Error
+	if errors.As(e.err, &ke) {
+		se.KMSCode, se.KMSMessage = ke.Code, ke.Message
+	}
+	if e.recipient != nil {
+		se.PCR0 = e.recipient.PCR0
+	}
+	return se
+}
+
+// unseal runs the unseal sequence for r and returns the new key set. It
+// writes nothing to disk; the identity's plaintext is cleared as soon as it
+// is parsed, and keyring plaintext never leaves pkg/keyring.
+func (d *daemon) unseal(ctx context.Context, r *wire.ProvisionRequest) (*keyring.Set, *unsealError) {
+	key, err := d.cfg.Keys.Take(ctx)
+	if err != nil {
+		return nil, &unsealError{step: stepRecipientKey, err: err}
+	}
+	rec, err := kms.NewRecipient(d.cfg.NSM, key)
+	if err != nil {
+		return nil, &unsealError{step: stepAttest, err: err}
+	}
+	d.log.Debug("recipient key attested", "step", stepAttest, "pcr0", hex.EncodeToString(rec.PCR0), "debug_mode", rec.DebugMode)
+	client, err := kms.New(kms.Config{
+		Region: r.Region,
+		Credentials: kms.Credentials{
+			AccessKeyID:     r.Credentials.AccessKeyID,
+			SecretAccessKey: string(r.Credentials.SecretAccessKey),
+			SessionToken:    string(r.Credentials.SessionToken),
+			Expires:         r.Credentials.Expiration,
+		},
+		Proxy:    d.cfg.KMSProxy,
+		Endpoint: d.cfg.KMSEndpoint,
+		Roots:    d.cfg.KMSRoots,
+		Log:      d.log.With("component", "kms"),
+	})
+	if err != nil {
+		return nil, &unsealError{step: stepKMSClient, err: err, recipient: rec}
+	}
+	start := time.Now()
+	pt, err := client.Decrypt(ctx, kms.DecryptInput{CiphertextBlob: r.IdentityCiphertext, EncryptionContext: r.EncryptionContext}, rec)
+	if err != nil {
+		return nil, &unsealError{step: stepKMSDecrypt, err: err, recipient: rec}
+	}
+	d.log.Debug("identity decrypted by KMS", "step", stepKMSDecrypt, "duration", time.Since(start))
+	id, err := keyring.ParseIdentity(pt)
+	clear(pt)
+	if err != nil {
+		return nil, &unsealError{step: stepIdentity, err: fmt.Errorf("the sealed identity is not an age-keygen key file: %w", err), recipient: rec}
+	}
+	files := make([]keyring.File, len(r.Keyrings))
+	for i, k := range r.Keyrings {
+		files[i] = keyring.File{Name: k.Name, Ciphertext: k.Data}
+	}
+	set, err := keyring.Load(id, files...)
+	if err != nil {
+		return nil, &unsealError{step: stepKeyring, err: err, recipient: rec}
+	}
+	return set, nil
+}
+
+// provisionRequest validates r, waits for any other provisioning to end,
+// unseals, and swaps the new set in. The answer is the status afterwards,
+// also when the unseal failed (its Error says why); only a request that is
+// invalid, or arrives while shutting down, gets an error frame instead.
+func (d *daemon) provisionRequest(ctx context.Context, r *wire.ProvisionRequest) (*wire.Status, error) {
+	if err := checkProvisionRequest(r); err != nil {
+		return nil, err
+	}
+	if !d.enter() {
+		return nil, d.notReady()
+	}
+	defer d.inflight.Done()
+	select {
+	case d.provision <- struct{}{}:
+	case <-ctx.Done():
+		return nil, fmt.Errorf("waiting for another provisioning to finish: %w", ctx.Err())
+	case <-d.life.Done():
+		return nil, d.notReady()
+	}
+	defer func() { <-d.provision }()
+
+	d.mu.Lock()
+	if d.set.Load() == nil {
+		d.state = wire.StateProvisioning
+	}
+	d.mu.Unlock()
+	start := time.Now()
+	d.log.Info("provisioning", "state", d.status().State, "request", r)
+
+	set, uerr := d.unseal(d.life, r)
+	if uerr != nil {
+		se := uerr.statusError()
+		d.mu.Lock()
+		d.lastErr = se
+		if d.set.Load() == nil {
+			d.state = wire.StateFailed
+		}
+		state := d.state
+		d.mu.Unlock()
+		attrs := []any{"state", state, "step", se.Step, "err", uerr.err}
+		if se.KMSCode != "" {
+			attrs = append(attrs, "code", se.KMSCode)
+		}
+		if se.PCR0 != nil {
+			attrs = append(attrs, "pcr0", hex.EncodeToString(se.PCR0))
+		}
+		if state == wire.StateReady {
+			attrs = append(attrs, "note", "the previously loaded keys keep serving")
+		}
+		d.log.Warn("provisioning failed", attrs...)
+		return d.status(), nil
+	}
+
+	d.mu.Lock()
+	old := d.set.Swap(set)
+	d.state = wire.StateReady
+	d.lastErr = nil
+	d.mu.Unlock()
+	if old != nil {
+		// Signatures in flight on the old set finish first.
+		old.Destroy()
+	}
+	d.log.Info("provisioned", "state", wire.StateReady, "keys", set.Len(), "keyrings", set.Keyrings(),
+		"replaced_keys", old.Len(), "duration", time.Since(start))
+	return d.status(), nil
+}
