@@ -44,6 +44,7 @@ type command struct {
 // commands is the whole command tree. A command with subcommands dispatches
 // through subcommand().
 var commands = map[string]command{
+	"dev":          {"run the whole stack on one machine: KMS emulator, simulated signerd, host shim", runDev},
 	"attestation":  {"verify or simulate Nitro attestation documents", runAttestation},
 	"kms-emulator": {"serve the KMS emulator (plain HTTP, SigV4, key policies) for tests and aws --endpoint-url", runKMSEmulator},
 	"keyring":      {"make a new age-encrypted keyring of generated keys (keyring new)", runKeyring},
@@ -51,6 +52,12 @@ var commands = map[string]command{
 	"seal":         {"create an age identity in memory and seal it with KMS Encrypt", runSeal},
 	"tls-front":    {"TLS for kms.<region>.amazonaws.com in front of the KMS emulator (signer dev)", runTLSFront},
 	"policy":       {"render, check or update the key policy that lets only the attested enclave decrypt", runPolicy},
+	"serve":        {"run the host shim: provision the enclave and serve the HTTP API (--config FILE)", runServe},
+	"sign":         {"sign a message or digest through the shim (--key ID, --message-file F | --digest HEX)", runSign},
+	"keys":         {"list the enclave's keys through the shim", runKeys},
+	"status":       {"show the enclave's status through the shim", runStatus},
+	"attest":       {"get a fresh attestation document from the enclave through the shim", runAttest},
+	"provision":    {"ask the shim to provision the enclave again now", runProvision},
 }
 
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {

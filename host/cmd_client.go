@@ -1,0 +1,240 @@
+package main
+
+import (
+	"bytes"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/enclave-signer/enclave-signer/pkg/shim"
+)
+
+// The shim's HTTP clients: signer sign, keys, status, attest, provision.
+// Each prints the answer's JSON on stdout (indented). A non-2xx answer is
+// printed too, and the command exits 1 with the error's code and message
+// on stderr; a shim that cannot be reached is exit 1 with a hint.
+
+const defaultEndpoint = "http://127.0.0.1:8080"
+
+// maxAnswer bounds what the client reads from the shim.
+const maxAnswer = 16 << 20
+
+type shimClientFlags struct {
+	endpoint *string
+}
+
+func addEndpointFlag(e *env, fs *flag.FlagSet) *shimClientFlags {
+	def := defaultEndpoint
+	if v := e.getenv("SIGNER_ENDPOINT"); v != "" {
+		def = v
+	}
+	return &shimClientFlags{endpoint: fs.String("endpoint", def,
+		"the shim's `URL`: http://HOST:PORT, HOST:PORT or unix:///PATH (default from SIGNER_ENDPOINT, else "+defaultEndpoint+")")}
+}
+
+// shimCall sends one request to the shim and prints the answer.
+func shimCall(e *env, f *shimClientFlags, cmd, method, path string, body []byte, timeout time.Duration) ([]byte, error) {
+	hc, base, err := shim.NewHTTPClient(*f.endpoint, timeout)
+	if err != nil {
+		return nil, usageErrorf("signer %s: --endpoint: %v", cmd, err)
+	}
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(e.ctx, method, base+path, rd)
+	if err != nil {
+		return nil, err
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return nil, &hintError{
+			err:   fmt.Errorf("%s %s: %v", method, path, unwrapURLError(err)),
+			hints: []string{fmt.Sprintf("is `signer serve` running and listening at %s? (--endpoint, SIGNER_ENDPOINT)", *f.endpoint)},
+		}
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, maxAnswer))
+	if err != nil {
+		return nil, fmt.Errorf("%s %s: reading the answer: %v", method, path, err)
+	}
+	var pretty bytes.Buffer
+	if json.Indent(&pretty, data, "", "  ") == nil {
+		pretty.WriteByte('\n')
+		e.stdout.Write(pretty.Bytes())
+	} else {
+		e.stdout.Write(data)
+	}
+	if resp.StatusCode/100 != 2 {
+		var eb struct {
+			Error struct{ Code, Message string } `json:"error"`
+		}
+		if json.Unmarshal(data, &eb) == nil && eb.Error.Code != "" {
+			return nil, fmt.Errorf("the shim answered %d %s: %s", resp.StatusCode, eb.Error.Code, eb.Error.Message)
+		}
+		return nil, fmt.Errorf("the shim answered %s", resp.Status)
+	}
+	return data, nil
+}
+
+func unwrapURLError(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return ue.Err
+	}
+	return err
+}
+
+func clientFlagSet(e *env, name string) (*flag.FlagSet, *shimClientFlags) {
+	fs := newFlagSet(e, name)
+	return fs, addEndpointFlag(e, fs)
+}
+
+func noArgs(cmd string, pos []string) error {
+	if len(pos) > 0 {
+		return usageErrorf("signer %s: unexpected argument %q", cmd, pos[0])
+	}
+	return nil
+}
+
+// runSign is `signer sign --key ID (--message-file F | --digest HEX)`.
+func runSign(e *env) error {
+	fs, cf := clientFlagSet(e, "sign")
+	key := fs.String("key", "", "the key `ID` to sign with (required)")
+	msgFile := fs.String("message-file", "", "sign the contents of `FILE` (- for stdin)")
+	digestHex := fs.String("digest", "", "sign this precomputed digest, in `HEX` (32 bytes for the ECDSA keys; ed25519 refuses digests)")
+	pos, err := parseFlags(fs, e.args)
+	if err != nil {
+		return err
+	}
+	if err := noArgs("sign", pos); err != nil {
+		return err
+	}
+	if *key == "" {
+		return usageErrorf("signer sign: --key ID is required")
+	}
+	if (*msgFile == "") == (*digestHex == "") {
+		return usageErrorf("signer sign: want exactly one of --message-file FILE and --digest HEX")
+	}
+	var field string
+	var data []byte
+	if *digestHex != "" {
+		field = "digest"
+		data, err = hex.DecodeString(strings.TrimPrefix(*digestHex, "0x"))
+		if err != nil || len(data) == 0 {
+			return usageErrorf("signer sign: --digest: want hexadecimal bytes, got %q", *digestHex)
+		}
+	} else {
+		field = "message"
+		if *msgFile == "-" {
+			data, err = io.ReadAll(io.LimitReader(e.stdin, shim.MaxBodySize))
+		} else {
+			data, err = os.ReadFile(*msgFile)
+		}
+		if err != nil {
+			return fmt.Errorf("reading the message: %w", err)
+		}
+	}
+	body, _ := json.Marshal(map[string]string{field: base64.StdEncoding.EncodeToString(data)})
+	_, err = shimCall(e, cf, "sign", "POST", "/v1/keys/"+url.PathEscape(*key)+"/sign", body, 30*time.Second)
+	return err
+}
+
+// runKeys is `signer keys`.
+func runKeys(e *env) error {
+	fs, cf := clientFlagSet(e, "keys")
+	pos, err := parseFlags(fs, e.args)
+	if err != nil {
+		return err
+	}
+	if err := noArgs("keys", pos); err != nil {
+		return err
+	}
+	_, err = shimCall(e, cf, "keys", "GET", "/v1/keys", nil, 30*time.Second)
+	return err
+}
+
+// runStatus is `signer status`.
+func runStatus(e *env) error {
+	fs, cf := clientFlagSet(e, "status")
+	pos, err := parseFlags(fs, e.args)
+	if err != nil {
+		return err
+	}
+	if err := noArgs("status", pos); err != nil {
+		return err
+	}
+	_, err = shimCall(e, cf, "status", "GET", "/v1/status", nil, 30*time.Second)
+	return err
+}
+
+// runProvision is `signer provision`: the shim provisions the enclave again
+// now.
+func runProvision(e *env) error {
+	fs, cf := clientFlagSet(e, "provision")
+	pos, err := parseFlags(fs, e.args)
+	if err != nil {
+		return err
+	}
+	if err := noArgs("provision", pos); err != nil {
+		return err
+	}
+	// Provisioning waits for KMS through the enclave: allow the shim's
+	// default provision_timeout (60 s) and some.
+	_, err = shimCall(e, cf, "provision", "POST", "/v1/provision", []byte("{}"), 90*time.Second)
+	return err
+}
+
+// runAttest is `signer attest [--nonce HEX] [--user-data-file F] [--out FILE]`.
+func runAttest(e *env) error {
+	fs, cf := clientFlagSet(e, "attest")
+	nonceHex := fs.String("nonce", "", "a nonce to put in the document, in `HEX`")
+	userDataFile := fs.String("user-data-file", "", "put the contents of `FILE` in the document's user_data")
+	out := fs.String("out", "", "also write the document (raw COSE_Sign1 bytes) to `FILE`, for signer attestation verify --doc")
+	pos, err := parseFlags(fs, e.args)
+	if err != nil {
+		return err
+	}
+	if err := noArgs("attest", pos); err != nil {
+		return err
+	}
+	req := map[string][]byte{}
+	if *nonceHex != "" {
+		n, err := hex.DecodeString(strings.TrimPrefix(*nonceHex, "0x"))
+		if err != nil {
+			return usageErrorf("signer attest: --nonce: want hexadecimal bytes, got %q", *nonceHex)
+		}
+		req["nonce"] = n
+	}
+	if *userDataFile != "" {
+		ud, err := os.ReadFile(*userDataFile)
+		if err != nil {
+			return err
+		}
+		req["user_data"] = ud
+	}
+	body, _ := json.Marshal(req)
+	answer, err := shimCall(e, cf, "attest", "POST", "/v1/attestation", body, 30*time.Second)
+	if err != nil || *out == "" {
+		return err
+	}
+	var doc struct {
+		Document []byte `json:"document"`
+	}
+	if err := json.Unmarshal(answer, &doc); err != nil || len(doc.Document) == 0 {
+		return fmt.Errorf("the shim's answer has no document")
+	}
+	return os.WriteFile(*out, doc.Document, 0o644)
+}

@@ -1,0 +1,86 @@
+//go:build unix
+
+package main
+
+import (
+	"encoding/hex"
+	"fmt"
+	"path/filepath"
+	"strings"
+)
+
+// runDev is `signer dev`: the whole stack on one machine, no AWS, no Nitro.
+func runDev(e *env) error {
+	fs := newFlagSet(e, "dev")
+	dir := fs.String("dir", ".signer-dev", "the stack's directory (created; reused by later starts)")
+	httpAddr := fs.String("http", "127.0.0.1:8080", "the host shim's HTTP address: HOST:PORT, tcp://HOST:PORT or unix:///PATH")
+	debug := fs.Bool("debug-mode", false, "simulate a debug-mode enclave (all-zero PCR0) and a policy that admits only that")
+	var keyrings multiFlag
+	fs.Var(&keyrings, "keyring", "an extra age-encrypted keyring, encrypted to DIR/recipient.txt (repeatable)")
+	policyFile := fs.String("policy", "", "a key policy to use instead of the generated one")
+	signerd := fs.String("signerd", "", "the signerd binary (default: beside signer, else on PATH)")
+	args, err := parseFlags(fs, e.args)
+	if err != nil {
+		return err
+	}
+	if len(args) > 0 {
+		return usageErrorf("dev: unexpected argument %q", args[0])
+	}
+	if _, err := httpURL(*httpAddr); err != nil {
+		return usageErrorf("dev: %v", err)
+	}
+	fmt.Fprintf(e.stderr, "signer dev: starting the stack in %s\n", *dir)
+	s, err := startDevStack(e.ctx, devOptions{
+		Dir: *dir, HTTP: *httpAddr, DebugMode: *debug, Keyrings: keyrings,
+		PolicyFile: *policyFile, SignerdPath: *signerd,
+	})
+	if err != nil {
+		return fmt.Errorf("dev: %w", err)
+	}
+	defer s.stop()
+	s.printSummary(e)
+
+	select {
+	case <-e.ctx.Done():
+		fmt.Fprintln(e.stderr, "signer dev: stopping")
+		return nil
+	case c := <-s.exited():
+		return fmt.Errorf("dev: %w", c.failure(s.dir))
+	}
+}
+
+func (s *devStack) printSummary(e *env) {
+	w := e.stdout
+	if len(s.created) > 0 {
+		fmt.Fprintf(w, "Created in %s:\n", s.dir)
+		for _, c := range s.created {
+			fmt.Fprintf(w, "  %s\n", c)
+		}
+	} else {
+		fmt.Fprintf(w, "Reusing %s.\n", s.dir)
+	}
+	mode := "production-mode"
+	if s.opts.DebugMode {
+		mode = "debug-mode"
+	}
+	fmt.Fprintf(w, "Simulated %s enclave, PCR0 %s\n", mode, hex.EncodeToString(s.pcr0))
+	fmt.Fprintf(w, "KMS emulator:   %s (aws --endpoint-url $(cat %s) kms …, credentials test/test)\n", s.kmsEndpoint, filepath.Join(s.dir, "kms-endpoint"))
+	fmt.Fprintf(w, "Key policy:     %s (key %s)\n", filepath.Join(s.dir, "policy.json"), s.keyID)
+	fmt.Fprintf(w, "Logs:           %s\n", filepath.Join(s.dir, "logs"))
+	st, err := s.status(httpClientFor(s.opts.HTTP))
+	if err == nil && st.State == "ready" {
+		fmt.Fprintf(w, "Ready: the host shim serves %s\n", s.httpURL)
+	} else {
+		detail := "unknown"
+		if st != nil {
+			detail = st.State + " " + strings.TrimSpace(string(st.Error))
+		}
+		fmt.Fprintf(w, "NOT READY: the enclave is %s\n  (see %s/v1/status; fix the policy and POST %s/v1/provision)\n", detail, s.httpURL, s.httpURL)
+	}
+	curl := "curl -s"
+	if p, ok := strings.CutPrefix(s.opts.HTTP, "unix://"); ok {
+		curl += " --unix-socket " + p
+	}
+	fmt.Fprintf(w, "Sign:\n  %s -X POST %s/v1/keys/dev-ed25519/sign -d '{\"message\":\"'$(printf hello | base64)'\"}'\n", curl, s.httpURL)
+	fmt.Fprintf(w, "Keys:\n  %s %s/v1/keys\nCtrl-C stops everything.\n", curl, s.httpURL)
+}

@@ -1,0 +1,455 @@
+package shim
+
+import (
+	"bytes"
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+	"unicode/utf8"
+
+	"github.com/enclave-signer/enclave-signer/pkg/client"
+	"github.com/enclave-signer/enclave-signer/pkg/wire"
+)
+
+// MaxBodySize is the largest request body the API reads; larger bodies get
+// 413 too_large.
+const MaxBodySize = 1 << 20
+
+// The API's error codes (docs/shim.md). The first seven are the promised
+// set; not_found and method_not_allowed answer requests outside the API.
+const (
+	codeMalformed        = "malformed_request"  // 400
+	codeUnknownKey       = "unknown_key"        // 404
+	codeTooLarge         = "too_large"          // 413
+	codeInvalidDigest    = "invalid_digest"     // 422
+	codeDigestNotAllowed = "digest_not_allowed" // 422
+	codeInternal         = "internal"           // 500
+	codeNotReady         = "not_ready"          // 503
+	codeNotFound         = "not_found"          // 404, no such route
+	codeMethodNotAllowed = "method_not_allowed" // 405
+)
+
+var (
+	jsonContentType    = []string{"application/json"}
+	metricsContentType = []string{"text/plain; version=0.0.4; charset=utf-8"}
+	noSniff            = []string{"nosniff"}
+)
+
+// apiFunc serves one request and returns the status it answered, for the
+// metrics.
+type apiFunc func(w http.ResponseWriter, r *http.Request) int
+
+type api struct {
+	client  *client.Client
+	prov    *provisioner
+	cfg     *Config
+	metrics *metrics
+	version string
+	mux     *http.ServeMux
+	timeout time.Duration
+}
+
+func newAPI(c *client.Client, p *provisioner, cfg *Config, m *metrics, version string) *api {
+	h := &api{client: c, prov: p, cfg: cfg, metrics: m, version: version, mux: http.NewServeMux(), timeout: cfg.RequestTimeout.D()}
+	other := m.route("other")
+	routes := []struct {
+		method, path string
+		f            apiFunc
+	}{
+		{"GET", "/healthz", h.healthz},
+		{"GET", "/readyz", h.readyz},
+		{"GET", "/v1/status", h.status},
+		{"POST", "/v1/provision", h.provision},
+		{"GET", "/v1/keys", h.keys},
+		{"POST", "/v1/keys/{id}/sign", h.sign},
+		{"POST", "/v1/attestation", h.attest},
+		{"GET", "/metrics", h.serveMetrics},
+	}
+	for _, rt := range routes {
+		pattern := rt.method + " " + rt.path
+		h.handle(pattern, m.route(pattern), rt.f)
+		allow := rt.method
+		if allow == "GET" {
+			allow = "GET, HEAD"
+		}
+		h.handle(rt.path, other, func(w http.ResponseWriter, r *http.Request) int {
+			w.Header().Set("Allow", allow)
+			return h.fail(w, http.StatusMethodNotAllowed, codeMethodNotAllowed, fmt.Sprintf("%s %s: method not allowed; want %s", r.Method, r.URL.Path, allow))
+		})
+	}
+	h.handle("/", other, func(w http.ResponseWriter, r *http.Request) int {
+		return h.fail(w, http.StatusNotFound, codeNotFound, fmt.Sprintf("no such endpoint: %s %s (see docs/shim.md)", r.Method, r.URL.Path))
+	})
+	return h
+}
+
+func (h *api) handle(pattern string, rm *routeMetrics, f apiFunc) {
+	h.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		status := f(w, r)
+		rm.observe(status, time.Since(start))
+	})
+}
+
+func (h *api) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.mux.ServeHTTP(w, r) }
+
+// buffers are pooled per request: body in, decoded data, answer out.
+type buffers struct{ in, data, out []byte }
+
+var bufPool = sync.Pool{New: func() any { return &buffers{in: make([]byte, 0, 512), out: make([]byte, 0, 512)} }}
+
+// maxPooled keeps one huge request from pinning its buffers.
+const maxPooled = 64 << 10
+
+func getBuffers() *buffers { return bufPool.Get().(*buffers) }
+
+func putBuffers(b *buffers) {
+	if cap(b.in) > maxPooled || cap(b.data) > maxPooled || cap(b.out) > maxPooled {
+		return
+	}
+	b.in, b.data, b.out = b.in[:0], b.data[:0], b.out[:0]
+	bufPool.Put(b)
+}
+
+// fail writes an error answer and counts it.
+func (h *api) fail(w http.ResponseWriter, status int, code, msg string) int {
+	h.metrics.countError(code)
+	b := getBuffers()
+	b.out = appendErrorBody(b.out[:0], code, msg)
+	hdr := w.Header()
+	hdr["Content-Type"] = jsonContentType
+	hdr["X-Content-Type-Options"] = noSniff
+	w.WriteHeader(status)
+	w.Write(b.out)
+	putBuffers(b)
+	return status
+}
+
+func (h *api) writeJSON(w http.ResponseWriter, status int, v any) int {
+	data, err := json.Marshal(v)
+	if err != nil {
+		return h.fail(w, http.StatusInternalServerError, codeInternal, "encoding the answer: "+err.Error())
+	}
+	w.Header()["Content-Type"] = jsonContentType
+	w.WriteHeader(status)
+	w.Write(append(data, '\n'))
+	return status
+}
+
+// readBody reads the request body, at most MaxBodySize bytes, into buf.
+func readBody(w http.ResponseWriter, r *http.Request, buf []byte) ([]byte, error) {
+	if r.ContentLength > MaxBodySize {
+		return nil, &http.MaxBytesError{Limit: MaxBodySize}
+	}
+	if r.ContentLength > 0 && int64(cap(buf)) < r.ContentLength+1 {
+		buf = make([]byte, 0, r.ContentLength+1)
+	}
+	body := http.MaxBytesReader(w, r.Body, MaxBodySize)
+	buf = buf[:0]
+	for {
+		if len(buf) == cap(buf) {
+			buf = append(buf, 0)[:len(buf)]
+		}
+		n, err := body.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if err == io.EOF {
+			return buf, nil
+		}
+		if err != nil {
+			return buf, err
+		}
+	}
+}
+
+// bodyFailure answers a body that could not be read.
+func (h *api) bodyFailure(w http.ResponseWriter, err error) int {
+	var mbe *http.MaxBytesError
+	if errors.As(err, &mbe) {
+		return h.fail(w, http.StatusRequestEntityTooLarge, codeTooLarge, fmt.Sprintf("request body larger than %d bytes", MaxBodySize))
+	}
+	return h.fail(w, http.StatusBadRequest, codeMalformed, "reading the request body: "+err.Error())
+}
+
+// enclaveFailure answers a failed exchange with the enclave, mapping wire
+// error codes as docs/protocol.md's table says.
+func (h *api) enclaveFailure(w http.ResponseWriter, err error) int {
+	status, code, msg := mapError(err, h.timeout)
+	if code == codeNotReady {
+		h.prov.nudge()
+	}
+	return h.fail(w, status, code, msg)
+}
+
+func mapError(err error, timeout time.Duration) (status int, code, msg string) {
+	var we *wire.Error
+	switch {
+	case errors.As(err, &we):
+		msg = we.Message
+		if msg == "" {
+			msg = we.Code.String()
+		}
+		switch we.Code {
+		case wire.CodeMalformedFrame, wire.CodeInvalidRequest:
+			return http.StatusBadRequest, codeMalformed, msg
+		case wire.CodeFrameTooLarge:
+			return http.StatusRequestEntityTooLarge, codeTooLarge, msg
+		case wire.CodeNotReady:
+			return http.StatusServiceUnavailable, codeNotReady, msg
+		case wire.CodeUnknownKey:
+			return http.StatusNotFound, codeUnknownKey, msg
+		case wire.CodeInvalidDigest:
+			return http.StatusUnprocessableEntity, codeInvalidDigest, msg
+		case wire.CodeDigestNotAllowed:
+			return http.StatusUnprocessableEntity, codeDigestNotAllowed, msg
+		}
+		return http.StatusInternalServerError, codeInternal, "enclave: " + we.Error()
+	case errors.Is(err, client.ErrUnavailable):
+		return http.StatusServiceUnavailable, codeNotReady, err.Error()
+	case errors.Is(err, context.DeadlineExceeded):
+		return http.StatusServiceUnavailable, codeNotReady, fmt.Sprintf("the enclave did not answer within %s", timeout)
+	case errors.Is(err, context.Canceled):
+		return http.StatusServiceUnavailable, codeNotReady, "request cancelled"
+	}
+	return http.StatusInternalServerError, codeInternal, err.Error()
+}
+
+func (h *api) healthz(w http.ResponseWriter, r *http.Request) int {
+	return h.writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+func (h *api) readyz(w http.ResponseWriter, r *http.Request) int {
+	ctx, cancel := context.WithTimeout(r.Context(), h.timeout)
+	st, err := h.client.Status(ctx)
+	cancel()
+	h.prov.observe(st, err)
+	if err != nil {
+		return h.enclaveFailure(w, err)
+	}
+	if st.State == wire.StateReady {
+		return h.writeJSON(w, http.StatusOK, map[string]any{"state": st.State, "keys": st.Keys})
+	}
+	h.prov.nudge()
+	return h.fail(w, http.StatusServiceUnavailable, codeNotReady, notReadyReason(st, h.prov.state()))
+}
+
+// notReadyReason says why an enclave that is not ready is not.
+func notReadyReason(st *wire.Status, ss shimState) string {
+	var msg string
+	switch st.State {
+	case wire.StateWaiting:
+		msg = "the enclave is waiting to be provisioned"
+	case wire.StateProvisioning:
+		msg = "the enclave is being provisioned"
+	case wire.StateFailed:
+		msg = "provisioning failed"
+		if e := st.Error; e != nil {
+			msg += describeStatusError(e)
+			if len(e.PCR0) > 0 {
+				msg += "; PCR0 presented: " + hex.EncodeToString(e.PCR0)
+			}
+		}
+	default:
+		msg = "the enclave is in state " + strconv.Quote(string(st.State))
+	}
+	if ss.LastError != "" && st.State != wire.StateFailed {
+		msg += "; last attempt: " + ss.LastError
+	}
+	if ss.NextAttempt != nil {
+		msg += "; next attempt at " + ss.NextAttempt.Format(time.RFC3339)
+	}
+	return msg
+}
+
+// statusJSON is the JSON rendering of wire.Status (GET /v1/status), plus
+// the shim's own provisioning state.
+type statusJSON struct {
+	State       wire.State        `json:"state"`
+	Attestation string            `json:"attestation"`
+	DebugMode   bool              `json:"debug_mode"`
+	PCRs        map[string]string `json:"pcrs"`
+	Keys        int               `json:"keys"`
+	Error       *statusErrorJSON  `json:"error,omitempty"`
+	Version     string            `json:"version"`
+	Shim        shimState         `json:"shim"`
+}
+
+type statusErrorJSON struct {
+	Step       string `json:"step"`
+	Message    string `json:"message"`
+	KMSCode    string `json:"kms_code,omitempty"`
+	KMSMessage string `json:"kms_message,omitempty"`
+	PCR0       string `json:"pcr0,omitempty"`
+}
+
+func renderStatus(st *wire.Status, ss shimState) statusJSON {
+	out := statusJSON{
+		State: st.State, Attestation: st.Attestation, DebugMode: st.DebugMode,
+		PCRs: make(map[string]string, len(st.PCRs)), Keys: st.Keys, Version: st.Version, Shim: ss,
+	}
+	for i, v := range st.PCRs {
+		out.PCRs[strconv.Itoa(int(i))] = hex.EncodeToString(v)
+	}
+	if e := st.Error; e != nil {
+		out.Error = &statusErrorJSON{Step: e.Step, Message: e.Message, KMSCode: e.KMSCode, KMSMessage: e.KMSMessage}
+		if len(e.PCR0) > 0 {
+			out.Error.PCR0 = hex.EncodeToString(e.PCR0)
+		}
+	}
+	return out
+}
+
+func (h *api) status(w http.ResponseWriter, r *http.Request) int {
+	ctx, cancel := context.WithTimeout(r.Context(), h.timeout)
+	st, err := h.client.Status(ctx)
+	cancel()
+	h.prov.observe(st, err)
+	if err != nil {
+		return h.enclaveFailure(w, err)
+	}
+	return h.writeJSON(w, http.StatusOK, renderStatus(st, h.prov.state()))
+}
+
+func (h *api) provision(w http.ResponseWriter, r *http.Request) int {
+	// Provisioning runs to its end even if the caller hangs up: stopping
+	// it halfway would only leave the enclave failed.
+	st, err := h.prov.provision(context.WithoutCancel(r.Context()))
+	if err == nil {
+		return h.writeJSON(w, http.StatusOK, renderStatus(st, h.prov.state()))
+	}
+	status, code := http.StatusInternalServerError, codeInternal
+	if errors.Is(err, client.ErrUnavailable) || errors.Is(err, context.DeadlineExceeded) {
+		status, code = http.StatusServiceUnavailable, codeNotReady
+	}
+	h.metrics.countError(code)
+	body := map[string]any{"error": map[string]string{"code": code, "message": err.Error()}}
+	if st != nil {
+		body["status"] = renderStatus(st, h.prov.state())
+	}
+	data, _ := json.Marshal(body)
+	w.Header()["Content-Type"] = jsonContentType
+	w.WriteHeader(status)
+	w.Write(append(data, '\n'))
+	return status
+}
+
+type keyJSON struct {
+	ID              string `json:"id"`
+	Algorithm       string `json:"algorithm"`
+	PublicKeyPEM    string `json:"public_key_pem"`
+	EthereumAddress string `json:"ethereum_address,omitempty"`
+}
+
+func (h *api) keys(w http.ResponseWriter, r *http.Request) int {
+	ctx, cancel := context.WithTimeout(r.Context(), h.timeout)
+	keys, err := h.client.Keys(ctx)
+	cancel()
+	if err != nil {
+		return h.enclaveFailure(w, err)
+	}
+	out := struct {
+		Keys []keyJSON `json:"keys"`
+	}{Keys: make([]keyJSON, len(keys))}
+	for i, k := range keys {
+		out.Keys[i] = keyJSON{ID: k.ID, Algorithm: k.Algorithm, PublicKeyPEM: k.PublicKeyPEM, EthereumAddress: k.EthereumAddress}
+	}
+	return h.writeJSON(w, http.StatusOK, out)
+}
+
+func (h *api) sign(w http.ResponseWriter, r *http.Request) int {
+	id := r.PathValue("id")
+	if id == "" || !utf8.ValidString(id) {
+		// Sent on, a non-UTF-8 id would be a malformed frame, which
+		// closes the connection and fails every request on it.
+		return h.fail(w, http.StatusBadRequest, codeMalformed, "key id: want a non-empty UTF-8 string")
+	}
+	b := getBuffers()
+	defer putBuffers(b)
+	var err error
+	b.in, err = readBody(w, r, b.in)
+	if err != nil {
+		return h.bodyFailure(w, err)
+	}
+	sb, err := parseSignBody(b.in)
+	if err != nil {
+		return h.fail(w, http.StatusBadRequest, codeMalformed, err.Error())
+	}
+	data, err := decodeBase64(b.data, sb.b64)
+	if err != nil {
+		field := "message"
+		if sb.isDigest {
+			field = "digest"
+		}
+		return h.fail(w, http.StatusBadRequest, codeMalformed, field+": want standard base64 (RFC 4648 §4, padded): "+err.Error())
+	}
+	b.data = data
+	if data == nil {
+		data = []byte{} // an empty message is still sent as one
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), h.timeout)
+	resp, err := h.client.Sign(ctx, &wire.SignRequest{KeyID: id, Data: data, IsDigest: sb.isDigest})
+	cancel()
+	if err != nil {
+		return h.enclaveFailure(w, err)
+	}
+	b.out = appendSignResponse(b.out[:0], resp.KeyID, resp.Algorithm, resp.Signature, resp.RecoveryID, resp.SignatureRSV)
+	w.Header()["Content-Type"] = jsonContentType
+	w.WriteHeader(http.StatusOK)
+	w.Write(b.out)
+	return http.StatusOK
+}
+
+func (h *api) attest(w http.ResponseWriter, r *http.Request) int {
+	b := getBuffers()
+	defer putBuffers(b)
+	var err error
+	b.in, err = readBody(w, r, b.in)
+	if err != nil {
+		return h.bodyFailure(w, err)
+	}
+	var req struct {
+		Nonce    []byte `json:"nonce"`
+		UserData []byte `json:"user_data"`
+	}
+	if len(bytes.TrimSpace(b.in)) > 0 {
+		dec := json.NewDecoder(bytes.NewReader(b.in))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&req); err != nil {
+			return h.fail(w, http.StatusBadRequest, codeMalformed, `want {"nonce": BASE64, "user_data": BASE64}, both optional: `+err.Error())
+		}
+		if _, err := dec.Token(); err != io.EOF {
+			return h.fail(w, http.StatusBadRequest, codeMalformed, "unexpected data after the JSON object")
+		}
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), h.timeout)
+	doc, err := h.client.Attest(ctx, req.Nonce, req.UserData)
+	cancel()
+	if err != nil {
+		return h.enclaveFailure(w, err)
+	}
+	return h.writeJSON(w, http.StatusOK, map[string][]byte{"document": doc})
+}
+
+func (h *api) serveMetrics(w http.ResponseWriter, r *http.Request) int {
+	g := gauges{state: "unreachable", connects: h.client.Connects()}
+	if s := h.prov.seen.Load(); s != nil && s.st != nil {
+		g.state, g.keys = string(s.st.State), s.st.Keys
+	}
+	ss := h.prov.state()
+	if ss.CredentialsExpiration != nil {
+		g.credsExpire = *ss.CredentialsExpiration
+	}
+	if ss.LastSuccess != nil {
+		g.lastProvided = *ss.LastSuccess
+	}
+	w.Header()["Content-Type"] = metricsContentType
+	w.WriteHeader(http.StatusOK)
+	h.metrics.write(w, g)
+	return http.StatusOK
+}

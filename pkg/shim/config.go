@@ -1,0 +1,336 @@
+package shim
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/enclave-signer/enclave-signer/pkg/transport"
+)
+
+// Config is the shim's whole configuration, the JSON file given to
+// `signer serve --config FILE`. docs/shim.md documents every field with an
+// example. Durations are JSON strings such as "5s" or "1m". The zero value
+// of each optional field means its default.
+type Config struct {
+	// Enclave is the enclave's wire-protocol address, e.g.
+	// "vsock://16:5005" (CID 16, port 5005); unix:// and tcp:// for
+	// development and tests. Required.
+	Enclave string `json:"enclave"`
+	// Listen is where the HTTP API listens: HOST:PORT, tcp://HOST:PORT or
+	// unix:///path. Default "127.0.0.1:8080". A wildcard host (0.0.0.0,
+	// [::] or an empty host) is refused unless AllowPublicListen is set.
+	Listen string `json:"listen,omitempty"`
+	// AllowPublicListen allows a wildcard Listen host. The API has no
+	// authentication: anyone who reaches it can sign.
+	AllowPublicListen bool `json:"allow_public_listen,omitempty"`
+
+	// Region is the AWS region of the KMS key that sealed the identity,
+	// sent to the enclave. Required.
+	Region string `json:"region"`
+	// Identity is where the sealed age identity (the KMS CiphertextBlob
+	// that `signer seal` writes) is: a local file path or s3://BUCKET/KEY.
+	// Required.
+	Identity string `json:"identity"`
+	// EncryptionContext is the KMS encryption context the identity was
+	// sealed with. Optional.
+	EncryptionContext map[string]string `json:"encryption_context,omitempty"`
+	// Keyrings are the age-encrypted keyrings to load: local file paths or
+	// s3://BUCKET/KEY URIs. At least one. Each provisioning fetches them
+	// again, so new versions are picked up by `signer provision`.
+	Keyrings []string `json:"keyrings"`
+
+	// S3Region is the region of the S3 bucket(s). Default: Region.
+	S3Region string `json:"s3_region,omitempty"`
+	// S3Endpoint replaces the S3 endpoint (a VPC interface endpoint or an
+	// S3-compatible store): an http:// or https:// URL. Default: the
+	// regional AWS endpoint.
+	S3Endpoint string `json:"s3_endpoint,omitempty"`
+	// S3UsePathStyle addresses objects as ENDPOINT/BUCKET/KEY instead of
+	// BUCKET.ENDPOINT/KEY.
+	S3UsePathStyle bool `json:"s3_use_path_style,omitempty"`
+
+	// EnclaveConnections is the number of multiplexed connections to the
+	// enclave. Default 2.
+	EnclaveConnections int `json:"enclave_connections,omitempty"`
+	// RequestTimeout bounds each API request's exchange with the enclave;
+	// past it the request answers 503 not_ready. Default "5s".
+	RequestTimeout Duration `json:"request_timeout,omitzero"`
+	// ProvisionTimeout bounds one provisioning (fetching the sealed files,
+	// credentials, and the enclave's unsealing through KMS). Default "60s".
+	ProvisionTimeout Duration `json:"provision_timeout,omitzero"`
+	// StatusInterval is how often the shim asks the enclave for its status
+	// to notice a restart (state waiting) and re-provision. Default "2s".
+	StatusInterval Duration `json:"status_interval,omitzero"`
+	// RetryMin and RetryMax bound the exponential backoff between failed
+	// provisioning attempts. Defaults "1s" and "1m".
+	RetryMin Duration `json:"provision_retry_min,omitzero"`
+	RetryMax Duration `json:"provision_retry_max,omitzero"`
+	// CredentialRefresh is how long before the provisioned credentials
+	// expire the shim fetches new ones and provisions again. EC2 makes new
+	// instance-role credentials available at least five minutes before the
+	// old ones expire. Default "5m".
+	CredentialRefresh Duration `json:"credential_refresh,omitzero"`
+
+	// LogLevel is debug, info, warn or error. Default info.
+	LogLevel string `json:"log_level,omitempty"`
+	// LogFormat is json or text. Default json.
+	LogFormat string `json:"log_format,omitempty"`
+
+	enclaveAddr transport.Addr
+	listenAddr  transport.Addr
+}
+
+// Defaults of the optional Config fields.
+const (
+	DefaultListen             = "127.0.0.1:8080"
+	DefaultEnclaveConnections = 2
+	DefaultRequestTimeout     = 5 * time.Second
+	DefaultProvisionTimeout   = 60 * time.Second
+	DefaultStatusInterval     = 2 * time.Second
+	DefaultRetryMin           = time.Second
+	DefaultRetryMax           = time.Minute
+	DefaultCredentialRefresh  = 5 * time.Minute
+)
+
+// Duration is a time.Duration written in JSON as a string ("5s", "1m30s").
+type Duration time.Duration
+
+// D returns d as a time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+// MarshalText writes d as time.Duration.String does.
+func (d Duration) MarshalText() ([]byte, error) { return []byte(time.Duration(d).String()), nil }
+
+// UnmarshalText parses a Go duration string.
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	if err != nil {
+		return fmt.Errorf("want a duration such as \"5s\" or \"1m\", got %q", b)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// durationFields are the JSON names of the Duration fields.
+var durationFields = []string{"request_timeout", "provision_timeout", "status_interval", "provision_retry_min", "provision_retry_max", "credential_refresh"}
+
+// maxConfigSize bounds the configuration file.
+const maxConfigSize = 1 << 20
+
+// ParseConfig reads a JSON configuration strictly (unknown fields are
+// errors), fills in the defaults and validates it.
+func ParseConfig(r io.Reader) (*Config, error) {
+	data, err := io.ReadAll(io.LimitReader(r, maxConfigSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	if len(data) > maxConfigSize {
+		return nil, fmt.Errorf("config: larger than %d bytes", maxConfigSize)
+	}
+	// encoding/json drops the field name from UnmarshalText errors, so
+	// check the durations first, by name.
+	var raw map[string]json.RawMessage
+	if json.Unmarshal(data, &raw) == nil {
+		var errs []error
+		for _, name := range durationFields {
+			v, ok := raw[name]
+			if !ok {
+				continue
+			}
+			var s string
+			if json.Unmarshal(v, &s) != nil {
+				errs = append(errs, fmt.Errorf("config: %s: want a duration string such as \"5s\" or \"1m\", got %s", name, v))
+			} else if _, err := time.ParseDuration(s); err != nil {
+				errs = append(errs, fmt.Errorf("config: %s: want a duration such as \"5s\" or \"1m\", got %q", name, s))
+			}
+		}
+		if len(errs) > 0 {
+			return nil, errors.Join(errs...)
+		}
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	var c Config
+	if err := dec.Decode(&c); err != nil {
+		return nil, fmt.Errorf("config: %s", describeJSONError(data, err))
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, errors.New("config: more than one JSON value")
+	}
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	return &c, nil
+}
+
+// describeJSONError turns encoding/json's errors into messages that name
+// the field and the line.
+func describeJSONError(data []byte, err error) string {
+	line := func(off int64) int { return 1 + bytes.Count(data[:min(int(off), len(data))], []byte("\n")) }
+	var se *json.SyntaxError
+	var te *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &se):
+		return fmt.Sprintf("line %d: %v", line(se.Offset), se)
+	case errors.As(err, &te):
+		return fmt.Sprintf("line %d: %s: want %s, got a JSON %s", line(te.Offset), te.Field, te.Type, te.Value)
+	case strings.HasPrefix(err.Error(), "json: unknown field "):
+		return strings.TrimPrefix(err.Error(), "json: ") + " (see docs/shim.md for the fields)"
+	}
+	return err.Error()
+}
+
+// Validate fills in defaults and checks every field; each error names the
+// field, what was wrong and what is wanted.
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(field, format string, a ...any) {
+		errs = append(errs, fmt.Errorf("config: %s: %s", field, fmt.Sprintf(format, a...)))
+	}
+	if c.Enclave == "" {
+		bad("enclave", "required: the enclave's address, e.g. \"vsock://16:5005\"")
+	} else if a, err := transport.ParseAddr(c.Enclave); err != nil {
+		bad("enclave", "%v", err)
+	} else {
+		c.enclaveAddr = a
+	}
+	if c.Listen == "" {
+		c.Listen = DefaultListen
+	}
+	if a, err := transport.ParseHTTPAddr(c.Listen); err != nil {
+		bad("listen", "%v", err)
+	} else {
+		c.listenAddr = a
+		if a.Scheme == transport.TCP && !c.AllowPublicListen {
+			if host, _, _ := net.SplitHostPort(a.HostPort); isWildcard(host) {
+				bad("listen", "%q listens on every interface, and the API has no authentication: use 127.0.0.1:PORT or a unix:// socket, or set \"allow_public_listen\": true", c.Listen)
+			}
+		}
+	}
+	if c.Region == "" {
+		bad("region", "required: the AWS region of the KMS key, e.g. \"eu-west-1\"")
+	} else if !validRegion(c.Region) {
+		bad("region", "want an AWS region such as \"eu-west-1\", got %q", c.Region)
+	}
+	if c.S3Region != "" && !validRegion(c.S3Region) {
+		bad("s3_region", "want an AWS region such as \"eu-west-1\", got %q", c.S3Region)
+	}
+	if c.Identity == "" {
+		bad("identity", "required: a file path or s3://BUCKET/KEY of the sealed identity")
+	} else if err := checkSource(c.Identity); err != nil {
+		bad("identity", "%v", err)
+	}
+	if len(c.Keyrings) == 0 {
+		bad("keyrings", "required: at least one file path or s3://BUCKET/KEY of an age-encrypted keyring")
+	}
+	seen := map[string]bool{}
+	for i, k := range c.Keyrings {
+		if err := checkSource(k); err != nil {
+			bad(fmt.Sprintf("keyrings[%d]", i), "%v", err)
+		} else if seen[k] {
+			bad(fmt.Sprintf("keyrings[%d]", i), "%q is listed twice", k)
+		}
+		seen[k] = true
+	}
+	for k := range c.EncryptionContext {
+		if k == "" {
+			bad("encryption_context", "empty key")
+		}
+	}
+	if c.S3Endpoint != "" {
+		if u, err := url.Parse(c.S3Endpoint); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			bad("s3_endpoint", "want http://HOST[:PORT] or https://HOST[:PORT], got %q", c.S3Endpoint)
+		}
+	}
+	if c.EnclaveConnections < 0 || c.EnclaveConnections > 64 {
+		bad("enclave_connections", "want 1 to 64, got %d", c.EnclaveConnections)
+	} else if c.EnclaveConnections == 0 {
+		c.EnclaveConnections = DefaultEnclaveConnections
+	}
+	durations := []struct {
+		name string
+		d    *Duration
+		def  time.Duration
+	}{
+		{"request_timeout", &c.RequestTimeout, DefaultRequestTimeout},
+		{"provision_timeout", &c.ProvisionTimeout, DefaultProvisionTimeout},
+		{"status_interval", &c.StatusInterval, DefaultStatusInterval},
+		{"provision_retry_min", &c.RetryMin, DefaultRetryMin},
+		{"provision_retry_max", &c.RetryMax, DefaultRetryMax},
+		{"credential_refresh", &c.CredentialRefresh, DefaultCredentialRefresh},
+	}
+	for _, d := range durations {
+		if *d.d < 0 {
+			bad(d.name, "want a positive duration, got %s", d.d.D())
+		} else if *d.d == 0 {
+			*d.d = Duration(d.def)
+		}
+	}
+	if c.RetryMax < c.RetryMin {
+		bad("provision_retry_max", "%s is shorter than provision_retry_min (%s)", c.RetryMax.D(), c.RetryMin.D())
+	}
+	switch c.LogLevel {
+	case "":
+		c.LogLevel = "info"
+	case "debug", "info", "warn", "error":
+	default:
+		bad("log_level", "want debug, info, warn or error, got %q", c.LogLevel)
+	}
+	switch c.LogFormat {
+	case "":
+		c.LogFormat = "json"
+	case "json", "text":
+	default:
+		bad("log_format", "want json or text, got %q", c.LogFormat)
+	}
+	return errors.Join(errs...)
+}
+
+// EnclaveAddr returns the parsed Enclave address (after Validate).
+func (c *Config) EnclaveAddr() transport.Addr { return c.enclaveAddr }
+
+// ListenAddr returns the parsed Listen address (after Validate).
+func (c *Config) ListenAddr() transport.Addr { return c.listenAddr }
+
+func isWildcard(host string) bool {
+	if host == "" {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.IsUnspecified()
+}
+
+func validRegion(r string) bool {
+	if len(r) < 4 || len(r) > 32 {
+		return false
+	}
+	for _, ch := range r {
+		if (ch < 'a' || ch > 'z') && (ch < '0' || ch > '9') && ch != '-' {
+			return false
+		}
+	}
+	return strings.Contains(r, "-")
+}
+
+// checkSource checks a file path or s3://BUCKET/KEY.
+func checkSource(s string) error {
+	if rest, ok := strings.CutPrefix(s, "s3://"); ok {
+		bucket, key, _ := strings.Cut(rest, "/")
+		if bucket == "" || key == "" {
+			return fmt.Errorf("want s3://BUCKET/KEY, got %q", s)
+		}
+		return nil
+	}
+	if strings.Contains(s, "://") {
+		return fmt.Errorf("want a file path or s3://BUCKET/KEY, got %q", s)
+	}
+	return nil
+}

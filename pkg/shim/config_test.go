@@ -1,0 +1,96 @@
+package shim_test
+
+import (
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/enclave-signer/enclave-signer/pkg/shim"
+	"github.com/enclave-signer/enclave-signer/pkg/transport"
+)
+
+func TestExampleConfig(t *testing.T) {
+	f, err := os.Open("../../docs/examples/shim-config.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	c, err := shim.ParseConfig(f)
+	if err != nil {
+		t.Fatalf("docs/examples/shim-config.json: %v", err)
+	}
+	if a := c.EnclaveAddr(); a.Scheme != transport.Vsock || a.CID != 16 || a.Port != 5005 {
+		t.Errorf("enclave = %+v", a)
+	}
+	if c.ListenAddr().HostPort != "127.0.0.1:8080" || c.Region != "eu-west-1" || len(c.Keyrings) != 2 ||
+		c.RequestTimeout.D() != 5*time.Second || c.RetryMax.D() != time.Minute || c.CredentialRefresh.D() != 5*time.Minute {
+		t.Errorf("parsed %+v", c)
+	}
+}
+
+func TestConfigDefaults(t *testing.T) {
+	c, err := shim.ParseConfig(strings.NewReader(`{"enclave":"unix:///run/s.sock","region":"us-east-1","identity":"id.enc","keyrings":["k.age"]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Listen != shim.DefaultListen || c.EnclaveConnections != 2 || c.RequestTimeout.D() != shim.DefaultRequestTimeout ||
+		c.StatusInterval.D() != shim.DefaultStatusInterval || c.RetryMin.D() != time.Second || c.RetryMax.D() != time.Minute ||
+		c.CredentialRefresh.D() != 5*time.Minute || c.ProvisionTimeout.D() != time.Minute || c.LogLevel != "info" || c.LogFormat != "json" {
+		t.Errorf("defaults: %+v", c)
+	}
+}
+
+func TestConfigErrors(t *testing.T) {
+	const base = `"enclave":"vsock://16:5005","region":"eu-west-1","identity":"id.enc","keyrings":["k.age"]`
+	for _, tc := range []struct{ name, json, want string }{
+		{"not JSON", `{"enclave":`, "config: "},
+		{"unknown field", `{` + base + `,"kms_endpoint":"x"}`, `unknown field "kms_endpoint"`},
+		{"wrong type", `{` + base + `,"enclave_connections":"two"}`, "enclave_connections"},
+		{"bad duration", `{` + base + `,"request_timeout":"5 sec"}`, "request_timeout"},
+		{"no enclave", `{"region":"eu-west-1","identity":"id.enc","keyrings":["k.age"]}`, "config: enclave: required"},
+		{"bad enclave", `{` + strings.Replace(base, "vsock://16:5005", "16:5005", 1) + `}`, `config: enclave: invalid address "16:5005"`},
+		{"public listen", `{` + base + `,"listen":"0.0.0.0:8080"}`, "config: listen: \"0.0.0.0:8080\" listens on every interface"},
+		{"public listen v6", `{` + base + `,"listen":"[::]:8080"}`, "allow_public_listen"},
+		{"empty host listen", `{` + base + `,"listen":":8080"}`, "allow_public_listen"},
+		{"vsock listen", `{` + base + `,"listen":"vsock://3:80"}`, "config: listen:"},
+		{"no region", `{"enclave":"vsock://16:5005","identity":"id.enc","keyrings":["k.age"]}`, "config: region: required"},
+		{"bad region", `{` + strings.Replace(base, "eu-west-1", "Europe", 1) + `}`, "config: region: want an AWS region"},
+		{"no identity", `{"enclave":"vsock://16:5005","region":"eu-west-1","keyrings":["k.age"]}`, "config: identity: required"},
+		{"bad s3 identity", `{` + strings.Replace(base, `"id.enc"`, `"s3://bucket"`, 1) + `}`, "config: identity: want s3://BUCKET/KEY"},
+		{"http identity", `{` + strings.Replace(base, `"id.enc"`, `"https://x/y"`, 1) + `}`, "config: identity: want a file path or s3://BUCKET/KEY"},
+		{"no keyrings", `{"enclave":"vsock://16:5005","region":"eu-west-1","identity":"id.enc","keyrings":[]}`, "config: keyrings: required"},
+		{"duplicate keyring", `{` + strings.Replace(base, `["k.age"]`, `["k.age","k.age"]`, 1) + `}`, "config: keyrings[1]: \"k.age\" is listed twice"},
+		{"bad s3 endpoint", `{` + base + `,"s3_endpoint":"localhost:9000"}`, "config: s3_endpoint: want http://"},
+		{"too many connections", `{` + base + `,"enclave_connections":100}`, "config: enclave_connections: want 1 to 64, got 100"},
+		{"negative duration", `{` + base + `,"status_interval":"-1s"}`, "config: status_interval: want a positive duration"},
+		{"retry order", `{` + base + `,"provision_retry_min":"2m"}`, "config: provision_retry_max: 1m0s is shorter than provision_retry_min (2m0s)"},
+		{"log level", `{` + base + `,"log_level":"verbose"}`, "config: log_level: want debug, info, warn or error"},
+		{"log format", `{` + base + `,"log_format":"xml"}`, "config: log_format: want json or text"},
+		{"two values", `{` + base + `} {}`, "more than one JSON value"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := shim.ParseConfig(strings.NewReader(tc.json))
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("err = %v\nwant it to contain %q", err, tc.want)
+			}
+		})
+	}
+	// Allowed when asked for.
+	if _, err := shim.ParseConfig(strings.NewReader(`{` + base + `,"listen":"0.0.0.0:8080","allow_public_listen":true}`)); err != nil {
+		t.Errorf("allow_public_listen: %v", err)
+	}
+	// Every problem at once, each naming its field.
+	_, err := shim.ParseConfig(strings.NewReader(`{}`))
+	for _, f := range []string{"enclave", "region", "identity", "keyrings"} {
+		if err == nil || !strings.Contains(err.Error(), "config: "+f+": ") {
+			t.Errorf("empty config: err = %v, want it to name %s", err, f)
+		}
+	}
+}
+
+func TestNewRefusesUnvalidatedConfig(t *testing.T) {
+	if _, err := shim.New(&shim.Config{Enclave: "unix:///x"}, shim.Options{AWS: staticAWS()}); err == nil || !strings.Contains(err.Error(), "not validated") {
+		t.Fatalf("err = %v", err)
+	}
+}

@@ -1,0 +1,92 @@
+package shim
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/smithy-go"
+
+	"github.com/enclave-signer/enclave-signer/pkg/wire"
+)
+
+// maxSourceSize bounds one sealed file: everything must fit in one wire
+// frame anyway.
+const maxSourceSize = wire.MaxFrameSize
+
+// fetcher reads the sealed identity and keyrings from local files or S3.
+// What it reads is ciphertext (KMS- or age-encrypted): it may be held in
+// memory and sizes may be logged.
+type fetcher struct {
+	s3 *s3.Client // nil until an s3:// source is configured
+}
+
+func newFetcher(cfg *Config, awsCfg aws.Config) *fetcher {
+	f := &fetcher{}
+	needS3 := strings.HasPrefix(cfg.Identity, "s3://")
+	for _, k := range cfg.Keyrings {
+		needS3 = needS3 || strings.HasPrefix(k, "s3://")
+	}
+	if needS3 {
+		f.s3 = s3.NewFromConfig(awsCfg, func(o *s3.Options) {
+			o.Region = cfg.Region
+			if cfg.S3Region != "" {
+				o.Region = cfg.S3Region
+			}
+			if cfg.S3Endpoint != "" {
+				o.BaseEndpoint = aws.String(cfg.S3Endpoint)
+			}
+			o.UsePathStyle = cfg.S3UsePathStyle
+		})
+	}
+	return f
+}
+
+// fetch reads one source: a file path or s3://BUCKET/KEY.
+func (f *fetcher) fetch(ctx context.Context, src string) ([]byte, error) {
+	if rest, ok := strings.CutPrefix(src, "s3://"); ok {
+		bucket, key, _ := strings.Cut(rest, "/")
+		return f.fetchS3(ctx, src, bucket, key)
+	}
+	fh, err := os.Open(src)
+	if err != nil {
+		return nil, err // *PathError names the file
+	}
+	defer fh.Close()
+	return readLimited(fh, src)
+}
+
+func (f *fetcher) fetchS3(ctx context.Context, src, bucket, key string) ([]byte, error) {
+	if f.s3 == nil {
+		return nil, fmt.Errorf("%s: no S3 client configured", src)
+	}
+	out, err := f.s3.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(bucket), Key: aws.String(key)})
+	if err != nil {
+		var api smithy.APIError
+		if errors.As(err, &api) {
+			return nil, fmt.Errorf("s3 GetObject %s: %s: %s", src, api.ErrorCode(), api.ErrorMessage())
+		}
+		return nil, fmt.Errorf("s3 GetObject %s: %w", src, err)
+	}
+	defer out.Body.Close()
+	return readLimited(out.Body, src)
+}
+
+func readLimited(r io.Reader, name string) ([]byte, error) {
+	data, err := io.ReadAll(io.LimitReader(r, maxSourceSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("reading %s: %w", name, err)
+	}
+	if len(data) > maxSourceSize {
+		return nil, fmt.Errorf("%s: larger than %d bytes, the most one provisioning can carry", name, maxSourceSize)
+	}
+	if len(data) == 0 {
+		return nil, fmt.Errorf("%s: empty", name)
+	}
+	return data, nil
+}
