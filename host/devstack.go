@@ -81,7 +81,6 @@ type child struct {
 	matched chan string
 }
 
-
 func startChild(ctx context.Context, dir, name string, env []string, watch *regexp.Regexp, path string, args ...string) (*child, error) {
 	if err := os.MkdirAll(filepath.Join(dir, "logs"), 0o700); err != nil {
 		return nil, err
@@ -602,4 +601,3 @@ func httpClientFor(listen string) *http.Client {
 	}
 	return c
 }
-
