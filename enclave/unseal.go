@@ -77,6 +77,7 @@ func (d *daemon) unseal(ctx context.Context, r *wire.ProvisionRequest) (*keyring
 	if err != nil {
 		return nil, &unsealError{step: stepKMSClient, err: err, recipient: rec}
 	}
+	defer client.Close()
 	start := time.Now()
 	pt, err := client.Decrypt(ctx, kms.DecryptInput{CiphertextBlob: r.IdentityCiphertext, EncryptionContext: r.EncryptionContext}, rec)
 	if err != nil {

@@ -82,11 +82,12 @@ type Config struct {
 
 // Client calls KMS from the enclave.
 type Client struct {
-	api     *awskms.Client
-	cfg     Config
-	host    string
-	log     *slog.Logger
-	timeout time.Duration
+	api       *awskms.Client
+	transport *http.Transport
+	cfg       Config
+	host      string
+	log       *slog.Logger
+	timeout   time.Duration
 }
 
 // ErrProxyUnreachable is wrapped by errors from calls whose connection to the
@@ -146,7 +147,7 @@ func New(cfg Config) (*Client, error) {
 		c.timeout = 60 * time.Second
 	}
 	dial := transport.Dialer(cfg.Proxy)
-	httpc := &http.Client{Transport: &http.Transport{
+	c.transport = &http.Transport{
 		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
 			conn, err := dial(ctx, network, addr)
 			if err != nil {
@@ -159,7 +160,8 @@ func New(cfg Config) (*Client, error) {
 		ResponseHeaderTimeout: 30 * time.Second,
 		IdleConnTimeout:       90 * time.Second,
 		MaxIdleConnsPerHost:   4,
-	}}
+	}
+	httpc := &http.Client{Transport: c.transport}
 	creds := cfg.Credentials
 	c.api = awskms.New(awskms.Options{
 		Region:       cfg.Region,
@@ -181,6 +183,13 @@ func New(cfg Config) (*Client, error) {
 		}),
 	})
 	return c, nil
+}
+
+// Close closes the client's idle connections to the proxy. A client is
+// usually made for one unseal; without Close its keep-alive connection
+// would hold one of vsock-proxy's few workers until the idle timeout.
+func (c *Client) Close() {
+	c.transport.CloseIdleConnections()
 }
 
 // ErrCredentialsExpired is returned, before any network traffic, when the

@@ -2,6 +2,7 @@ package kms
 
 import (
 	"bytes"
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -322,5 +323,33 @@ func TestKeySourceNeverReuses(t *testing.T) {
 	b, _ := s.Take(t.Context())
 	if a.N.BitLen() != 2048 || a.Equal(b) {
 		t.Fatal("keys are not fresh RSA-2048 keys")
+	}
+}
+
+func TestCloseDropsIdleConnections(t *testing.T) {
+	f := newFakeKMS(t)
+	c := f.client(t, nil)
+	var conns int
+	c.transport.DialContext = func(orig func(context.Context, string, string) (net.Conn, error)) func(context.Context, string, string) (net.Conn, error) {
+		return func(ctx context.Context, n, a string) (net.Conn, error) {
+			conns++
+			return orig(ctx, n, a)
+		}
+	}(c.transport.DialContext)
+	r := recipient(t, f.simCA, false)
+	for range 2 {
+		if _, err := c.Decrypt(t.Context(), DecryptInput{CiphertextBlob: []byte("x")}, r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if conns != 1 {
+		t.Fatalf("%d connections for two calls, want 1 kept alive", conns)
+	}
+	c.Close()
+	if _, err := c.Decrypt(t.Context(), DecryptInput{CiphertextBlob: []byte("x")}, r); err != nil {
+		t.Fatal(err)
+	}
+	if conns != 2 {
+		t.Fatalf("after Close, %d connections, want a new one (2)", conns)
 	}
 }
