@@ -2,14 +2,69 @@
 GO        ?= go
 BIN       ?= bin
 STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
-# Reproducible builds: no cgo, no paths, no VCS stamp, no build id, so the
-# same source gives the same signerd bytes (and so the same PCR0) anywhere.
-GOBUILD   := CGO_ENABLED=0 $(GO) build -trimpath -buildvcs=false -ldflags='-s -w -buildid='
 FUZZTIME  ?= 20s
 HTTP      ?= 127.0.0.1:8080
 DIR       ?= .signer-dev
 
-.PHONY: all build test vet staticcheck fuzz bench dev clean
+# Reproducible builds: the same source gives the same signerd bytes (and so
+# the same PCR0) on every machine. No cgo, no paths (-trimpath), no VCS stamp,
+# no build id, no timestamps; and nothing taken from the environment that
+# changes the output: the toolchain is go.mod's `toolchain` line (downloaded
+# through the module proxy if the local go is another version), GOFLAGS and
+# GOEXPERIMENT are cleared, the CPU feature levels are pinned to each
+# architecture's baseline. docs/image.md explains each setting.
+GO_TOOLCHAIN := $(shell sed -n 's/^toolchain //p' go.mod)
+PINNED_GO  = $(if $(GO_TOOLCHAIN),GOTOOLCHAIN=$(GO_TOOLCHAIN),$(error could not read the toolchain line of go.mod: the build would not be pinned))
+REPRO_ENV  = CGO_ENABLED=0 GOFLAGS= GOEXPERIMENT= GOFIPS140=off GOAMD64=v1 GOARM64=v8.0 $(PINNED_GO)
+GOBUILD    = $(REPRO_ENV) $(GO) build -trimpath -buildvcs=false -ldflags='-s -w -buildid='
+
+# The enclave image. Nitro parents are x86_64 (the default here) or arm64
+# (Graviton: ENCLAVE_GOARCH=arm64); the enclave runs the parent's
+# architecture, and each architecture has its own PCR0.
+ENCLAVE_GOARCH ?= amd64
+ENCLAVE_BIN    := $(BIN)/linux_$(ENCLAVE_GOARCH)/signerd
+IMAGE          ?= enclave-signer:latest
+IMAGE_TAR      ?= $(BIN)/enclave-signer-$(ENCLAVE_GOARCH).tar
+# buildah builds the image without a daemon and without a registry (FROM
+# scratch pulls nothing). BUILDAH_FLAGS are global flags, e.g.
+# `--root DIR --runroot DIR` for a private store; vfs needs no kernel
+# overlay support (set BUILDAH_DRIVER=overlay to share an overlay store).
+BUILDAH        ?= buildah
+BUILDAH_DRIVER ?= vfs
+BUILDAH_FLAGS  ?=
+BUILDAH_CMD    := $(BUILDAH) $(BUILDAH_FLAGS) --storage-driver $(BUILDAH_DRIVER)
+# Every flag that fixes the image's bytes: OCI format (the docker format
+# stores a random container id and hostname), creation time 0 for the
+# image and its files, no buildah version label, no history, no cached
+# layers, no pull.
+BUD_FLAGS := --format oci --timestamp 0 --identity-label=false --omit-history \
+	--layers=false --pull=never --isolation chroot --os linux --arch $(ENCLAVE_GOARCH)
+
+# On the parent instance (nitro-cli and Docker; not available in CI).
+NITRO_CLI      ?= nitro-cli
+EIF            ?= enclave-signer.eif
+MEASUREMENTS   ?= measurements.json
+ENCLAVE_NAME   ?= enclave-signer
+ENCLAVE_CPUS   ?= 2
+ENCLAVE_MEMORY ?= 512
+# The shim's `enclave` address names this CID (vsock://16:5005); empty lets
+# the driver pick one.
+ENCLAVE_CID    ?= 16
+RUN_FLAGS = --eif-path $(EIF) --cpu-count $(ENCLAVE_CPUS) --memory $(ENCLAVE_MEMORY) \
+	$(if $(ENCLAVE_CID),--enclave-cid $(ENCLAVE_CID)) --enclave-name $(ENCLAVE_NAME)
+
+# make policy: the key policy from the measurements (several files admit
+# several images: POLICY_MEASUREMENTS="blue.json green.json").
+SIGNER              ?= $(BIN)/signer
+POLICY              ?= key-policy.json
+POLICY_MEASUREMENTS ?= $(MEASUREMENTS)
+ENCLAVE_ROLE        ?=
+ENCRYPT_ROLE        ?=
+ADMIN_ROLE          ?=
+POLICY_FLAGS        ?=
+
+.PHONY: all build test vet staticcheck fuzz bench dev clean \
+	enclave-signerd image docker-image eif run-enclave run-debug stop policy
 
 all: build
 
@@ -44,3 +99,55 @@ dev: build
 
 clean:
 	rm -rf $(BIN)
+
+# signerd for the enclave: linux/ENCLAVE_GOARCH whatever the build machine.
+# On linux/amd64 it is byte for byte the bin/signerd of `make build`.
+enclave-signerd:
+	GOOS=linux GOARCH=$(ENCLAVE_GOARCH) $(GOBUILD) -o $(ENCLAVE_BIN) ./enclave
+
+# The enclave image, Dockerfile.enclave, as IMAGE in buildah's store and as
+# a docker-archive (IMAGE_TAR, for `docker load` on another machine). Its
+# id, the digest of its config, is the same on every machine.
+image: enclave-signerd
+	$(BUILDAH_CMD) bud $(BUD_FLAGS) --build-arg SIGNERD=$(ENCLAVE_BIN) \
+		--iidfile $(BIN)/image-id -f Dockerfile.enclave -t $(IMAGE) .
+	rm -f $(IMAGE_TAR)
+	$(BUILDAH_CMD) push $(IMAGE) docker-archive:$(IMAGE_TAR):$(IMAGE)
+	@echo "image $(IMAGE): $$(cat $(BIN)/image-id), archive $(IMAGE_TAR)"
+
+# nitro-cli build-enclave reads images from the Docker daemon.
+docker-image:
+	$(BUILDAH_CMD) push $(IMAGE) docker-daemon:$(IMAGE)
+
+# The EIF and its measurements: nitro-cli prints progress on stderr and the
+# measurements JSON on stdout.
+eif: image docker-image
+	$(NITRO_CLI) build-enclave --docker-uri $(IMAGE) --output-file $(EIF) > $(MEASUREMENTS).tmp
+	mv $(MEASUREMENTS).tmp $(MEASUREMENTS)
+	@cat $(MEASUREMENTS)
+
+run-enclave:
+	$(NITRO_CLI) run-enclave $(RUN_FLAGS)
+
+# Debug mode: the console is readable, and PCR0, 1 and 2 attest as zeros,
+# so only a key policy rendered with --debug lets this enclave unseal.
+run-debug:
+	$(NITRO_CLI) run-enclave $(RUN_FLAGS) --debug-mode
+	$(NITRO_CLI) console --enclave-name $(ENCLAVE_NAME)
+
+stop:
+	$(NITRO_CLI) terminate-enclave --enclave-name $(ENCLAVE_NAME)
+
+policy:
+	@missing=""; \
+	 for v in ENCLAVE_ROLE=$(ENCLAVE_ROLE) ENCRYPT_ROLE=$(ENCRYPT_ROLE) ADMIN_ROLE=$(ADMIN_ROLE); do \
+	   case $$v in *=) missing="$$missing $${v%=}";; esac; \
+	 done; \
+	 if [ -n "$$missing" ]; then \
+	   echo "make policy: set$$missing (role ARNs, e.g. ENCLAVE_ROLE=arn:aws:iam::111122223333:role/NitroEnclaveInstanceRole)" >&2; exit 2; \
+	 fi
+	$(SIGNER) policy render $(foreach m,$(POLICY_MEASUREMENTS),--measurements $(m)) \
+		--enclave-role '$(ENCLAVE_ROLE)' --encrypt-role '$(ENCRYPT_ROLE)' --admin-role '$(ADMIN_ROLE)' \
+		$(POLICY_FLAGS) > $(POLICY).tmp
+	mv $(POLICY).tmp $(POLICY)
+	@echo "key policy written to $(POLICY)" >&2

@@ -1,0 +1,358 @@
+package repro
+
+import (
+	"archive/tar"
+	"bytes"
+	"crypto/sha256"
+	"debug/buildinfo"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestReproducibleImage builds the enclave image twice, from two `git
+// archive HEAD` copies in different directories (different path lengths,
+// different umask, different file times, separate buildah stores), and
+// checks that signerd and the image are the same bytes.
+//
+// It needs git, make, tar and buildah: on a developer's machine it skips
+// without them, in CI (CI=true) it fails. Both copies share the Go build
+// cache, so the second build of signerd is a cache hit; that the cache key
+// matches is itself evidence (it covers the source, the flags and, without
+// -trimpath, the directory), but to also recompile everything from an
+// empty cache for the second copy, set REPRO_COLD_CACHE=1 (about a minute
+// more on two cores).
+func TestReproducibleImage(t *testing.T) {
+	for _, tool := range []string{"git", "make", "tar", "buildah"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			unavailable(t, "%s is not installed (apt-get install -y %s)", tool, tool)
+		}
+	}
+	root := repoRoot(t)
+	if _, err := gitOut(root, "rev-parse", "--verify", "HEAD^{commit}"); err != nil {
+		unavailable(t, "%s has no commit to archive (%v): this test builds committed content only", root, err)
+	}
+	headMakefile, err := gitOut(root, "show", "HEAD:Makefile")
+	if err != nil || !strings.Contains(headMakefile, "\nenclave-signerd:") || !strings.Contains(headMakefile, "\nimage:") {
+		unavailable(t, "HEAD's Makefile has no enclave-signerd and image targets: commit Makefile and Dockerfile.enclave first (this test builds HEAD, not the working tree)")
+	}
+	for _, f := range []string{"Makefile", "Dockerfile.enclave"} {
+		if out, _ := gitOut(root, "status", "--porcelain", "--", f); out != "" {
+			t.Logf("note: %s has uncommitted changes; this test builds HEAD's", f)
+		}
+	}
+	archive, err := gitBytes(root, "archive", "--format=tar", "HEAD")
+	if err != nil {
+		t.Fatalf("git archive HEAD: %v", err)
+	}
+
+	tmp := t.TempDir()
+	copies := []struct {
+		dir, umask string
+		env        []string
+	}{
+		{dir: filepath.Join(tmp, "a"), umask: "022"},
+		{dir: filepath.Join(tmp, "second", "copy", "of", "the", "source"), umask: "077"},
+	}
+	if os.Getenv("REPRO_COLD_CACHE") == "1" {
+		copies[1].env = append(copies[1].env, "GOCACHE="+filepath.Join(tmp, "gocache"))
+	}
+	for i := range copies {
+		c := &copies[i]
+		if err := os.MkdirAll(c.dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		x := exec.Command("tar", "-x", "-f", "-", "-C", c.dir)
+		x.Stdin = bytes.NewReader(archive)
+		if out, err := x.CombinedOutput(); err != nil {
+			t.Fatalf("tar -x into %s: %v\n%s", c.dir, err, out)
+		}
+		store := filepath.Join(tmp, fmt.Sprintf("store%d", i))
+		scratch := filepath.Join(tmp, fmt.Sprintf("tmp%d", i))
+		if err := os.MkdirAll(scratch, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		c.env = append(makeEnv("TMPDIR="+scratch), c.env...)
+		// The make command line, as a shell runs it with this copy's umask.
+		start := time.Now()
+		cmd := exec.Command("sh", "-c", `umask "$1"; shift; exec make --no-print-directory "$@"`, "sh", c.umask,
+			"image", "ENCLAVE_GOARCH=amd64", "BUILDAH_FLAGS=--root "+filepath.Join(store, "root")+" --runroot "+filepath.Join(store, "run"))
+		cmd.Dir, cmd.Env = c.dir, c.env
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("make image in %s: %v\n%s", c.dir, err, out)
+		}
+		t.Logf("copy %d: make image in %v", i+1, time.Since(start).Round(100*time.Millisecond))
+	}
+	a, b := copies[0].dir, copies[1].dir
+	bin := filepath.FromSlash("bin/linux_amd64/signerd")
+
+	// signerd: same bytes, though built under different umasks.
+	sumA, sumB := fileSHA256(t, filepath.Join(a, bin)), fileSHA256(t, filepath.Join(b, bin))
+	if sumA != sumB {
+		t.Fatalf("signerd differs between the copies: %s and %s", sumA, sumB)
+	}
+	t.Logf("signerd sha256 %s", sumA)
+	if fi, err := os.Stat(filepath.Join(b, bin)); err != nil || fi.Mode().Perm() != 0o700 {
+		t.Errorf("copy 2's signerd mode %v (%v): want 0700 from umask 077, so the image's 0755 shows COPY --chmod at work", fi.Mode(), err)
+	}
+	checkBuildInfo(t, filepath.Join(a, bin))
+
+	// The image: same id (the config digest), config, manifest and archive.
+	idA, idB := readTrim(t, filepath.Join(a, "bin", "image-id")), readTrim(t, filepath.Join(b, "bin", "image-id"))
+	if idA != idB || !strings.HasPrefix(idA, "sha256:") {
+		t.Fatalf("image ids differ: %s and %s", idA, idB)
+	}
+	t.Logf("image id %s", idA)
+	inspA := inspect(t, copies[0].env, filepath.Join(tmp, "store0"))
+	inspB := inspect(t, copies[1].env, filepath.Join(tmp, "store1"))
+	if inspA.FromImageDigest != inspB.FromImageDigest || inspA.Manifest != inspB.Manifest || inspA.Config != inspB.Config {
+		t.Fatalf("image metadata differs:\nmanifest %s\n    vs   %s\nconfig %s\n  vs   %s", inspA.Manifest, inspB.Manifest, inspA.Config, inspB.Config)
+	}
+	t.Logf("manifest digest %s", inspA.FromImageDigest)
+	if got := "sha256:" + sha256Hex([]byte(inspA.Config)); got != idA {
+		t.Errorf("the image id %s is not the config's digest %s", idA, got)
+	}
+	checkImageConfig(t, inspA.Config)
+	tarA, tarB := fileSHA256(t, filepath.Join(a, "bin", "enclave-signer-amd64.tar")), fileSHA256(t, filepath.Join(b, "bin", "enclave-signer-amd64.tar"))
+	if tarA != tarB {
+		t.Errorf("the docker-archives differ: %s and %s", tarA, tarB)
+	}
+	checkLayer(t, filepath.Join(a, "bin", "enclave-signer-amd64.tar"), sumA)
+}
+
+func gitOut(dir string, args ...string) (string, error) {
+	b, err := gitBytes(dir, args...)
+	return string(b), err
+}
+
+func gitBytes(dir string, args ...string) ([]byte, error) {
+	cmd := exec.Command("git", append([]string{"-C", dir}, args...)...)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return nil, fmt.Errorf("git %s: %v: %s", strings.Join(args, " "), err, strings.TrimSpace(stderr.String()))
+	}
+	return out, nil
+}
+
+func sha256Hex(b []byte) string {
+	s := sha256.Sum256(b)
+	return hex.EncodeToString(s[:])
+}
+
+func fileSHA256(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sha256Hex(b)
+}
+
+func readTrim(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.TrimSpace(string(b))
+}
+
+// checkBuildInfo reads the build settings Go stamps into signerd: the
+// pinned toolchain and flags, and nothing from VCS.
+func checkBuildInfo(t *testing.T, path string) {
+	t.Helper()
+	bi, err := buildinfo.ReadFile(path)
+	if err != nil {
+		t.Fatalf("build info of %s: %v", path, err)
+	}
+	if want := goModToolchain(t); bi.GoVersion != want {
+		t.Errorf("signerd built by %s, go.mod's toolchain is %s", bi.GoVersion, want)
+	}
+	if bi.Path != modulePath+"/enclave" {
+		t.Errorf("signerd's main package %q", bi.Path)
+	}
+	settings := map[string]string{}
+	for _, s := range bi.Settings {
+		settings[s.Key] = s.Value
+		if strings.HasPrefix(s.Key, "vcs") {
+			t.Errorf("signerd carries VCS information %s=%s", s.Key, s.Value)
+		}
+	}
+	for k, v := range map[string]string{
+		"CGO_ENABLED": "0", "GOOS": "linux", "GOARCH": "amd64", "GOAMD64": "v1",
+		"-trimpath": "true", "-buildmode": "exe",
+	} {
+		if settings[k] != v {
+			t.Errorf("signerd build setting %s=%q, want %q", k, settings[k], v)
+		}
+	}
+	// With -trimpath, go leaves -ldflags out of the build info (it may hold
+	// paths); make -n shows them (TestMakeBuildIsReproducible).
+	for _, k := range []string{"GOEXPERIMENT", "-tags", "-race", "-gcflags", "-asmflags", "-ldflags"} {
+		if v, ok := settings[k]; ok {
+			t.Errorf("signerd build setting %s=%q: the build must not take it from the environment", k, v)
+		}
+	}
+}
+
+// inspection is the part of `buildah inspect --type image` compared.
+type inspection struct {
+	FromImageDigest string
+	Config          string
+	Manifest        string
+}
+
+func inspect(t *testing.T, env []string, store string) inspection {
+	t.Helper()
+	cmd := exec.Command("buildah", "--root", filepath.Join(store, "root"), "--runroot", filepath.Join(store, "run"),
+		"--storage-driver", "vfs", "inspect", "--type", "image", "enclave-signer:latest")
+	cmd.Env = env
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("buildah inspect: %v\n%s", err, stderr.Bytes())
+	}
+	var in inspection
+	if err := json.Unmarshal(out, &in); err != nil {
+		t.Fatalf("buildah inspect output: %v", err)
+	}
+	return in
+}
+
+// checkImageConfig checks the OCI image config: the production entry
+// point, no timestamps, labels or history, one layer.
+func checkImageConfig(t *testing.T, raw string) {
+	t.Helper()
+	var c struct {
+		Created      string `json:"created"`
+		Architecture string `json:"architecture"`
+		OS           string `json:"os"`
+		Config       struct {
+			Env        []string          `json:"Env"`
+			Entrypoint []string          `json:"Entrypoint"`
+			Cmd        []string          `json:"Cmd"`
+			Labels     map[string]string `json:"Labels"`
+			User       string            `json:"User"`
+			WorkingDir string            `json:"WorkingDir"`
+		} `json:"config"`
+		RootFS struct {
+			DiffIDs []string `json:"diff_ids"`
+		} `json:"rootfs"`
+		History []json.RawMessage `json:"history"`
+	}
+	if err := json.Unmarshal([]byte(raw), &c); err != nil {
+		t.Fatalf("image config: %v", err)
+	}
+	if c.Created != "1970-01-01T00:00:00Z" || c.OS != "linux" || c.Architecture != "amd64" {
+		t.Errorf("image config created %q os %q architecture %q: want the epoch, linux, amd64", c.Created, c.OS, c.Architecture)
+	}
+	if !slices.Equal(c.Config.Entrypoint, []string{"/signerd"}) || !slices.Equal(c.Config.Cmd, productionCmd) {
+		t.Errorf("image entry point %q cmd %q: want [/signerd] %q", c.Config.Entrypoint, c.Config.Cmd, productionCmd)
+	}
+	if len(c.Config.Env) != 1 || !strings.HasPrefix(c.Config.Env[0], "PATH=") {
+		t.Errorf("image env %q: want PATH only (nitro-cli measures the environment into PCR2)", c.Config.Env)
+	}
+	if len(c.Config.Labels) != 0 || len(c.History) != 0 || c.Config.User != "" || c.Config.WorkingDir != "" {
+		t.Errorf("image config carries labels %v, history %d entries, user %q, workdir %q: want none", c.Config.Labels, len(c.History), c.Config.User, c.Config.WorkingDir)
+	}
+	if len(c.RootFS.DiffIDs) != 1 {
+		t.Errorf("image has %d layers, want 1", len(c.RootFS.DiffIDs))
+	}
+}
+
+// checkLayer opens the docker-archive and checks its one layer: the file
+// signerd alone, mode 0755, owner 0:0, time 0, the built bytes.
+func checkLayer(t *testing.T, archive, wantSHA string) {
+	t.Helper()
+	files := readTar(t, archive)
+	var manifest []struct {
+		Config   string   `json:"Config"`
+		RepoTags []string `json:"RepoTags"`
+		Layers   []string `json:"Layers"`
+	}
+	if err := json.Unmarshal(files["manifest.json"].data, &manifest); err != nil || len(manifest) != 1 || len(manifest[0].Layers) != 1 {
+		t.Fatalf("%s: manifest.json %s (%v): want one image of one layer", archive, files["manifest.json"].data, err)
+	}
+	if !slices.Contains(manifest[0].RepoTags, "docker.io/library/enclave-signer:latest") {
+		t.Errorf("docker-archive tags %q: `docker load` would not give enclave-signer:latest", manifest[0].RepoTags)
+	}
+	layer, ok := files[manifest[0].Layers[0]]
+	if !ok {
+		t.Fatalf("%s: no layer %s", archive, manifest[0].Layers[0])
+	}
+	tr := tar.NewReader(bytes.NewReader(layer.data))
+	var entries []string
+	for {
+		h, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatalf("layer: %v", err)
+		}
+		entries = append(entries, h.Name)
+		data, err := io.ReadAll(tr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if h.Name != "signerd" || h.Typeflag != tar.TypeReg || h.FileInfo().Mode() != 0o755 || h.Uid != 0 || h.Gid != 0 ||
+			h.Uname != "" || h.Gname != "" || h.ModTime.Unix() != 0 || sha256Hex(data) != wantSHA {
+			t.Errorf("layer entry %q type %c mode %v owner %d:%d (%q:%q) time %v sha256 %s: want signerd, 0755, 0:0, time 0, %s",
+				h.Name, h.Typeflag, h.FileInfo().Mode(), h.Uid, h.Gid, h.Uname, h.Gname, h.ModTime.UTC(), sha256Hex(data), wantSHA)
+		}
+	}
+	if !slices.Equal(entries, []string{"signerd"}) {
+		t.Errorf("layer entries %q: want signerd alone", entries)
+	}
+}
+
+type tarFile struct{ data []byte }
+
+// readTar reads a (docker-archive) tar, following its symlinks by name.
+func readTar(t *testing.T, path string) map[string]tarFile {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	files := map[string]tarFile{}
+	links := map[string]string{}
+	tr := tar.NewReader(f)
+	for {
+		h, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatalf("%s: %v", path, err)
+		}
+		switch h.Typeflag {
+		case tar.TypeSymlink:
+			links[h.Name] = filepath.ToSlash(filepath.Join(filepath.Dir(h.Name), h.Linkname))
+		case tar.TypeReg:
+			data, err := io.ReadAll(tr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			files[h.Name] = tarFile{data: data}
+		}
+	}
+	for name, target := range links {
+		files[name] = files[target]
+	}
+	return files
+}
