@@ -51,6 +51,19 @@ func validationError(format string, a ...any) *APIError {
 	return apiErr(CodeValidation, "1 validation error detected: "+format, a...)
 }
 
+// checkBlob checks a required blob member's length as KMS's model does.
+func checkBlob(member string, b []byte, max int) error {
+	switch {
+	case b == nil:
+		return required(member)
+	case len(b) == 0:
+		return validationError("Value at '%s' failed to satisfy constraint: Member must have length greater than or equal to 1", member)
+	case len(b) > max:
+		return validationError("Value at '%s' failed to satisfy constraint: Member must have length less than or equal to %d", member, max)
+	}
+	return nil
+}
+
 func required(member string) *APIError {
 	return validationError("Value null at '%s' failed to satisfy constraint: Member must not be null", member)
 }

@@ -393,13 +393,8 @@ func (s *Server) encrypt(c *call) (any, error) {
 	if err := decode(c, &req); err != nil {
 		return nil, err
 	}
-	switch {
-	case req.Plaintext == nil:
-		return nil, required("plaintext")
-	case len(req.Plaintext) == 0:
-		return nil, validationError("Value at 'plaintext' failed to satisfy constraint: Member must have length greater than or equal to 1")
-	case len(req.Plaintext) > 4096:
-		return nil, validationError("Value at 'plaintext' failed to satisfy constraint: Member must have length less than or equal to 4096")
+	if err := checkBlob("plaintext", req.Plaintext, 4096); err != nil {
+		return nil, err
 	}
 	if err := checkUnmodelled(req.GrantTokens, req.DryRun, req.EncryptionAlgorithm); err != nil {
 		return nil, err
@@ -489,13 +484,8 @@ func (s *Server) decrypt(c *call) (any, error) {
 	if err := decode(c, &req); err != nil {
 		return nil, err
 	}
-	switch {
-	case req.CiphertextBlob == nil:
-		return nil, required("ciphertextBlob")
-	case len(req.CiphertextBlob) == 0:
-		return nil, validationError("Value at 'ciphertextBlob' failed to satisfy constraint: Member must have length greater than or equal to 1")
-	case len(req.CiphertextBlob) > 6144:
-		return nil, validationError("Value at 'ciphertextBlob' failed to satisfy constraint: Member must have length less than or equal to 6144")
+	if err := checkBlob("ciphertextBlob", req.CiphertextBlob, 6144); err != nil {
+		return nil, err
 	}
 	if err := checkUnmodelled(req.GrantTokens, req.DryRun, req.EncryptionAlgorithm); err != nil {
 		return nil, err
