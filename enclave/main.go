@@ -36,6 +36,7 @@ import (
 )
 
 func main() {
+	tuneGC(os.Getenv)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := run(ctx, os.Args[1:], os.Stderr)
 	stop()
@@ -105,6 +106,24 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	log.Info("signerd started", attrs...)
 	return serve(ctx, ln, d, log)
+}
+
+// gcPercent is signerd's GOGC. Signing allocates (an ECDSA P-256
+// signature is about 60 small objects, 6 KB) while the live heap stays a
+// few megabytes, so at Go's default of 100 the collector runs dozens of
+// times a second under load, and each cycle also shrinks the stacks of the
+// idle request workers, which then grow again. At 400 the heap goal is
+// five times the live heap (tens of megabytes), cycles are a quarter as
+// frequent, and `signer bench` measures the difference in throughput and
+// tail latency (docs/performance.md).
+const gcPercent = 400
+
+// tuneGC sets gcPercent, unless GOGC is set in the environment: the
+// operator's choice wins.
+func tuneGC(getenv func(string) string) {
+	if getenv("GOGC") == "" {
+		debug.SetGCPercent(gcPercent)
+	}
 }
 
 // testOnlyDaemon, when set by a test, is handed the daemon run builds.

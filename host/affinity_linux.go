@@ -1,12 +1,11 @@
 package main
 
-import "golang.org/x/sys/unix"
+import "github.com/enclave-signer/enclave-signer/pkg/bench"
 
-// setAffinity pins a process to cpus, as taskset -p does.
+// setAffinity pins a process to cpus, every thread of it, as taskset -a -p
+// does. (sched_setaffinity on the pid alone would move only the main
+// thread: a Go process has started others by then, and they would stay,
+// and spawn more, where they were.)
 func setAffinity(pid int, cpus []int) error {
-	var set unix.CPUSet
-	for _, c := range cpus {
-		set.Set(c)
-	}
-	return unix.SchedSetaffinity(pid, &set)
+	return bench.PinProcess(pid, cpus)
 }

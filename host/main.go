@@ -45,6 +45,7 @@ type command struct {
 // through subcommand().
 var commands = map[string]command{
 	"dev":          {"run the whole stack on one machine: KMS emulator, simulated signerd, host shim", runDev},
+	"bench":        {"benchmark signing end to end (wire or HTTP) against in-process signing on the enclave's CPUs", runBench},
 	"doctor":       {"diagnose this parent instance: nitro-cli, vsock-proxy, credentials, shim, key policy", runDoctor},
 	"attestation":  {"verify or simulate Nitro attestation documents", runAttestation},
 	"kms-emulator": {"serve the KMS emulator (plain HTTP, SigV4, key policies) for tests and aws --endpoint-url", runKMSEmulator},

@@ -74,6 +74,16 @@ func Unmarshal(body []byte) (id uint64, m Message, err error) {
 	if err != nil {
 		return id, nil, err
 	}
+	switch t {
+	case TypeSignRequest:
+		if m, ok := decodeSignRequest(rest); ok {
+			return id, m, nil
+		}
+	case TypeSignResponse:
+		if m, ok := decodeSignResponse(rest); ok {
+			return id, m, nil
+		}
+	}
 	mi, ok := messages[t]
 	if !ok {
 		if err := decMode.Wellformed(rest); err != nil {
@@ -99,10 +109,19 @@ func appendFrame(buf *bytes.Buffer, id uint64, m Message) error {
 	h := append(hdr[:HeaderSize], 0x83) // array of 3
 	h = appendUint(h, uint64(m.MessageType()))
 	h = appendUint(h, id)
-	buf.Write(h)
-	if err := encMode.MarshalToBuffer(m, buf); err != nil {
-		buf.Truncate(start)
-		return fmt.Errorf("wire: encode %s: %w", m.MessageType(), err)
+	switch v := m.(type) {
+	case *SignRequest:
+		// Appended in the buffer's own spare capacity (no copy, no
+		// allocation once the pooled buffer has grown).
+		buf.Write(appendSignRequest(append(buf.AvailableBuffer(), h...), v))
+	case *SignResponse:
+		buf.Write(appendSignResponse(append(buf.AvailableBuffer(), h...), v))
+	default:
+		buf.Write(h)
+		if err := encMode.MarshalToBuffer(m, buf); err != nil {
+			buf.Truncate(start)
+			return fmt.Errorf("wire: encode %s: %w", m.MessageType(), err)
+		}
 	}
 	n := buf.Len() - start - HeaderSize
 	if n > MaxFrameSize {

@@ -1,0 +1,166 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"filippo.io/age"
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+
+	"github.com/enclave-signer/enclave-signer/pkg/client"
+	"github.com/enclave-signer/enclave-signer/pkg/keyring"
+	"github.com/enclave-signer/enclave-signer/pkg/shim"
+	"github.com/enclave-signer/enclave-signer/pkg/transport"
+	"github.com/enclave-signer/enclave-signer/pkg/wire"
+)
+
+// The end-to-end benchmarks sign through the real daemon (its ServeWire
+// behind a wire.Server on a unix socket) from 64 concurrent callers: over
+// the wire protocol with pkg/client, as the shim does, and over HTTP
+// through the shim's real API handler. Everything shares this process's
+// CPUs, so the figures include the client's work; signer bench measures
+// the same paths with signerd on CPUs of its own. cpu-ns/op is the
+// process's CPU time per signature, which other load on a shared machine
+// disturbs less than ns/op.
+
+const e2eCallers = 64
+
+// benchDaemon serves a daemon holding one key of alg on a unix socket and
+// returns its address.
+func benchDaemon(b *testing.B, alg keyring.Algorithm) transport.Addr {
+	b.Helper()
+	id, _ := age.GenerateX25519Identity()
+	ident, err := keyring.ParseIdentity(identityFile(id))
+	if err != nil {
+		b.Fatal(err)
+	}
+	var ct []byte
+	enc, _ := age.Encrypt(&sliceWriter{&ct}, id.Recipient())
+	enc.Write(keyringJSON(newKey(b, "k", alg)))
+	enc.Close()
+	set, err := keyring.Load(ident, keyring.File{Name: "k.age", Ciphertext: ct})
+	if err != nil {
+		b.Fatal(err)
+	}
+	d := &daemon{log: slog.New(slog.DiscardHandler), state: wire.StateReady}
+	d.set.Store(set)
+	b.Cleanup(set.Destroy)
+
+	path := filepath.Join(b.TempDir(), "signerd.sock")
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	srv := &wire.Server{Handler: d}
+	go srv.Serve(ln)
+	b.Cleanup(func() { srv.Close() })
+	return transport.Addr{Scheme: transport.Unix, Path: path}
+}
+
+func e2eCPUTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// runE2E runs op from e2eCallers goroutines and reports cpu-ns/op.
+func runE2E(b *testing.B, op func() error) {
+	b.ReportAllocs()
+	b.SetParallelism(max(1, e2eCallers/runtime.GOMAXPROCS(0)))
+	b.ResetTimer()
+	start := e2eCPUTime()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if err := op(); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+	b.StopTimer()
+	b.ReportMetric(float64(e2eCPUTime()-start)/float64(b.N), "cpu-ns/op")
+}
+
+// BenchmarkSignWireE2E signs over the wire protocol: pkg/client (two
+// connections, as the shim) to wire.Server to the daemon.
+func BenchmarkSignWireE2E(b *testing.B) {
+	for _, alg := range []keyring.Algorithm{keyring.Ed25519, keyring.ECDSAP256} {
+		b.Run(string(alg), func(b *testing.B) {
+			addr := benchDaemon(b, alg)
+			c := client.New(addr, nil)
+			defer c.Close()
+			msg := make([]byte, 32)
+			rand.Read(msg)
+			runE2E(b, func() error {
+				_, err := c.SignMessage(context.Background(), "k", msg)
+				return err
+			})
+		})
+	}
+}
+
+// BenchmarkSignHTTPE2E signs over HTTP: net/http client to the shim's API
+// handler (httptest server on loopback) to pkg/client to the daemon.
+func BenchmarkSignHTTPE2E(b *testing.B) {
+	for _, alg := range []keyring.Algorithm{keyring.Ed25519, keyring.ECDSAP256} {
+		b.Run(string(alg), func(b *testing.B) {
+			addr := benchDaemon(b, alg)
+			dir := b.TempDir()
+			cfg := &shim.Config{Enclave: addr.String(), Region: "eu-west-1", Identity: filepath.Join(dir, "id"), Keyrings: []string{filepath.Join(dir, "k")}}
+			for _, f := range []string{cfg.Identity, cfg.Keyrings[0]} {
+				if err := os.WriteFile(f, []byte("ciphertext stand-in"), 0o600); err != nil {
+					b.Fatal(err)
+				}
+			}
+			if err := cfg.Validate(); err != nil {
+				b.Fatal(err)
+			}
+			s, err := shim.New(cfg, shim.Options{AWS: aws.Config{Region: "eu-west-1", Credentials: credentials.NewStaticCredentialsProvider("AKID", "secret", "")}})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer s.Close()
+			srv := httptest.NewServer(s.Handler())
+			defer srv.Close()
+			tr := &http.Transport{MaxIdleConnsPerHost: 2 * e2eCallers, IdleConnTimeout: time.Minute}
+			defer tr.CloseIdleConnections()
+			hc := &http.Client{Transport: tr}
+			msg := make([]byte, 32)
+			rand.Read(msg)
+			url := srv.URL + "/v1/keys/k/sign"
+			body := `{"message":"` + base64.StdEncoding.EncodeToString(msg) + `"}`
+			runE2E(b, func() error {
+				resp, err := hc.Post(url, "application/json", strings.NewReader(body))
+				if err != nil {
+					return err
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != http.StatusOK {
+					return &httpStatusError{resp.Status}
+				}
+				return nil
+			})
+		})
+	}
+}
+
+type httpStatusError struct{ status string }
+
+func (e *httpStatusError) Error() string { return "sign: " + e.status }

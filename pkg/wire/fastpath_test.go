@@ -1,0 +1,178 @@
+package wire
+
+import (
+	"bytes"
+	"encoding/hex"
+	"reflect"
+	"strings"
+	"testing"
+)
+
+func mustHex(t testing.TB, s string) []byte {
+	t.Helper()
+	b, err := hex.DecodeString(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func fastPathSamples() []Message {
+	long := strings.Repeat("x", 300)
+	return []Message{
+		&SignRequest{},
+		&SignRequest{KeyID: "payments", Data: make([]byte, 32)},
+		&SignRequest{KeyID: "k", Data: []byte{}, IsDigest: true},
+		&SignRequest{KeyID: long, Data: bytes.Repeat([]byte{7}, 70000)},
+		&SignRequest{KeyID: "é", Data: make([]byte, 23)},
+		&SignRequest{KeyID: "k", Data: make([]byte, 24)},
+		&SignResponse{},
+		&SignResponse{KeyID: "payments", Algorithm: "ed25519", Signature: make([]byte, 64)},
+		&SignResponse{KeyID: "eth", Algorithm: "ecdsa-secp256k1", Signature: make([]byte, 71), RecoveryID: u8(1), SignatureRSV: make([]byte, 65)},
+		&SignResponse{KeyID: "eth", Algorithm: "ecdsa-secp256k1", Signature: make([]byte, 70), RecoveryID: u8(0)},
+		&SignResponse{KeyID: "x", Algorithm: long, Signature: []byte{}, RecoveryID: u8(255), SignatureRSV: []byte{1}},
+	}
+}
+
+func genericDecode(t testing.TB, typ Type, body []byte) (Message, error) {
+	m := messages[typ].new()
+	if err := decMode.Unmarshal(body, m); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// TestFastPathMatchesGeneric: the hand-written encoders write exactly what
+// the generic encoder writes, and the hand-written decoders read that back
+// to exactly what the generic decoder reads.
+func TestFastPathMatchesGeneric(t *testing.T) {
+	for i, m := range fastPathSamples() {
+		var buf bytes.Buffer
+		if err := encMode.MarshalToBuffer(m, &buf); err != nil {
+			t.Fatal(err)
+		}
+		want := buf.Bytes()
+		var got []byte
+		var dec Message
+		var ok bool
+		switch v := m.(type) {
+		case *SignRequest:
+			got = appendSignRequest(nil, v)
+			dec, ok = decodeSignRequest(want)
+		case *SignResponse:
+			got = appendSignResponse(nil, v)
+			dec, ok = decodeSignResponse(want)
+		}
+		if !bytes.Equal(got, want) {
+			t.Errorf("sample %d (%s): fast encoding\n got %x\nwant %x", i, m.MessageType(), got, want)
+		}
+		gen, err := genericDecode(t, m.MessageType(), want)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !ok || !reflect.DeepEqual(dec, gen) {
+			t.Errorf("sample %d (%s): fast decoding (ok=%v)\n got %#v\nwant %#v", i, m.MessageType(), ok, dec, gen)
+		}
+		// Whole frames go through the fast path and back.
+		fb := getBuf()
+		if err := appendFrame(fb, 42, m); err != nil {
+			t.Fatal(err)
+		}
+		id, back, err := Unmarshal(fb.Bytes()[HeaderSize:])
+		putBuf(fb)
+		if err != nil || id != 42 || !reflect.DeepEqual(back, gen) {
+			t.Errorf("sample %d: frame round trip: id %d, %v\n got %#v\nwant %#v", i, id, err, back, gen)
+		}
+	}
+}
+
+// TestFastPathDefersToGeneric: encodings that are valid but not plain,
+// and invalid ones, are left to the generic decoder.
+func TestFastPathDefersToGeneric(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		typ  Type
+		body string // hex
+	}{
+		{"non-shortest text length", TypeSignRequest, "a20178016b0240"},
+		{"key as non-shortest int", TypeSignRequest, "a21801616b0240"},
+		{"unknown key", TypeSignRequest, "a30161 6b 0240 0901"},
+		{"duplicate key", TypeSignRequest, "a201616b01616b"},
+		{"null data", TypeSignRequest, "a201616b02f6"},
+		{"bytes for key id", TypeSignRequest, "a201416b0240"},
+		{"invalid utf-8", TypeSignRequest, "a20161ff0240"},
+		{"indefinite map", TypeSignRequest, "bf01616b0240ff"},
+		{"trailing byte", TypeSignRequest, "a201616b024000"},
+		{"truncated", TypeSignRequest, "a201616b0245aa"},
+		{"is_digest as 1", TypeSignRequest, "a301616b02400301"},
+		{"is_digest false given", TypeSignRequest, "a301616b024003f4"},
+		{"keys out of order", TypeSignRequest, "a20240 01616b"},
+		{"empty rsv given", TypeSignResponse, "a401616b026165034005 40"},
+		{"recovery id 256", TypeSignResponse, "a401616b02616503400419 0100"},
+		{"negative recovery id", TypeSignResponse, "a401616b02616503400420"},
+		{"too many pairs", TypeSignResponse, "a6"},
+		{"empty", TypeSignRequest, ""},
+		{"empty map", TypeSignResponse, "a0"},
+		{"no data", TypeSignRequest, "a101616b"},
+		{"array", TypeSignRequest, "80"},
+	} {
+		body := mustHex(t, strings.ReplaceAll(c.body, " ", ""))
+		var ok bool
+		switch c.typ {
+		case TypeSignRequest:
+			_, ok = decodeSignRequest(body)
+		case TypeSignResponse:
+			_, ok = decodeSignResponse(body)
+		}
+		if ok {
+			t.Errorf("%s: the fast path accepted %x", c.name, body)
+		}
+	}
+}
+
+// FuzzFastPathMatchesGeneric: whatever the fast decoders accept, the
+// generic decoder accepts too, with the same result, and re-encoding it
+// (fast or generic, the same bytes) gives the input back: the fast path
+// accepts exactly the canonical encoding.
+func FuzzFastPathMatchesGeneric(f *testing.F) {
+	for _, m := range fastPathSamples() {
+		var buf bytes.Buffer
+		encMode.MarshalToBuffer(m, &buf)
+		f.Add(uint8(m.MessageType()), buf.Bytes())
+	}
+	f.Add(uint8(TypeSignRequest), mustHex(f, "a301616b02400901"))
+	f.Fuzz(func(t *testing.T, typ uint8, body []byte) {
+		var fast Message
+		var ok bool
+		var reenc func() []byte
+		switch Type(typ) % 2 {
+		case 0:
+			var m *SignRequest
+			m, ok = decodeSignRequest(body)
+			fast, reenc = m, func() []byte { return appendSignRequest(nil, m) }
+			typ = uint8(TypeSignRequest)
+		default:
+			var m *SignResponse
+			m, ok = decodeSignResponse(body)
+			fast, reenc = m, func() []byte { return appendSignResponse(nil, m) }
+			typ = uint8(TypeSignResponse)
+		}
+		if !ok {
+			return
+		}
+		gen, err := genericDecode(t, Type(typ), body)
+		if err != nil {
+			t.Fatalf("fast path accepted %x, generic refuses: %v", body, err)
+		}
+		if !reflect.DeepEqual(fast, gen) {
+			t.Fatalf("%x: fast %#v, generic %#v", body, fast, gen)
+		}
+		var buf bytes.Buffer
+		if err := encMode.MarshalToBuffer(gen, &buf); err != nil {
+			t.Fatal(err)
+		}
+		if got := reenc(); !bytes.Equal(got, buf.Bytes()) || !bytes.Equal(got, body) {
+			t.Fatalf("accepted %x; re-encoded fast %x, generic %x", body, got, buf.Bytes())
+		}
+	})
+}
