@@ -104,6 +104,13 @@ func startDev(t *testing.T, dir string, args ...string) *devProc {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+	// signer dev prints its summary after the stack answers.
+	for !strings.Contains(out.String(), "Ctrl-C stops everything.") {
+		if time.Now().After(deadline) {
+			t.Fatalf("signer dev printed no summary; output:\n%s", out.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	return p
 }
 
