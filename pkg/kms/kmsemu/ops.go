@@ -536,17 +536,7 @@ func (s *Server) decrypt(c *call) (any, error) {
 		return nil, apiErr(CodeInvalidCiphertext, "The ciphertext failed authentication: it was tampered with, or the encryption context differs from the one it was encrypted with")
 	}
 	out := map[string]any{"KeyId": r.key.arn(), "EncryptionAlgorithm": symmetricDefault}
-	if ar != nil {
-		sealed, err := ar.Seal(pt)
-		clear(pt)
-		if err != nil {
-			return nil, fmt.Errorf("sealing for recipient: %w", err)
-		}
-		out["CiphertextForRecipient"] = sealed
-		return out, nil
-	}
-	out["Plaintext"] = pt
-	return out, nil
+	return withPlaintext(out, pt, ar)
 }
 
 // dataKeySize validates NumberOfBytes / KeySpec (exactly one) and returns
@@ -623,17 +613,7 @@ func (s *Server) generateDataKey(c *call) (any, error) {
 		return nil, err
 	}
 	out := map[string]any{"CiphertextBlob": blob, "KeyId": r.key.arn()}
-	if ar != nil {
-		sealed, err := ar.Seal(pt)
-		clear(pt)
-		if err != nil {
-			return nil, fmt.Errorf("sealing for recipient: %w", err)
-		}
-		out["CiphertextForRecipient"] = sealed
-		return out, nil
-	}
-	out["Plaintext"] = pt
-	return out, nil
+	return withPlaintext(out, pt, ar)
 }
 
 func (s *Server) generateRandom(c *call) (any, error) {
@@ -659,15 +639,7 @@ func (s *Server) generateRandom(c *call) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	if ar != nil {
-		sealed, err := ar.Seal(pt)
-		clear(pt)
-		if err != nil {
-			return nil, fmt.Errorf("sealing for recipient: %w", err)
-		}
-		return map[string]any{"CiphertextForRecipient": sealed}, nil
-	}
-	return map[string]any{"Plaintext": pt}, nil
+	return withPlaintext(map[string]any{}, pt, ar)
 }
 
 func checkPolicyName(name *string) error {
@@ -752,4 +724,21 @@ func (s *Server) putKeyPolicy(c *call) (any, error) {
 	}
 	c.log.Info("key policy replaced", "key_id", r.key.ID)
 	return nil, nil
+}
+
+// withPlaintext puts pt in the answer: sealed to the attested recipient as
+// CiphertextForRecipient (and Plaintext absent), or as Plaintext when the
+// request carried no Recipient.
+func withPlaintext(out map[string]any, pt []byte, ar *AttestedRecipient) (map[string]any, error) {
+	if ar == nil {
+		out["Plaintext"] = pt
+		return out, nil
+	}
+	sealed, err := ar.Seal(pt)
+	clear(pt)
+	if err != nil {
+		return nil, fmt.Errorf("sealing for recipient: %w", err)
+	}
+	out["CiphertextForRecipient"] = sealed
+	return out, nil
 }
