@@ -2,7 +2,6 @@ package wire
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -51,10 +50,11 @@ const (
 // connections. Set its fields before the first Serve; don't change them
 // after.
 //
-// Per connection, one goroutine reads and decodes frames, a pool of at most
-// MaxInFlight workers (started on demand) runs the Handler, and one writer
-// goroutine batches the responses into as few writes as possible.
-// Responses go out as they are ready, not in request order.
+// Per connection, one goroutine reads and decodes frames, and a pool of at
+// most MaxInFlight workers (started on demand) runs the Handler on them in
+// the order they were read. The workers write the responses themselves,
+// combined into as few writes as WriteDelay allows. Responses go out as
+// they are ready, not in request order.
 type Server struct {
 	// Handler serves the requests. Required.
 	Handler Handler
@@ -69,6 +69,11 @@ type Server struct {
 	HandshakeTimeout time.Duration
 	// Software names the server's build in HelloAck. Optional.
 	Software string
+	// WriteDelay bounds how long a finished answer may wait for others to
+	// share its write while requests are still running on its connection.
+	// 0 means DefaultWriteDelay; negative, no wait (a write per answer
+	// unless answers finish during a write).
+	WriteDelay time.Duration
 
 	shutting  atomic.Bool
 	mu        sync.Mutex
@@ -90,12 +95,19 @@ type serverConn struct {
 	cancel context.CancelFunc
 	done   chan struct{} // closed when the connection is fully torn down
 
-	jobs       chan job
-	workers    int          // only the reader touches it
-	busy       atomic.Int32 // requests dispatched and not yet answered
-	wg         sync.WaitGroup
-	out        chan *bytes.Buffer
-	writerDone chan struct{}
+	// Requests run in the order they were read: the reader puts each in
+	// queue and hands a token on wake to an idle worker (or starts one),
+	// and whichever worker runs first takes the oldest request. Handing
+	// the request itself to a worker would run them in the order the Go
+	// scheduler resumes the workers, which on one CPU is partly last in,
+	// first out, and a request overtaken that way waits a round longer.
+	queue chan job      // requests read and not yet started; FIFO
+	wake  chan struct{} // one token per queued request no new worker takes
+	slots chan struct{} // one per request in flight, at most MaxInFlight
+	idle  atomic.Int32  // workers waiting for a token, less tokens sent
+	busy  atomic.Int32  // requests dispatched and not yet answered
+	wg    sync.WaitGroup
+	w     *frameWriter
 }
 
 func (s *Server) logger() *slog.Logger {
@@ -103,6 +115,16 @@ func (s *Server) logger() *slog.Logger {
 		return slog.New(slog.DiscardHandler)
 	}
 	return s.Log
+}
+
+func (s *Server) writeDelay() time.Duration {
+	switch {
+	case s.WriteDelay > 0:
+		return s.WriteDelay
+	case s.WriteDelay < 0:
+		return 0
+	}
+	return DefaultWriteDelay
 }
 
 func (s *Server) maxInFlight() int {
@@ -176,15 +198,15 @@ func (s *Server) ServeConn(nc net.Conn) error {
 	ctx, cancel := context.WithCancel(context.Background())
 	n := s.maxInFlight()
 	sc := &serverConn{
-		s:          s,
-		nc:         nc,
-		log:        s.logger().With("remote", addrString(nc.RemoteAddr())),
-		ctx:        ctx,
-		cancel:     cancel,
-		done:       make(chan struct{}),
-		jobs:       make(chan job),
-		out:        make(chan *bytes.Buffer, n+1),
-		writerDone: make(chan struct{}),
+		s:      s,
+		nc:     nc,
+		log:    s.logger().With("remote", addrString(nc.RemoteAddr())),
+		ctx:    ctx,
+		cancel: cancel,
+		done:   make(chan struct{}),
+		queue:  make(chan job, n),
+		wake:   make(chan struct{}, n),
+		slots:  make(chan struct{}, n),
 	}
 	defer close(sc.done)
 	defer cancel()
@@ -207,16 +229,11 @@ func (s *Server) ServeConn(nc net.Conn) error {
 		return err
 	}
 
-	var werr error
-	go func() {
-		werr = writeLoop(nc, sc.out, nil, func() bool { return sc.busy.Load() > 0 })
-		if werr != nil {
-			// Nobody will read what we write: stop reading and running too.
-			cancel()
-			nc.Close()
-		}
-		close(sc.writerDone)
-	}()
+	sc.w = newFrameWriter(nc, s.writeDelay(), func() bool { return sc.busy.Load() > 0 }, func(error) {
+		// Nobody will read what we write: stop reading and running too.
+		cancel()
+		nc.Close()
+	})
 
 	err := sc.readLoop(br)
 	if err != nil {
@@ -224,10 +241,9 @@ func (s *Server) ServeConn(nc net.Conn) error {
 		// useful to go, so cancel them.
 		cancel()
 	}
-	close(sc.jobs)
+	close(sc.wake)
 	sc.wg.Wait()
-	close(sc.out)
-	<-sc.writerDone
+	werr := sc.w.close()
 	if err == nil && werr != nil {
 		err = fmt.Errorf("wire: write: %w", werr)
 	}
@@ -374,35 +390,42 @@ func (sc *serverConn) readLoop(br *bufio.Reader) error {
 	}
 }
 
-// dispatch hands j to an idle worker, or starts a worker if fewer than
-// MaxInFlight run, or waits for one to be free.
+// dispatch queues j for a worker: it waits while MaxInFlight requests are
+// in flight, then wakes an idle worker or starts one. It returns false if
+// the connection ended while it waited.
 func (sc *serverConn) dispatch(j job) bool {
-	sc.busy.Add(1)
 	select {
-	case sc.jobs <- j:
-		return true
-	default:
-	}
-	if sc.workers < sc.s.maxInFlight() {
-		sc.workers++
-		sc.wg.Add(1)
-		go sc.worker(j)
-		return true
-	}
-	select {
-	case sc.jobs <- j:
-		return true
+	case sc.slots <- struct{}{}:
 	case <-sc.ctx.Done():
-		sc.busy.Add(-1)
 		return false
 	}
+	sc.busy.Add(1)
+	sc.queue <- j // never blocks: a slot is held for it
+	if sc.idle.Add(-1) >= 0 {
+		sc.wake <- struct{}{} // never blocks: tokens <= queued requests
+		return true
+	}
+	// Every worker is running or already promised a request. A slot
+	// held by each of them and one by j keep them below MaxInFlight.
+	sc.idle.Add(1)
+	sc.wg.Add(1)
+	go sc.worker()
+	return true
 }
 
-func (sc *serverConn) worker(j job) {
+// worker runs the oldest queued request, then one more per token, until
+// wake is closed and drained.
+func (sc *serverConn) worker() {
 	defer sc.wg.Done()
-	sc.handle(j)
-	for j := range sc.jobs {
-		sc.handle(j)
+	for {
+		sc.handle(<-sc.queue)
+		// Idle before the slot is free: the reader that takes the slot
+		// then finds this worker instead of starting another.
+		sc.idle.Add(1)
+		<-sc.slots
+		if _, ok := <-sc.wake; !ok {
+			return
+		}
 	}
 }
 
@@ -442,7 +465,7 @@ func (sc *serverConn) errorFrame(req Message, err error) *Error {
 	return &Error{Code: CodeInternal, Message: "internal error; see the enclave log"}
 }
 
-// send encodes m and queues it for the writer. A message that cannot be
+// send encodes m and queues it for the connection's writer. A message that cannot be
 // encoded (e.g. larger than MaxFrameSize) is replaced by CodeInternal: not
 // CodeFrameTooLarge, which would tell the client that framing is lost.
 func (sc *serverConn) send(id uint64, m Message) {
@@ -455,11 +478,8 @@ func (sc *serverConn) send(id uint64, m Message) {
 			return
 		}
 	}
-	select {
-	case sc.out <- buf:
-	case <-sc.writerDone:
-		putBuf(buf)
-	}
+	sc.w.queue(buf.Bytes())
+	putBuf(buf)
 }
 
 // Shutdown stops the server gracefully: it closes the listeners, stops

@@ -15,14 +15,16 @@ const (
 	maxKeptReadBuf = 64 << 10
 )
 
-// writeLoop is a connection's single writer. It writes the frames queued on
+// writeLoop is a client connection's single writer (servers write with a
+// frameWriter instead: their answers come from CPU-bound handlers, whose
+// goroutines are better placed to write than a writer waiting its turn). It writes the frames queued on
 // out through one bufio.Writer and flushes only when the queue is empty, so
 // frames queued together go out in one write. It returns when out is closed
 // (after flushing) or stop is closed (without flushing), or on the first
 // write error. Every buffer it receives goes back to the pool.
 //
 // more, if not nil, reports whether further frames are being produced (e.g.
-// requests are in flight in handlers); the loop then yields the processor
+// other callers are about to send); the loop then yields the processor
 // once before flushing, to gather them into the same write.
 func writeLoop(nc net.Conn, out <-chan *bytes.Buffer, stop <-chan struct{}, more func() bool) error {
 	bw := bufio.NewWriterSize(nc, writeBufSize)
