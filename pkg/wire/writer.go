@@ -17,9 +17,10 @@ const (
 
 // writeLoop is a client connection's single writer (servers write with a
 // frameWriter instead: their answers come from CPU-bound handlers, whose
-// goroutines are better placed to write than a writer waiting its turn). It writes the frames queued on
-// out through one bufio.Writer and flushes only when the queue is empty, so
-// frames queued together go out in one write. It returns when out is closed
+// goroutines are better placed to write than a writer waiting its turn).
+// It writes the frames queued on out through one bufio.Writer and flushes
+// only when the queue is empty, so frames queued together go out in one
+// write. It returns when out is closed
 // (after flushing) or stop is closed (without flushing), or on the first
 // write error. Every buffer it receives goes back to the pool.
 //
