@@ -28,41 +28,16 @@ func runAttestation(e *env) error {
 
 // verifyOutput is the JSON `signer attestation verify` prints (interfaces.md).
 type verifyOutput struct {
-	Valid     bool    `json:"valid"`
-	Error     string  `json:"error,omitempty"`
-	ModuleID  *string `json:"module_id"`
-	Digest    *string `json:"digest"`
-	Timestamp *int64  `json:"timestamp"`
-	PCRs      pcrMap  `json:"pcrs"`
-	PublicKey *string `json:"public_key"`
-	UserData  *string `json:"user_data"`
-	Nonce     *string `json:"nonce"`
-	DebugMode bool    `json:"debug_mode"`
-}
-
-// pcrMap is a JSON object keyed by decimal PCR index, written in numeric
-// order (encoding/json would sort "10" before "2").
-type pcrMap []pcrEntry
-
-type pcrEntry struct {
-	index int
-	hex   string
-}
-
-func (m pcrMap) MarshalJSON() ([]byte, error) {
-	if m == nil {
-		return []byte("null"), nil
-	}
-	var b bytes.Buffer
-	b.WriteByte('{')
-	for i, e := range m {
-		if i > 0 {
-			b.WriteByte(',')
-		}
-		fmt.Fprintf(&b, "%q:%q", strconv.Itoa(e.index), e.hex)
-	}
-	b.WriteByte('}')
-	return b.Bytes(), nil
+	Valid     bool       `json:"valid"`
+	Error     string     `json:"error,omitempty"`
+	ModuleID  *string    `json:"module_id"`
+	Digest    *string    `json:"digest"`
+	Timestamp *int64     `json:"timestamp"`
+	PCRs      pcr.HexMap `json:"pcrs"`
+	PublicKey *string    `json:"public_key"`
+	UserData  *string    `json:"user_data"`
+	Nonce     *string    `json:"nonce"`
+	DebugMode bool       `json:"debug_mode"`
 }
 
 func b64OrNull(b []byte) *string {
@@ -120,9 +95,7 @@ func runAttestationVerify(e *env) error {
 		out.ModuleID, out.Digest = &doc.ModuleID, &doc.Digest
 		ts := doc.TimestampMillis()
 		out.Timestamp = &ts
-		for _, i := range doc.PCRIndexes() {
-			out.PCRs = append(out.PCRs, pcrEntry{i, doc.PCRHex(i)})
-		}
+		out.PCRs = pcr.HexMap(doc.PCRs)
 		out.PublicKey, out.UserData, out.Nonce = b64OrNull(doc.PublicKey), b64OrNull(doc.UserData), b64OrNull(doc.Nonce)
 		out.DebugMode = doc.DebugMode()
 		if opts.CurrentTime.IsZero() {

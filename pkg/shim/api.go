@@ -15,6 +15,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/enclave-signer/enclave-signer/pkg/client"
+	"github.com/enclave-signer/enclave-signer/pkg/pcr"
 	"github.com/enclave-signer/enclave-signer/pkg/wire"
 )
 
@@ -270,14 +271,14 @@ func notReadyReason(st *wire.Status, ss shimState) string {
 // statusJSON is the JSON rendering of wire.Status (GET /v1/status), plus
 // the shim's own provisioning state.
 type statusJSON struct {
-	State       wire.State        `json:"state"`
-	Attestation string            `json:"attestation"`
-	DebugMode   bool              `json:"debug_mode"`
-	PCRs        map[string]string `json:"pcrs"`
-	Keys        int               `json:"keys"`
-	Error       *statusErrorJSON  `json:"error,omitempty"`
-	Version     string            `json:"version"`
-	Shim        shimState         `json:"shim"`
+	State       wire.State       `json:"state"`
+	Attestation string           `json:"attestation"`
+	DebugMode   bool             `json:"debug_mode"`
+	PCRs        pcr.HexMap       `json:"pcrs"`
+	Keys        int              `json:"keys"`
+	Error       *statusErrorJSON `json:"error,omitempty"`
+	Version     string           `json:"version"`
+	Shim        shimState        `json:"shim"`
 }
 
 type statusErrorJSON struct {
@@ -291,10 +292,10 @@ type statusErrorJSON struct {
 func renderStatus(st *wire.Status, ss shimState) statusJSON {
 	out := statusJSON{
 		State: st.State, Attestation: st.Attestation, DebugMode: st.DebugMode,
-		PCRs: make(map[string]string, len(st.PCRs)), Keys: st.Keys, Version: st.Version, Shim: ss,
+		PCRs: make(pcr.HexMap, len(st.PCRs)), Keys: st.Keys, Version: st.Version, Shim: ss,
 	}
 	for i, v := range st.PCRs {
-		out.PCRs[strconv.Itoa(int(i))] = hex.EncodeToString(v)
+		out.PCRs[int(i)] = v
 	}
 	if e := st.Error; e != nil {
 		out.Error = &statusErrorJSON{Step: e.Step, Message: e.Message, KMSCode: e.KMSCode, KMSMessage: e.KMSMessage}
