@@ -34,6 +34,7 @@ import (
 	"github.com/decred/dcrd/dcrec/secp256k1/v4"
 	secpecdsa "github.com/decred/dcrd/dcrec/secp256k1/v4/ecdsa"
 
+	"github.com/enclave-signer/enclave-signer/internal/testsupport"
 	"github.com/enclave-signer/enclave-signer/pkg/attestation"
 	"github.com/enclave-signer/enclave-signer/pkg/attestation/nsmsim"
 	"github.com/enclave-signer/enclave-signer/pkg/cms"
@@ -213,24 +214,6 @@ func kmsError(w http.ResponseWriter, code, msg string) {
 	json.NewEncoder(w).Encode(map[string]string{"__type": code, "message": msg})
 }
 
-// syncBuffer is a bytes.Buffer safe for the daemon's goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // env is one signerd started in-process with run(), on a unix socket,
 // with simulated attestation and the fake KMS behind --kms-proxy.
 type env struct {
@@ -239,7 +222,7 @@ type env struct {
 	kms      *fakeKMS
 	simCA    *nsmsim.CA
 	addr     transport.Addr
-	logs     *syncBuffer
+	logs     *testsupport.SyncBuffer
 	identity *age.X25519Identity
 	// identityBlob is the identity key file sealed in the fake KMS under
 	// encryptionContext.
@@ -260,7 +243,7 @@ func start(t *testing.T, extra ...string) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &env{t: t, dir: dir, simCA: ca, logs: &syncBuffer{}, done: make(chan error, 1)}
+	e := &env{t: t, dir: dir, simCA: ca, logs: &testsupport.SyncBuffer{}, done: make(chan error, 1)}
 	e.kms = newFakeKMS(t, dir, ca.Roots())
 	e.identity, err = age.GenerateX25519Identity()
 	if err != nil {

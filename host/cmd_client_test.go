@@ -12,10 +12,10 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/enclave-signer/enclave-signer/internal/testsupport"
 	"github.com/enclave-signer/enclave-signer/pkg/client/fakeenclave"
 )
 
@@ -53,7 +53,7 @@ func serveShim(t *testing.T, extra string) (*fakeenclave.Enclave, string) {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	var stderr syncWriter
+	var stderr testsupport.SyncBuffer
 	done := make(chan int, 1)
 	go func() {
 		done <- run(ctx, []string{"serve", "--config", cfgPath}, strings.NewReader(""), &bytes.Buffer{}, &stderr)
@@ -89,24 +89,6 @@ func serveShim(t *testing.T, extra string) (*fakeenclave.Enclave, string) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-}
-
-// syncWriter is a goroutine-safe buffer for the server's stderr.
-type syncWriter struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (w *syncWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.b.Write(p)
-}
-
-func (w *syncWriter) String() string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.b.String()
 }
 
 func TestServeAndClientCommands(t *testing.T) {

@@ -1,7 +1,6 @@
 package shim_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"io"
@@ -11,13 +10,13 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 
+	"github.com/enclave-signer/enclave-signer/internal/testsupport"
 	"github.com/enclave-signer/enclave-signer/pkg/client/fakeenclave"
 	"github.com/enclave-signer/enclave-signer/pkg/shim"
 )
@@ -36,30 +35,12 @@ func staticAWS() aws.Config {
 	}
 }
 
-// syncBuffer is a goroutine-safe log sink.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 type harness struct {
 	t    *testing.T
 	fe   *fakeenclave.Enclave
 	shim *shim.Shim
 	srv  *httptest.Server
-	logs *syncBuffer
+	logs *testsupport.SyncBuffer
 	cfg  *shim.Config
 }
 
@@ -102,7 +83,7 @@ func start(t *testing.T, fe *fakeenclave.Enclave, mutate func(*shim.Config, *shi
 		fe = fakeenclave.Start(t)
 	}
 	cfg := testConfig(t, fe)
-	logs := &syncBuffer{}
+	logs := &testsupport.SyncBuffer{}
 	opts := shim.Options{AWS: staticAWS(), Log: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))}
 	if mutate != nil {
 		mutate(cfg, &opts)

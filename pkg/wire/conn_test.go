@@ -16,6 +16,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/enclave-signer/enclave-signer/internal/testsupport"
 )
 
 // sampleOf returns the sample message of type typ.
@@ -415,7 +417,7 @@ func TestUnknownMessageTypeKeepsServing(t *testing.T) {
 }
 
 func TestHandlerErrors(t *testing.T) {
-	var logs syncBuffer
+	var logs testsupport.SyncBuffer
 	h := HandlerFunc(func(ctx context.Context, req Message) (Message, error) {
 		switch req.(*SignRequest).KeyID {
 		case "missing":
@@ -461,23 +463,6 @@ func TestHandlerErrors(t *testing.T) {
 			t.Errorf("server log lacks %q:\n%s", want, logs.String())
 		}
 	}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // blockingHandler blocks SignRequests for key "block" until released or
