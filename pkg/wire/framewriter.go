@@ -153,10 +153,7 @@ func (w *frameWriter) close() error {
 	for w.writing {
 		w.idle.Wait()
 	}
-	w.writeLocked(true)
-	for w.writing {
-		w.idle.Wait()
-	}
+	w.writeLocked(true) // returns with mu held and no write in progress
 	err := w.err
 	if w.err == nil {
 		w.err = errWriterClosed
