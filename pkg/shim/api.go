@@ -24,17 +24,21 @@ import (
 const MaxBodySize = 1 << 20
 
 // The API's error codes (docs/shim.md). The first seven are the promised
-// set; not_found and method_not_allowed answer requests outside the API.
+// set; not_found and method_not_allowed answer requests outside the API;
+// forbidden_origin and unsupported_media_type refuse requests a web page
+// could send (guard.go).
 const (
-	codeMalformed        = "malformed_request"  // 400
-	codeUnknownKey       = "unknown_key"        // 404
-	codeTooLarge         = "too_large"          // 413
-	codeInvalidDigest    = "invalid_digest"     // 422
-	codeDigestNotAllowed = "digest_not_allowed" // 422
-	codeInternal         = "internal"           // 500
-	codeNotReady         = "not_ready"          // 503
-	codeNotFound         = "not_found"          // 404, no such route
-	codeMethodNotAllowed = "method_not_allowed" // 405
+	codeMalformed        = "malformed_request"      // 400
+	codeUnknownKey       = "unknown_key"            // 404
+	codeTooLarge         = "too_large"              // 413
+	codeInvalidDigest    = "invalid_digest"         // 422
+	codeDigestNotAllowed = "digest_not_allowed"     // 422
+	codeInternal         = "internal"               // 500
+	codeNotReady         = "not_ready"              // 503
+	codeNotFound         = "not_found"              // 404, no such route
+	codeMethodNotAllowed = "method_not_allowed"     // 405
+	codeForbiddenOrigin  = "forbidden_origin"       // 403, Host, Origin or Sec-Fetch-Site
+	codeUnsupportedMedia = "unsupported_media_type" // 415
 )
 
 var (
@@ -55,11 +59,14 @@ type api struct {
 	version string
 	mux     *http.ServeMux
 	timeout time.Duration
+	hosts   *hostGuard
+	other   *routeMetrics // requests that match no route, or are refused before routing
 }
 
 func newAPI(c *client.Client, p *provisioner, cfg *Config, m *metrics, version string) *api {
-	h := &api{client: c, prov: p, cfg: cfg, metrics: m, version: version, mux: http.NewServeMux(), timeout: cfg.RequestTimeout.D()}
+	h := &api{client: c, prov: p, cfg: cfg, metrics: m, version: version, mux: http.NewServeMux(), timeout: cfg.RequestTimeout.D(), hosts: newHostGuard(cfg)}
 	other := m.route("other")
+	h.other = other
 	routes := []struct {
 		method, path string
 		f            apiFunc
@@ -75,7 +82,11 @@ func newAPI(c *client.Client, p *provisioner, cfg *Config, m *metrics, version s
 	}
 	for _, rt := range routes {
 		pattern := rt.method + " " + rt.path
-		h.handle(pattern, m.route(pattern), rt.f)
+		f := rt.f
+		if rt.method == "POST" {
+			f = h.jsonOnly(f)
+		}
+		h.handle(pattern, m.route(pattern), f)
 		allow := rt.method
 		if allow == "GET" {
 			allow = "GET, HEAD"
@@ -99,7 +110,41 @@ func (h *api) handle(pattern string, rm *routeMetrics, f apiFunc) {
 	})
 }
 
-func (h *api) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.mux.ServeHTTP(w, r) }
+func (h *api) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if status := h.refuse(w, r); status != 0 {
+		h.other.observe(status, 0) // a refusal takes well under the first bucket's 100 µs
+		return
+	}
+	h.mux.ServeHTTP(w, r)
+}
+
+// refuse answers a request that a web page could have sent (guard.go) or
+// whose path ServeMux would redirect, and returns its status; 0 lets the
+// request through.
+func (h *api) refuse(w http.ResponseWriter, r *http.Request) int {
+	if !h.hosts.allows(r.Host) {
+		return h.fail(w, http.StatusForbidden, codeForbiddenOrigin, fmt.Sprintf(
+			"Host %q does not name this listener: want a loopback address, localhost, the listen address or a name in allowed_hosts (a web page reaching the API through DNS rebinding sends its own site's name)",
+			truncate(r.Host, 100)))
+	}
+	if why := crossSite(r); why != "" {
+		return h.fail(w, http.StatusForbidden, codeForbiddenOrigin, why+"; the API serves local programs, not web pages")
+	}
+	if p := r.URL.EscapedPath(); !isCleanPath(p) {
+		return h.fail(w, http.StatusNotFound, codeNotFound, fmt.Sprintf("no such endpoint: %s %s: the path is not canonical (no empty, \".\" or \"..\" segments; see docs/shim.md)", r.Method, truncate(p, 200)))
+	}
+	return 0
+}
+
+// jsonOnly refuses, before f reads anything, a body that is not JSON.
+func (h *api) jsonOnly(f apiFunc) apiFunc {
+	return func(w http.ResponseWriter, r *http.Request) int {
+		if why := contentTypeProblem(r); why != "" {
+			return h.fail(w, http.StatusUnsupportedMediaType, codeUnsupportedMedia, why)
+		}
+		return f(w, r)
+	}
+}
 
 // buffers are pooled per request: body in, decoded data, answer out.
 type buffers struct{ in, data, out []byte }

@@ -25,12 +25,22 @@ type Config struct {
 	// development and tests. Required.
 	Enclave string `json:"enclave"`
 	// Listen is where the HTTP API listens: HOST:PORT, tcp://HOST:PORT or
-	// unix:///path. Default "127.0.0.1:8080". A wildcard host (0.0.0.0,
-	// [::] or an empty host) is refused unless AllowPublicListen is set.
+	// unix:///path. Default "127.0.0.1:8080". Unless AllowPublicListen is
+	// set, HOST must be a loopback address (127.0.0.0/8, ::1, also
+	// IPv4-mapped) or localhost.
 	Listen string `json:"listen,omitempty"`
-	// AllowPublicListen allows a wildcard Listen host. The API has no
-	// authentication: anyone who reaches it can sign.
+	// AllowPublicListen allows any Listen host: a wildcard (0.0.0.0, [::],
+	// [::ffff:0.0.0.0] or an empty host), another interface's address, a
+	// host name. The API has no authentication: anyone who reaches it can
+	// sign.
 	AllowPublicListen bool `json:"allow_public_listen,omitempty"`
+	// AllowedHosts are more names (or addresses) the API answers to in the
+	// Host header, without port: e.g. "signer.internal" when clients use
+	// such a name. Loopback addresses, localhost and the Listen host are
+	// always accepted; a unix socket accepts every Host. Any other Host is
+	// refused (403 forbidden_origin), which stops web pages reaching the
+	// API through DNS rebinding.
+	AllowedHosts []string `json:"allowed_hosts,omitempty"`
 
 	// Region is the AWS region of the KMS key that sealed the identity,
 	// sent to the enclave. Required.
@@ -210,9 +220,15 @@ func (c *Config) Validate() error {
 	} else {
 		c.listenAddr = a
 		if a.Scheme == transport.TCP && !c.AllowPublicListen {
-			if host, _, _ := net.SplitHostPort(a.HostPort); isWildcard(host) {
-				bad("listen", "%q listens on every interface, and the API has no authentication: use 127.0.0.1:PORT or a unix:// socket, or set \"allow_public_listen\": true", c.Listen)
+			host, _, _ := net.SplitHostPort(a.HostPort)
+			if why := notLoopback(host); why != "" {
+				bad("listen", "%q %s, and the API has no authentication: use 127.0.0.1:PORT, [::1]:PORT, localhost:PORT or a unix:// socket, or set \"allow_public_listen\": true", c.Listen, why)
 			}
+		}
+	}
+	for i, h := range c.AllowedHosts {
+		if !validAllowedHost(h) {
+			bad(fmt.Sprintf("allowed_hosts[%d]", i), "want a host name such as \"signer.internal\" or an IP address, without scheme or port, got %q", h)
 		}
 	}
 	if c.Region == "" {
@@ -300,12 +316,45 @@ func (c *Config) EnclaveAddr() transport.Addr { return c.enclaveAddr }
 // ListenAddr returns the parsed Listen address (after Validate).
 func (c *Config) ListenAddr() transport.Addr { return c.listenAddr }
 
-func isWildcard(host string) bool {
+// notLoopback says why a listen host is not loopback-only, or returns ""
+// if it is. IPv4-mapped IPv6 addresses are unmapped first:
+// [::ffff:0.0.0.0] binds every interface, as [::] does. A host name other
+// than localhost is refused rather than resolved: what it resolves to can
+// change after the check.
+func notLoopback(host string) string {
 	if host == "" {
-		return true
+		return "listens on every interface"
+	}
+	if strings.EqualFold(host, "localhost") {
+		return ""
 	}
 	ip, err := netip.ParseAddr(host)
-	return err == nil && ip.IsUnspecified()
+	switch {
+	case err != nil:
+		return "names a host name, not a loopback address"
+	case ip.Unmap().IsUnspecified():
+		return "listens on every interface"
+	case ip.Unmap().IsLoopback():
+		return ""
+	}
+	return "is not a loopback address: it is reachable from other machines"
+}
+
+// validAllowedHost: a DNS name (letters, digits, '-', '.', '_') or an IP
+// address, possibly bracketed.
+func validAllowedHost(h string) bool {
+	if _, err := netip.ParseAddr(strings.TrimSuffix(strings.TrimPrefix(h, "["), "]")); err == nil {
+		return true
+	}
+	if h == "" || len(h) > 253 || strings.HasPrefix(h, ".") || strings.Contains(h, "..") {
+		return false
+	}
+	for _, ch := range h {
+		if (ch < 'a' || ch > 'z') && (ch < 'A' || ch > 'Z') && (ch < '0' || ch > '9') && ch != '-' && ch != '.' && ch != '_' {
+			return false
+		}
+	}
+	return true
 }
 
 func validRegion(r string) bool {

@@ -54,6 +54,9 @@ func TestConfigErrors(t *testing.T) {
 		{"public listen v6", `{` + base + `,"listen":"[::]:8080"}`, "allow_public_listen"},
 		{"empty host listen", `{` + base + `,"listen":":8080"}`, "allow_public_listen"},
 		{"vsock listen", `{` + base + `,"listen":"vsock://3:80"}`, "config: listen:"},
+		{"allowed host with port", `{` + base + `,"allowed_hosts":["signer.internal:8080"]}`, `config: allowed_hosts[0]: want a host name such as "signer.internal" or an IP address, without scheme or port, got "signer.internal:8080"`},
+		{"allowed host URL", `{` + base + `,"allowed_hosts":["ok.example","http://x"]}`, `config: allowed_hosts[1]: `},
+		{"allowed host empty", `{` + base + `,"allowed_hosts":[""]}`, `config: allowed_hosts[0]: `},
 		{"no region", `{"enclave":"vsock://16:5005","identity":"id.enc","keyrings":["k.age"]}`, "config: region: required"},
 		{"bad region", `{` + strings.Replace(base, "eu-west-1", "Europe", 1) + `}`, "config: region: want an AWS region"},
 		{"no identity", `{"enclave":"vsock://16:5005","region":"eu-west-1","keyrings":["k.age"]}`, "config: identity: required"},
@@ -92,5 +95,56 @@ func TestConfigErrors(t *testing.T) {
 func TestNewRefusesUnvalidatedConfig(t *testing.T) {
 	if _, err := shim.New(&shim.Config{Enclave: "unix:///x"}, shim.Options{AWS: staticAWS()}); err == nil || !strings.Contains(err.Error(), "not validated") {
 		t.Fatalf("err = %v", err)
+	}
+}
+
+// TestPublicListenGuard: without allow_public_listen the API listens on
+// loopback or a unix socket only; anything else names what is wrong and
+// how to fix it.
+func TestPublicListenGuard(t *testing.T) {
+	const base = `"enclave":"vsock://16:5005","region":"eu-west-1","identity":"id.enc","keyrings":["k.age"]`
+	for _, tc := range []struct {
+		listen string
+		ok     bool
+		want   string // in the error
+	}{
+		{"127.0.0.1:8080", true, ""},
+		{"127.1.2.3:8080", true, ""},
+		{"tcp://127.0.0.1:8080", true, ""},
+		{"[::1]:8080", true, ""},
+		{"localhost:8080", true, ""},
+		{"LocalHost:8080", true, ""},
+		{"[::ffff:127.0.0.1]:8080", true, ""},
+		{"unix:///run/signer.sock", true, ""},
+		{"[::ffff:0.0.0.0]:8080", false, "every interface"},
+		{"0.0.0.0:8080", false, "every interface"},
+		{"[::]:8080", false, "every interface"},
+		{":8080", false, "every interface"},
+		{"192.168.1.20:8080", false, "not a loopback address"},
+		{"[fe80::1%eth0]:8080", false, "not a loopback address"},
+		{"[::ffff:10.0.0.5]:8080", false, "not a loopback address"},
+		{"signer.example.com:8080", false, "host name"},
+	} {
+		t.Run(tc.listen, func(t *testing.T) {
+			_, err := shim.ParseConfig(strings.NewReader(`{` + base + `,"listen":"` + tc.listen + `"}`))
+			if tc.ok {
+				if err != nil {
+					t.Fatalf("listen %q: %v", tc.listen, err)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatalf("listen %q accepted without allow_public_listen", tc.listen)
+			}
+			for _, w := range []string{"config: listen: ", tc.want, "allow_public_listen", "127.0.0.1:PORT", "unix://"} {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("listen %q: error %q does not say %q", tc.listen, err, w)
+				}
+			}
+			// Allowed when asked for.
+			if _, err := shim.ParseConfig(strings.NewReader(`{` + base + `,"listen":"` + tc.listen + `","allow_public_listen":true}`)); err != nil {
+				t.Errorf("listen %q with allow_public_listen: %v", tc.listen, err)
+			}
+		})
 	}
 }

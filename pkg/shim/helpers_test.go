@@ -169,12 +169,32 @@ func (h *harness) do(method, path, body string) response {
 
 func (h *harness) doReader(method, path string, body io.Reader, n int64) response {
 	h.t.Helper()
+	hdr := http.Header{}
+	if n != 0 {
+		hdr.Set("Content-Type", "application/json")
+	}
+	return h.doHeaders(method, path, body, n, hdr)
+}
+
+// doHeaders sends a request with exactly the headers given (a "Host"
+// entry sets the Host header) and does not follow redirects.
+func (h *harness) doHeaders(method, path string, body io.Reader, n int64, hdr http.Header) response {
+	h.t.Helper()
 	req, err := http.NewRequest(method, h.srv.URL+path, body)
 	if err != nil {
 		h.t.Fatal(err)
 	}
 	req.ContentLength = n
-	resp, err := h.srv.Client().Do(req)
+	for k, v := range hdr {
+		if k == "Host" {
+			req.Host = v[0]
+			continue
+		}
+		req.Header[k] = v
+	}
+	client := *h.srv.Client()
+	client.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	resp, err := client.Do(req)
 	if err != nil {
 		h.t.Fatalf("%s %s: %v", method, path, err)
 	}
