@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -86,20 +87,16 @@ func (g *hostGuard) allows(host string) bool {
 	if !ok {
 		return false
 	}
-	if ip, err := netip.ParseAddr(name); err == nil {
-		ip = ip.Unmap()
-		if ip.IsLoopback() || g.anyIP {
-			return true
+	// Only what may be an address goes through ParseAddr, whose error
+	// allocates.
+	if c := name[0]; c >= '0' && c <= '9' || strings.IndexByte(name, ':') >= 0 {
+		if ip, err := netip.ParseAddr(name); err == nil {
+			ip = ip.Unmap()
+			return ip.IsLoopback() || g.anyIP || slices.Contains(g.ips, ip)
 		}
-		for _, a := range g.ips {
-			if a == ip {
-				return true
-			}
+		if strings.IndexByte(name, ':') >= 0 {
+			return false // a bracketed non-address
 		}
-		return false
-	}
-	if strings.Contains(name, ":") {
-		return false // an IPv6 literal is bracketed; anything else is no name
 	}
 	name = strings.TrimSuffix(name, ".")
 	for _, n := range g.names {

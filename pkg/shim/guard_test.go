@@ -22,7 +22,7 @@ import (
 // Content-Type other than application/json). Local clients that send what
 // they should keep working.
 func TestCrossSiteRequestsRefused(t *testing.T) {
-	h := startReady(t, func(c *shim.Config, _ *shim.Options) { c.AllowedHosts = []string{"Signer.Internal"} })
+	h := startReady(t, func(c *shim.Config, _ *shim.Options) { c.AllowedHosts = []string{"Signer.Internal", "1signer.internal"} })
 	self := h.srv.Listener.Addr().String()
 	port := strconv.Itoa(h.srv.Listener.Addr().(*net.TCPAddr).Port)
 	d := sha256.Sum256([]byte("tx"))
@@ -43,6 +43,7 @@ func TestCrossSiteRequestsRefused(t *testing.T) {
 		{"foreign Host, provision", "POST", "/v1/provision", "", hdr{"Host": "attacker.example:" + port}, 403, "forbidden_origin"},
 		{"Host under localhost's name", "GET", "/v1/status", "", hdr{"Host": "localhost.attacker.example:" + port}, 403, "forbidden_origin"},
 		{"Host with a bad port", "GET", "/v1/status", "", hdr{"Host": "localhost:80x"}, 403, "forbidden_origin"},
+		{"Host, another machine's address", "GET", "/v1/status", "", hdr{"Host": "10.0.0.5:" + port}, 403, "forbidden_origin"},
 		{"Host, unbracketed IPv6", "GET", "/v1/status", "", hdr{"Host": "::1"}, 403, "forbidden_origin"},
 		{"foreign Origin", "POST", "/v1/keys/eth/sign", sign, hdr{"Origin": "http://attacker.example", "Content-Type": json}, 403, "forbidden_origin"},
 		{"Origin on another local port", "POST", "/v1/keys/eth/sign", sign, hdr{"Origin": "http://127.0.0.1:3000", "Content-Type": json}, 403, "forbidden_origin"},
@@ -69,6 +70,7 @@ func TestCrossSiteRequestsRefused(t *testing.T) {
 		{"[::1]", "GET", "/v1/keys", "", hdr{"Host": "[::1]:" + port}, 200, ""},
 		{"127.0.0.2", "GET", "/v1/keys", "", hdr{"Host": "127.0.0.2:" + port}, 200, ""},
 		{"IPv4-mapped loopback", "GET", "/v1/keys", "", hdr{"Host": "[::ffff:127.0.0.1]:" + port}, 200, ""},
+		{"allowed_hosts, digit first", "GET", "/v1/keys", "", hdr{"Host": "1signer.internal"}, 200, ""},
 		{"allowed_hosts", "POST", "/v1/keys/eth/sign", sign, hdr{"Host": "signer.internal:8080", "Content-Type": json}, 200, ""},
 		{"own Origin", "POST", "/v1/keys/eth/sign", sign, hdr{"Origin": "http://" + self, "Content-Type": json}, 200, ""},
 		{"same-origin fetch", "POST", "/v1/keys/eth/sign", sign, hdr{"Origin": "http://" + self, "Sec-Fetch-Site": "same-origin", "Content-Type": json}, 200, ""},
@@ -103,9 +105,9 @@ func TestCrossSiteRequestsRefused(t *testing.T) {
 	// Refusals are counted like every other error.
 	m := h.do("GET", "/metrics", "").body
 	for _, want := range []string{
-		`signer_http_errors_total{code="forbidden_origin"} 13`,
+		`signer_http_errors_total{code="forbidden_origin"} 14`,
 		`signer_http_errors_total{code="unsupported_media_type"} 8`,
-		`signer_http_requests_total{route="other",code="403"} 13`,
+		`signer_http_requests_total{route="other",code="403"} 14`,
 		`signer_http_requests_total{route="POST /v1/keys/{id}/sign",code="415"} 6`,
 	} {
 		if !strings.Contains(m, want+"\n") {
