@@ -22,7 +22,9 @@ import (
 // Content-Type other than application/json). Local clients that send what
 // they should keep working.
 func TestCrossSiteRequestsRefused(t *testing.T) {
-	h := startReady(t, func(c *shim.Config, _ *shim.Options) { c.AllowedHosts = []string{"Signer.Internal", "1signer.internal"} })
+	h := startReady(t, func(c *shim.Config, _ *shim.Options) {
+		c.AllowedHosts = []string{"Signer.Internal", "1signer.internal"}
+	})
 	self := h.srv.Listener.Addr().String()
 	port := strconv.Itoa(h.srv.Listener.Addr().(*net.TCPAddr).Port)
 	d := sha256.Sum256([]byte("tx"))
