@@ -282,11 +282,12 @@ func (h *api) readyz(w http.ResponseWriter, r *http.Request) int {
 		return h.writeJSON(w, http.StatusOK, map[string]any{"state": st.State, "keys": st.Keys})
 	}
 	h.prov.nudge()
-	return h.fail(w, http.StatusServiceUnavailable, codeNotReady, notReadyReason(st, h.prov.state()))
+	return h.fail(w, http.StatusServiceUnavailable, codeNotReady, notReadyReason(st, h.prov.state(), h.cfg))
 }
 
-// notReadyReason says why an enclave that is not ready is not.
-func notReadyReason(st *wire.Status, ss shimState) string {
+// notReadyReason says why an enclave that is not ready is not, and what
+// to do about it.
+func notReadyReason(st *wire.Status, ss shimState, cfg *Config) string {
 	var msg string
 	switch st.State {
 	case wire.StateWaiting:
@@ -304,8 +305,14 @@ func notReadyReason(st *wire.Status, ss shimState) string {
 	default:
 		msg = "the enclave is in state " + strconv.Quote(string(st.State))
 	}
+	if st.State == wire.StateFailed && st.Error != nil {
+		msg += "; to fix: " + hint(st.Error, cfg)
+	}
 	if ss.LastError != "" && st.State != wire.StateFailed {
 		msg += "; last attempt: " + ss.LastError
+	}
+	if ss.LastErrorPermanent {
+		msg += "; not retried automatically, as the same inputs would fail again: fix the cause, then signer provision (POST /v1/provision)"
 	}
 	if ss.NextAttempt != nil {
 		msg += "; next attempt at " + ss.NextAttempt.Format(time.RFC3339)
@@ -332,9 +339,10 @@ type statusErrorJSON struct {
 	KMSCode    string `json:"kms_code,omitempty"`
 	KMSMessage string `json:"kms_message,omitempty"`
 	PCR0       string `json:"pcr0,omitempty"`
+	Hint       string `json:"hint,omitempty"` // what to do, from the shim (hint.go)
 }
 
-func renderStatus(st *wire.Status, ss shimState) statusJSON {
+func renderStatus(st *wire.Status, ss shimState, cfg *Config) statusJSON {
 	out := statusJSON{
 		State: st.State, Attestation: st.Attestation, DebugMode: st.DebugMode,
 		PCRs: make(pcr.HexMap, len(st.PCRs)), Keys: st.Keys, Version: st.Version, Shim: ss,
@@ -343,7 +351,7 @@ func renderStatus(st *wire.Status, ss shimState) statusJSON {
 		out.PCRs[int(i)] = v
 	}
 	if e := st.Error; e != nil {
-		out.Error = &statusErrorJSON{Step: e.Step, Message: e.Message, KMSCode: e.KMSCode, KMSMessage: e.KMSMessage}
+		out.Error = &statusErrorJSON{Step: e.Step, Message: e.Message, KMSCode: e.KMSCode, KMSMessage: e.KMSMessage, Hint: hint(e, cfg)}
 		if len(e.PCR0) > 0 {
 			out.Error.PCR0 = hex.EncodeToString(e.PCR0)
 		}
@@ -359,7 +367,7 @@ func (h *api) status(w http.ResponseWriter, r *http.Request) int {
 	if err != nil {
 		return h.enclaveFailure(w, err)
 	}
-	return h.writeJSON(w, http.StatusOK, renderStatus(st, h.prov.state()))
+	return h.writeJSON(w, http.StatusOK, renderStatus(st, h.prov.state(), h.cfg))
 }
 
 func (h *api) provision(w http.ResponseWriter, r *http.Request) int {
@@ -367,7 +375,7 @@ func (h *api) provision(w http.ResponseWriter, r *http.Request) int {
 	// it halfway would only leave the enclave failed.
 	st, err := h.prov.provision(context.WithoutCancel(r.Context()))
 	if err == nil {
-		return h.writeJSON(w, http.StatusOK, renderStatus(st, h.prov.state()))
+		return h.writeJSON(w, http.StatusOK, renderStatus(st, h.prov.state(), h.cfg))
 	}
 	status, code := http.StatusInternalServerError, codeInternal
 	if errors.Is(err, client.ErrUnavailable) || errors.Is(err, context.DeadlineExceeded) {
@@ -376,7 +384,7 @@ func (h *api) provision(w http.ResponseWriter, r *http.Request) int {
 	h.metrics.countError(code)
 	body := map[string]any{"error": map[string]string{"code": code, "message": err.Error()}}
 	if st != nil {
-		body["status"] = renderStatus(st, h.prov.state())
+		body["status"] = renderStatus(st, h.prov.state(), h.cfg)
 	}
 	data, _ := json.Marshal(body)
 	w.Header()["Content-Type"] = jsonContentType

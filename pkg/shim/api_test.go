@@ -270,7 +270,7 @@ func TestNotReady(t *testing.T) {
 	if r.status != 503 || r.errorCode() != "not_ready" {
 		t.Fatalf("/readyz while failed: %d %s", r.status, r.body)
 	}
-	for _, want := range []string{"kms_decrypt", "AccessDeniedException", "not authorized", pcr0} {
+	for _, want := range []string{"kms_decrypt", "AccessDeniedException", "not authorized", pcr0, "to fix: the key policy does not admit this enclave"} {
 		if !strings.Contains(r.errorMessage(), want) {
 			t.Errorf("/readyz reason %q does not mention %q", r.errorMessage(), want)
 		}
@@ -282,7 +282,8 @@ func TestNotReady(t *testing.T) {
 		Shim  map[string]any    `json:"shim"`
 	}](t, r)
 	if r.status != 200 || st.State != "failed" || st.Error["step"] != "kms_decrypt" || st.Error["kms_code"] != "AccessDeniedException" ||
-		st.Error["kms_message"] == "" || st.Error["pcr0"] != pcr0 || st.Error["message"] == "" {
+		st.Error["kms_message"] == "" || st.Error["pcr0"] != pcr0 || st.Error["message"] == "" ||
+		!strings.Contains(st.Error["hint"], "key policy") || !strings.Contains(st.Error["hint"], "PCR0 "+pcr0) {
 		t.Fatalf("/v1/status while failed: %d %s", r.status, r.body)
 	}
 	if st.Shim["last_error"] == nil {

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -15,6 +17,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials/ec2rolecreds"
 	"github.com/aws/aws-sdk-go-v2/feature/ec2/imds"
 
+	"github.com/enclave-signer/enclave-signer/pkg/client/fakeenclave"
 	"github.com/enclave-signer/enclave-signer/pkg/shim"
 	"github.com/enclave-signer/enclave-signer/pkg/wire"
 )
@@ -268,5 +271,156 @@ func TestFailedReprovisionKeepsServing(t *testing.T) {
 	time.Sleep(200 * time.Millisecond)
 	if got := len(h.fe.Provisions()); got != n {
 		t.Errorf("%d provisionings in 200ms after a failed re-provisioning of a ready enclave, want none", got-n)
+	}
+}
+
+// metricValue returns the value of one sample line of /metrics, -1 if absent.
+func (h *harness) metricValue(sample string) int {
+	h.t.Helper()
+	for _, line := range strings.Split(h.do("GET", "/metrics", "").body, "\n") {
+		if v, ok := strings.CutPrefix(line, sample+" "); ok {
+			n, err := strconv.Atoi(v)
+			if err != nil {
+				h.t.Fatalf("metric %s: %q", sample, v)
+			}
+			return n
+		}
+	}
+	return -1
+}
+
+// TestPermanentErrorNotRetried: a keyring that can never fit in a
+// provisioning fails at once, with a status that says so and what to do,
+// instead of being retried with backoff forever. A manual provisioning
+// after the fix succeeds.
+func TestPermanentErrorNotRetried(t *testing.T) {
+	var keyring string
+	h := start(t, nil, func(c *shim.Config, _ *shim.Options) {
+		keyring = c.Keyrings[0]
+		// Under the per-file limit, over what one provisioning carries.
+		if err := writeFile(keyring, strings.Repeat("k", wire.MaxFrameSize-8<<10)); err != nil {
+			t.Fatal(err)
+		}
+	})
+	const failed = `signer_provisions_total{result="failed"}`
+	deadline := time.Now().Add(3 * time.Second)
+	for h.metricValue(failed) < 1 {
+		if time.Now().After(deadline) {
+			t.Fatal("no provisioning attempt within 3 s")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	// Backoff is 20 ms to 200 ms here: a retry loop would make several
+	// more attempts in this time.
+	time.Sleep(600 * time.Millisecond)
+	if n := h.metricValue(failed); n != 1 {
+		t.Errorf("%d failed attempts, want 1: a permanent error must not be retried", n)
+	}
+	if n := len(h.fe.Provisions()); n != 0 {
+		t.Errorf("the enclave got %d provisionings", n)
+	}
+	r := h.do("GET", "/v1/status", "")
+	st := decode[struct {
+		State string         `json:"state"`
+		Shim  map[string]any `json:"shim"`
+	}](t, r)
+	lastErr, _ := st.Shim["last_error"].(string)
+	if st.State != "waiting" || !strings.Contains(lastErr, "one provisioning carries at most") || st.Shim["last_error_permanent"] != true || st.Shim["next_attempt"] != nil {
+		t.Fatalf("status after a permanent failure: %s\nwant waiting, last_error saying why, last_error_permanent true and no next_attempt", r.body)
+	}
+	r = h.do("GET", "/readyz", "")
+	if r.status != 503 || !strings.Contains(r.errorMessage(), "not retried") || !strings.Contains(r.errorMessage(), "signer provision") {
+		t.Errorf("/readyz after a permanent failure: %d %s; want 503 saying it is not retried and to run signer provision", r.status, r.body)
+	}
+
+	// An enclave restart is worth one more attempt (a new signerd may
+	// accept what the old one refused), not a loop.
+	if err := h.fe.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	for h.metricValue(failed) < 2 {
+		if time.Now().After(deadline.Add(3 * time.Second)) {
+			t.Fatal("no attempt after an enclave restart")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	time.Sleep(600 * time.Millisecond)
+	if n := h.metricValue(failed); n != 2 {
+		t.Errorf("%d failed attempts after a restart, want 2", n)
+	}
+
+	// Fixed: a manual provisioning succeeds and clears the error.
+	if err := writeFile(keyring, "age-encryption.org/v1 stand-in"); err != nil {
+		t.Fatal(err)
+	}
+	if r := h.do("POST", "/v1/provision", ""); r.status != 200 {
+		t.Fatalf("POST /v1/provision after the fix: %d %s", r.status, r.body)
+	}
+	r = h.do("GET", "/v1/status", "")
+	if strings.Contains(r.body, "last_error") {
+		t.Errorf("status after a successful provisioning still has an error: %s", r.body)
+	}
+}
+
+// TestTransientErrorRetried: a missing file may appear (a deploy still
+// copying it): the shim keeps trying with backoff, as before.
+func TestTransientErrorRetried(t *testing.T) {
+	var identity string
+	h := start(t, nil, func(c *shim.Config, _ *shim.Options) {
+		identity = c.Identity
+		c.Identity += ".missing"
+	})
+	const failed = `signer_provisions_total{result="failed"}`
+	deadline := time.Now().Add(3 * time.Second)
+	for h.metricValue(failed) < 3 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d failed attempts in 3 s, want retries with backoff", h.metricValue(failed))
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	r := h.do("GET", "/v1/status", "")
+	st := decode[struct {
+		Shim map[string]any `json:"shim"`
+	}](t, r)
+	if st.Shim["next_attempt"] == nil || st.Shim["last_error_permanent"] != nil {
+		t.Errorf("status while retrying: %s; want a next_attempt and no last_error_permanent", r.body)
+	}
+	if err := os.Rename(identity, identity+".missing"); err != nil {
+		t.Fatal(err)
+	}
+	h.waitReady(3 * time.Second)
+}
+
+// TestNoNextAttemptWhileReady: no automatic provisioning follows a failed
+// one while the enclave is ready, so the status must not announce one:
+// not after a manual provisioning that failed (the enclave keeps its
+// keys), and not once the enclave is ready again after failures.
+func TestNoNextAttemptWhileReady(t *testing.T) {
+	// One connection: the pool's second connection, opened later, would
+	// count as a reconnection, which resets the backoff by itself.
+	h := startReady(t, func(c *shim.Config, _ *shim.Options) { c.EnclaveConnections = 1 })
+	h.fe.FailProvisioning(&wire.StatusError{Step: "keyring", Message: `keyring "b.age": duplicate key id`})
+	if r := h.do("POST", "/v1/provision", ""); r.status != 500 || strings.Contains(r.body, "next_attempt") {
+		t.Errorf("a failed manual provisioning of a ready enclave: %d %s; want 500 without a next_attempt", r.status, r.body)
+	}
+	// Several status checks later, still none.
+	time.Sleep(10 * h.cfg.StatusInterval.D())
+	r := h.do("GET", "/v1/status", "")
+	if strings.Contains(r.body, "next_attempt") || !strings.Contains(r.body, `"last_error"`) {
+		t.Errorf("status of a ready enclave after a failed manual provisioning: %s; want the last_error and no next_attempt", r.body)
+	}
+
+	// Failing until the enclave becomes ready by other means (here: forced).
+	fe := fakeenclave.Start(t)
+	fe.FailProvisioning(&wire.StatusError{Step: "kms_decrypt", Message: "denied", KMSCode: "AccessDeniedException"})
+	h2 := start(t, fe, func(c *shim.Config, _ *shim.Options) { c.EnclaveConnections = 1 })
+	if _, err := h2.fe.WaitProvisions(2, 3*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	h2.fe.SetState(wire.StateReady, nil)
+	h2.waitReady(3 * time.Second)
+	time.Sleep(10 * h2.cfg.StatusInterval.D())
+	if r := h2.do("GET", "/v1/status", ""); strings.Contains(r.body, "next_attempt") {
+		t.Errorf("status of an enclave ready again after failures: %s; want no next_attempt", r.body)
 	}
 }

@@ -45,6 +45,8 @@ type provisioner struct {
 	mu           sync.Mutex
 	failures     int       // failed attempts in a row
 	nextAttempt  time.Time // no automatic attempt before this
+	held         bool      // the last attempt failed permanently: no automatic attempt until a manual one or an enclave restart
+	heldConnects uint64    // client.Connects() when held was set
 	lastAttempt  time.Time
 	lastSuccess  time.Time
 	lastErr      string // why the last attempt failed; "" after a success
@@ -118,9 +120,21 @@ func (p *provisioner) step(ctx context.Context) time.Duration {
 		// A new connection: the enclave may have restarted, so what
 		// held the last attempts back no longer applies.
 		p.connects, p.failures, p.nextAttempt = c, 0, time.Time{}
+		// Only a restart is a reason to try a permanent failure's inputs
+		// again: the pool opens its connections lazily, so up to
+		// EnclaveConnections-1 new ones mean nothing, but once as many
+		// as it has were opened since, one was lost and reopened.
+		if p.held && c-p.heldConnects >= uint64(p.cfg.EnclaveConnections) {
+			p.held = false
+		}
 	}
-	due := !now.Before(p.nextAttempt)
-	refresh := due && !p.refreshAt.IsZero() && !now.Before(p.refreshAt)
+	if st.State == wire.StateReady && !p.refreshDue(now) {
+		// Ready, and no credentials refresh pending: no automatic
+		// attempt is scheduled, whatever failed before.
+		p.failures, p.nextAttempt = 0, time.Time{}
+	}
+	due := !p.held && !now.Before(p.nextAttempt)
+	refresh := due && p.refreshDue(now)
 	p.mu.Unlock()
 
 	switch st.State {
@@ -170,6 +184,12 @@ func (p *provisioner) refreshCredentials(ctx context.Context) {
 	p.provision(ctx)
 }
 
+// refreshDue reports whether the pushed credentials are due for refresh.
+// p.mu must be held.
+func (p *provisioner) refreshDue(now time.Time) bool {
+	return !p.refreshAt.IsZero() && !now.Before(p.refreshAt)
+}
+
 func invalidate(cp aws.CredentialsProvider) {
 	if inv, ok := cp.(interface{ Invalidate() }); ok {
 		inv.Invalidate()
@@ -180,9 +200,13 @@ func invalidate(cp aws.CredentialsProvider) {
 // the enclave's status after it (state failed, with the detail); a nil
 // Status means the attempt failed on the host side (fetching the sealed
 // files, loading credentials) or the enclave could not be reached.
+// Permanent means trying again with the same inputs cannot succeed (see
+// isPermanent); the shim then makes no automatic attempt until a manual
+// provisioning or an enclave restart.
 type ProvisionError struct {
-	Err    error
-	Status *wire.Status
+	Err       error
+	Status    *wire.Status
+	Permanent bool
 }
 
 func (e *ProvisionError) Error() string { return "provisioning failed: " + e.Err.Error() }
@@ -196,14 +220,15 @@ func (p *provisioner) provision(ctx context.Context) (*wire.Status, error) {
 	defer cancel()
 	p.mu.Lock()
 	p.lastAttempt = p.now()
+	p.held = false
 	p.mu.Unlock()
 	req, creds, err := p.build(ctx)
 	if err != nil {
-		return nil, p.failed(&ProvisionError{Err: err})
+		return nil, p.failed(&ProvisionError{Err: err, Permanent: isPermanent(err)})
 	}
 	st, err := p.client.Provision(ctx, req)
 	if err != nil {
-		perr := &ProvisionError{Err: err}
+		perr := &ProvisionError{Err: err, Permanent: isPermanent(err)}
 		if errors.Is(err, wire.ErrProvisioningFailed) {
 			sctx, cancel := context.WithTimeout(context.Background(), p.cfg.RequestTimeout.D())
 			perr.Status, _ = p.client.Status(sctx)
@@ -239,21 +264,53 @@ func (p *provisioner) provision(ctx context.Context) (*wire.Status, error) {
 	return st, nil
 }
 
-// failed records a failed attempt and schedules the next.
+// failed records a failed attempt and schedules the next, if any: none
+// after a permanent error, none while the enclave stays ready on its keys
+// (unless the credentials are due for refresh), else after backoff.
 func (p *provisioner) failed(err *ProvisionError) error {
 	p.metrics.provisions[1].Add(1)
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.failures++
-	backoff := p.cfg.RetryMin.D() << min(p.failures-1, 20)
-	if backoff <= 0 || backoff > p.cfg.RetryMax.D() {
-		backoff = p.cfg.RetryMax.D()
-	}
-	p.nextAttempt = p.now().Add(backoff)
 	msg := err.Err.Error()
 	p.lastErr = msg
-	p.log.Warn("provisioning failed", "err", msg, "failures", p.failures, "retry_in", backoff)
+	now := p.now()
+	switch {
+	case err.Permanent:
+		p.failures, p.nextAttempt, p.held, p.heldConnects = p.failures+1, time.Time{}, true, p.client.Connects()
+		p.log.Error("provisioning failed; not retrying: the same inputs would fail again", "err", msg,
+			"fix", "correct the cause, then signer provision (POST /v1/provision)")
+	case err.Status != nil && err.Status.State == wire.StateReady && !p.refreshDue(now):
+		p.failures, p.nextAttempt = 0, time.Time{}
+		p.log.Warn("provisioning failed; the enclave keeps serving the keys it had", "err", msg)
+	default:
+		p.failures++
+		backoff := p.cfg.RetryMin.D() << min(p.failures-1, 20)
+		if backoff <= 0 || backoff > p.cfg.RetryMax.D() {
+			backoff = p.cfg.RetryMax.D()
+		}
+		p.nextAttempt = now.Add(backoff)
+		p.log.Warn("provisioning failed", "err", msg, "failures", p.failures, "retry_in", backoff)
+	}
 	return err
+}
+
+// permanentError is a host-side failure that no retry with the same
+// inputs can get past: what the configuration points at does not fit in
+// a provisioning.
+type permanentError struct{ error }
+
+func (e permanentError) Unwrap() error { return e.error }
+
+// isPermanent reports whether a failed provisioning would fail again
+// with the same inputs: a permanentError from build, or the enclave (or
+// the wire encoder, before sending) refusing the request itself as too
+// large, invalid or of another protocol version. Everything else (the
+// enclave unreachable, KMS refusing or throttling, a missing file that
+// may yet appear, credentials) may pass on a later attempt.
+func isPermanent(err error) bool {
+	var pe permanentError
+	return errors.As(err, &pe) || errors.Is(err, wire.ErrFrameTooLarge) ||
+		errors.Is(err, wire.ErrInvalidRequest) || errors.Is(err, wire.ErrVersionMismatch)
 }
 
 func describeStatusError(e *wire.StatusError) string {
@@ -276,21 +333,21 @@ func (p *provisioner) build(ctx context.Context) (*wire.ProvisionRequest, aws.Cr
 	}
 	identity, err := p.fetch.fetch(ctx, p.cfg.Identity)
 	if err != nil {
-		return nil, aws.Credentials{}, fmt.Errorf("identity: %w", err)
+		return nil, aws.Credentials{}, fmt.Errorf("identity (config field identity; signer seal writes it): %w", err)
 	}
 	total := len(identity)
 	keyrings := make([]wire.SealedKeyring, 0, len(p.cfg.Keyrings))
 	for _, src := range p.cfg.Keyrings {
 		data, err := p.fetch.fetch(ctx, src)
 		if err != nil {
-			return nil, aws.Credentials{}, fmt.Errorf("keyring: %w", err)
+			return nil, aws.Credentials{}, fmt.Errorf("keyring (config field keyrings; signer keyring new writes one): %w", err)
 		}
 		total += len(data)
 		keyrings = append(keyrings, wire.SealedKeyring{Name: src, Data: data})
 	}
 	// Leave room for the credentials and framing in the 1 MiB frame.
 	if limit := wire.MaxFrameSize - 16<<10; total > limit {
-		return nil, aws.Credentials{}, fmt.Errorf("the identity and keyrings total %d bytes; one provisioning carries at most %d", total, limit)
+		return nil, aws.Credentials{}, permanentError{fmt.Errorf("the identity and keyrings total %d bytes; one provisioning carries at most %d: load fewer or smaller keyrings", total, limit)}
 	}
 	req := &wire.ProvisionRequest{
 		Region: p.cfg.Region,
@@ -315,7 +372,7 @@ func (p *provisioner) credentials(ctx context.Context) (aws.Credentials, error) 
 	c, err := p.creds.Retrieve(ctx)
 	if err != nil {
 		// SDK errors never carry the secrets.
-		return aws.Credentials{}, fmt.Errorf("AWS credentials: %w", err)
+		return aws.Credentials{}, fmt.Errorf("AWS credentials (%s): %w", credentialsSource, err)
 	}
 	if c.CanExpire && c.Expires.Sub(p.now()) < p.cfg.CredentialRefresh.D() {
 		invalidate(p.creds)
@@ -324,10 +381,10 @@ func (p *provisioner) credentials(ctx context.Context) (aws.Credentials, error) 
 		}
 	}
 	if !c.HasKeys() {
-		return aws.Credentials{}, errors.New("AWS credentials: the provider returned no access key")
+		return aws.Credentials{}, fmt.Errorf("AWS credentials (%s): the provider returned no access key", credentialsSource)
 	}
 	if c.CanExpire && !c.Expires.After(p.now()) {
-		return aws.Credentials{}, fmt.Errorf("AWS credentials: expired at %s", c.Expires.UTC().Format(time.RFC3339))
+		return aws.Credentials{}, fmt.Errorf("AWS credentials (%s): expired at %s", credentialsSource, c.Expires.UTC().Format(time.RFC3339))
 	}
 	return c, nil
 }
@@ -338,6 +395,7 @@ type shimState struct {
 	LastAttempt           *time.Time `json:"last_attempt,omitempty"`
 	LastSuccess           *time.Time `json:"last_success,omitempty"`
 	LastError             string     `json:"last_error,omitempty"`
+	LastErrorPermanent    bool       `json:"last_error_permanent,omitempty"`
 	NextAttempt           *time.Time `json:"next_attempt,omitempty"`
 	CredentialsExpiration *time.Time `json:"credentials_expiration,omitempty"`
 	Connects              uint64     `json:"enclave_connects"`
@@ -362,7 +420,9 @@ func (p *provisioner) state() shimState {
 		CredentialsExpiration: timePtr(p.pushedExpiry),
 		Connects:              p.client.Connects(),
 	}
-	if p.failures > 0 {
+	if p.held {
+		s.LastErrorPermanent = true
+	} else if p.failures > 0 {
 		s.NextAttempt = timePtr(p.nextAttempt)
 	}
 	return s

@@ -83,7 +83,7 @@ func readLimited(r io.Reader, name string) ([]byte, error) {
 		return nil, fmt.Errorf("reading %s: %w", name, err)
 	}
 	if len(data) > maxSourceSize {
-		return nil, fmt.Errorf("%s: larger than %d bytes, the most one provisioning can carry", name, maxSourceSize)
+		return nil, permanentError{fmt.Errorf("%s: larger than %d bytes, the most one provisioning can carry", name, maxSourceSize)}
 	}
 	if len(data) == 0 {
 		return nil, fmt.Errorf("%s: empty", name)

@@ -14,7 +14,7 @@ func TestStatusPCRsInNumericOrder(t *testing.T) {
 	for _, i := range []uint16{15, 10, 2, 1, 0, 4, 3} {
 		st.PCRs[i] = []byte{byte(i)}
 	}
-	b, err := json.Marshal(renderStatus(st, shimState{}))
+	b, err := json.Marshal(renderStatus(st, shimState{}, nil))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,89 @@
+package shim
+
+import (
+	"encoding/hex"
+	"regexp"
+	"strings"
+
+	"github.com/enclave-signer/enclave-signer/pkg/wire"
+)
+
+// credentialsSource says where the shim's AWS credentials come from, for
+// errors and hints about them.
+const credentialsSource = "the shim's AWS SDK default chain: on EC2 the instance role through IMDS; AWS_PROFILE or AWS_ACCESS_KEY_ID in the shim's environment override it"
+
+// keyringName finds the keyring an enclave keyring-step message names
+// (keyring "NAME": …); the shim names keyrings by their configured source.
+var keyringName = regexp.MustCompile(`keyring "((?:[^"\\]|\\.)*)"`)
+
+// hint says what to do about the enclave's failed provisioning step e,
+// naming the configured files: /v1/status's error.hint, the reason of a
+// not-ready /readyz, and signer dev's NOT READY line. It follows
+// docs/signerd.md's table "Failures and what to do". "" if there is no
+// error.
+func hint(e *wire.StatusError, cfg *Config) string {
+	if e == nil {
+		return ""
+	}
+	const then = "; then signer provision (POST /v1/provision)"
+	identity, region := "the sealed identity", "the configured region"
+	if cfg != nil {
+		identity, region = "the sealed identity "+cfg.Identity+" (config field identity)", cfg.Region
+	}
+	msg := strings.ToLower(e.Message + " " + e.KMSMessage)
+	switch e.Step {
+	case "recipient_key", "attest":
+		return "the enclave's NSM or random number generator failed: restart the enclave; if it persists, the NSM is unhealthy"
+	case "kms_client":
+		return "the enclave could not set up its KMS client: check the region the shim sends (config field region, " + region + ")" + then
+	case "identity":
+		return identity + " decrypts, but to something that is not an age identity: seal a new one with signer seal and re-encrypt the keyrings to its recipient (docs/operations.md, Rotating the age identity)" + then
+	case "keyring":
+		file := "a keyring"
+		if m := keyringName.FindStringSubmatch(e.Message); m != nil {
+			file = "the keyring " + m[1]
+		}
+		switch {
+		case strings.Contains(msg, "duplicate key id"):
+			return "key ids must be unique across all the keyrings loaded together: remove the duplicate from one keyring, or drop one keyring from the config field keyrings" + then
+		case strings.Contains(msg, "no identity matched"):
+			return file + " is not encrypted to the recipient of " + identity + ": re-encrypt it to that age1… recipient (the recipient.txt signer seal printed; the offline backup identity can decrypt it), or make a new one with signer keyring new" + then
+		}
+		return file + " is damaged or malformed (the message says where): restore a good copy or make a new one with signer keyring new --recipient-file recipient.txt" + then
+	case "kms_decrypt":
+		return kmsHint(e, msg, identity, region, then)
+	}
+	return "see docs/signerd.md, Failures and what to do"
+}
+
+// kmsHint is hint for the step kms_decrypt; msg is the lower-case message.
+func kmsHint(e *wire.StatusError, msg, identity, region, then string) string {
+	switch e.KMSCode {
+	case "AccessDeniedException":
+		pcr0 := "the PCR0 in error.pcr0"
+		if len(e.PCR0) > 0 {
+			pcr0 = "PCR0 " + hex.EncodeToString(e.PCR0)
+		}
+		return "the key policy does not admit this enclave: add " + pcr0 + " to its kms:RecipientAttestation:ImageSha384 condition (signer policy update; a debug-mode enclave's all-zero PCR0 belongs only in a development policy), and check that the role the shim's credentials come from may call kms:Decrypt" + then
+	case "InvalidCiphertextException", "IncorrectKeyException":
+		return identity + " is damaged, not the raw ciphertext, or was sealed under another KMS key or encryption context: set encryption_context to the pairs it was sealed with, or seal a new identity with signer seal and re-encrypt the keyrings to its recipient" + then
+	case "ExpiredTokenException", "UnrecognizedClientException", "InvalidClientTokenId", "InvalidSignatureException", "IncompleteSignature", "MissingAuthenticationToken":
+		return "KMS refused the credentials the shim sent. They come from " + credentialsSource + "; check them (signer doctor) and the host's clock" + then
+	case "KMSInvalidStateException", "DisabledException", "NotFoundException":
+		return "the KMS key is disabled, pending deletion or not in " + region + ": check it with aws kms describe-key" + then
+	case "ThrottlingException":
+		return "KMS throttled the request: the shim retries by itself"
+	case "":
+	default:
+		return "KMS refused the request (error.kms_code, error.kms_message): see docs/signerd.md, Failures and what to do"
+	}
+	switch {
+	case strings.Contains(msg, "credentials"):
+		return "the credentials the shim sent are expired or missing. They come from " + credentialsSource + "; check them (signer doctor)" + then
+	case strings.Contains(msg, "proxy"):
+		return "the enclave could not reach KMS: start vsock-proxy for kms." + region + ".amazonaws.com on the port signerd's --kms-proxy names, and allow that host in its configuration"
+	case strings.Contains(msg, "certificate") || strings.Contains(msg, "tls"):
+		return "the server behind the enclave's KMS proxy is not KMS for " + region + ": check the proxy's target host and the region the shim sends"
+	}
+	return "see docs/signerd.md, Failures and what to do"
+}

@@ -1,0 +1,84 @@
+package shim
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/enclave-signer/enclave-signer/pkg/client"
+	"github.com/enclave-signer/enclave-signer/pkg/wire"
+)
+
+// TestHint: each failure says what to fix, not "fix the policy" for all.
+func TestHint(t *testing.T) {
+	cfg := &Config{Identity: "/etc/signer/identity.enc", Region: "eu-west-1", Keyrings: []string{"/etc/signer/a.age", "s3://b/k.age"}}
+	for _, tc := range []struct {
+		name string
+		e    wire.StatusError
+		want []string
+		not  []string
+	}{
+		{"access denied", wire.StatusError{Step: "kms_decrypt", Message: "kms decrypt: access denied", KMSCode: "AccessDeniedException", PCR0: []byte{0xab, 0xcd}},
+			[]string{"key policy", "PCR0 abcd", "signer policy update", "signer provision"}, nil},
+		{"damaged identity", wire.StatusError{Step: "kms_decrypt", Message: "kms decrypt: the sealed identity is damaged", KMSCode: "InvalidCiphertextException"},
+			[]string{"/etc/signer/identity.enc", "encryption_context", "signer seal"}, []string{"key policy"}},
+		{"wrong key", wire.StatusError{Step: "kms_decrypt", KMSCode: "IncorrectKeyException"}, []string{"/etc/signer/identity.enc", "signer seal"}, []string{"key policy"}},
+		{"not an identity", wire.StatusError{Step: "identity", Message: "the sealed identity is not an age-keygen key file: line 1"},
+			[]string{"/etc/signer/identity.enc", "not an age identity", "signer seal"}, []string{"key policy"}},
+		{"keyring to another recipient", wire.StatusError{Step: "keyring", Message: `keyring "s3://b/k.age": decrypt: no identity matched any of the recipients`},
+			[]string{"s3://b/k.age", "recipient", "/etc/signer/identity.enc"}, []string{"key policy"}},
+		{"damaged keyring", wire.StatusError{Step: "keyring", Message: `keyring "/etc/signer/a.age": keys[0] (id "x"): private_key_pem: not PEM`},
+			[]string{"/etc/signer/a.age", "damaged or malformed", "signer keyring new"}, []string{"key policy"}},
+		{"duplicate key id", wire.StatusError{Step: "keyring", Message: `duplicate key id "x": in keyring "a" and in keyring "b"`},
+			[]string{"unique"}, nil},
+		{"expired token", wire.StatusError{Step: "kms_decrypt", KMSCode: "ExpiredTokenException"},
+			[]string{"credentials", "instance role", "IMDS", "AWS_PROFILE"}, []string{"key policy"}},
+		{"expired before sending", wire.StatusError{Step: "kms_decrypt", Message: "AWS credentials expired at 2025-01-01T00:00:00Z"},
+			[]string{"credentials", "instance role"}, []string{"key policy"}},
+		{"proxy", wire.StatusError{Step: "kms_decrypt", Message: "KMS proxy unreachable at vsock://3:8000: is vsock-proxy running?"},
+			[]string{"vsock-proxy", "kms.eu-west-1.amazonaws.com"}, []string{"key policy"}},
+		{"disabled key", wire.StatusError{Step: "kms_decrypt", KMSCode: "DisabledException"}, []string{"describe-key"}, nil},
+		{"throttled", wire.StatusError{Step: "kms_decrypt", KMSCode: "ThrottlingException"}, []string{"retries by itself"}, nil},
+		{"nsm", wire.StatusError{Step: "attest", Message: "nsm: boom"}, []string{"restart the enclave"}, nil},
+		{"unknown step", wire.StatusError{Step: "future"}, []string{"docs/signerd.md"}, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := hint(&tc.e, cfg)
+			for _, w := range tc.want {
+				if !strings.Contains(h, w) {
+					t.Errorf("hint %q does not mention %q", h, w)
+				}
+			}
+			for _, w := range tc.not {
+				if strings.Contains(h, w) {
+					t.Errorf("hint %q mentions %q", h, w)
+				}
+			}
+		})
+	}
+	if h := hint(nil, cfg); h != "" {
+		t.Errorf("hint(nil) = %q", h)
+	}
+}
+
+func TestIsPermanent(t *testing.T) {
+	for _, tc := range []struct {
+		err  error
+		want bool
+	}{
+		{permanentError{errors.New("too big")}, true},
+		{fmt.Errorf("keyring: %w", permanentError{errors.New("too big")}), true},
+		{fmt.Errorf("provision: %w", wire.NewError(wire.CodeFrameTooLarge, "frame of 2000000 bytes")), true},
+		{fmt.Errorf("provision: %w", wire.NewError(wire.CodeInvalidRequest, "region")), true},
+		{fmt.Errorf("provision: %w", wire.NewError(wire.CodeVersionMismatch, "v2")), true},
+		{fmt.Errorf("provision: %w", wire.NewError(wire.CodeProvisioningFailed, "kms")), false},
+		{fmt.Errorf("provision: %w", wire.NewError(wire.CodeNotReady, "shutting down")), false},
+		{fmt.Errorf("provision: %w", client.ErrUnavailable), false},
+		{errors.New("open /x: no such file or directory"), false},
+	} {
+		if got := isPermanent(tc.err); got != tc.want {
+			t.Errorf("isPermanent(%v) = %v, want %v", tc.err, got, tc.want)
+		}
+	}
+}
