@@ -4,6 +4,7 @@ package main
 
 import (
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"path/filepath"
 	"strings"
@@ -75,12 +76,22 @@ func (s *devStack) printSummary(e *env) {
 		if st != nil {
 			detail = st.State + " " + strings.TrimSpace(string(st.Error))
 		}
-		fmt.Fprintf(w, "NOT READY: the enclave is %s\n  (see %s/v1/status; fix the policy and POST %s/v1/provision)\n", detail, s.httpURL, s.httpURL)
+		fmt.Fprintf(w, "NOT READY: the enclave is %s\n  to fix: %s\n  (see %s/v1/status; POST %s/v1/provision tries again)\n", detail, notReadyHint(st), s.httpURL, s.httpURL)
 	}
 	curl := "curl -s"
 	if p, ok := strings.CutPrefix(s.opts.HTTP, "unix://"); ok {
 		curl += " --unix-socket " + p
 	}
-	fmt.Fprintf(w, "Sign:\n  %s -X POST %s/v1/keys/dev-ed25519/sign -d '{\"message\":\"'$(printf hello | base64)'\"}'\n", curl, s.httpURL)
+	fmt.Fprintf(w, "Sign:\n  %s -X POST %s/v1/keys/dev-ed25519/sign -H 'Content-Type: application/json' -d '{\"message\":\"'$(printf hello | base64)'\"}'\n", curl, s.httpURL)
 	fmt.Fprintf(w, "Keys:\n  %s %s/v1/keys\nCtrl-C stops everything.\n", curl, s.httpURL)
+}
+
+// notReadyHint is what to fix, as the shim's status error says it
+// (error.hint, per failed step).
+func notReadyHint(st *devStatus) string {
+	var e struct{ Hint string }
+	if st != nil && json.Unmarshal(st.Error, &e) == nil && e.Hint != "" {
+		return e.Hint
+	}
+	return "read the error in the status"
 }

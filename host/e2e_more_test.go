@@ -4,14 +4,18 @@ package main
 
 import (
 	"bytes"
+	"crypto/ed25519"
 	"crypto/sha256"
+	"crypto/x509"
 	"encoding/base64"
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
 	"errors"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -104,6 +108,10 @@ func TestDevPolicyFixedWithoutRestart(t *testing.T) {
 	code, body := p.do("GET", "/readyz", nil)
 	if code != 503 || !strings.Contains(string(body), `"not_ready"`) {
 		t.Fatalf("/readyz: %d %s", code, body)
+	}
+	// signer dev says what to fix: here the policy, with the PCR0.
+	if out := p.out.String(); !strings.Contains(out, "NOT READY") || !strings.Contains(out, "to fix: the key policy does not admit this enclave: add PCR0 "+simPCR0) {
+		t.Errorf("signer dev's NOT READY line does not name the policy and the PCR0:\n%s", out)
 	}
 
 	endpoint, _ := os.ReadFile(filepath.Join(dir, "kms-endpoint"))
@@ -321,4 +329,124 @@ func asError(m wire.Message) error {
 		return e
 	}
 	return nil
+}
+
+// TestDevRefusesWebPages: issue 9's request, as a page in a browser on the
+// host sends it through DNS rebinding, gets a JSON refusal from the real
+// stack; the README's curl lines, signer dev's printed one, the CLI
+// clients (with --endpoint and SIGNER_ENDPOINT) keep working.
+func TestDevRefusesWebPages(t *testing.T) {
+	curl := tool(t, "curl")
+	dir := t.TempDir()
+	p := startDev(t, dir)
+	addr := strings.TrimPrefix(p.url, "http://")
+	d := sha256.Sum256([]byte("a transaction"))
+	body := `{"digest":"` + base64.StdEncoding.EncodeToString(d[:]) + `"}`
+	send := func(hdr map[string]string) (int, string, string) {
+		t.Helper()
+		req, _ := http.NewRequest("POST", p.url+"/v1/keys/dev-secp256k1/sign", strings.NewReader(body))
+		for k, v := range hdr {
+			if k == "Host" {
+				req.Host = v
+			} else {
+				req.Header.Set(k, v)
+			}
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		var e struct{ Error struct{ Code, Message string } }
+		json.Unmarshal(b, &e)
+		if resp.StatusCode != 200 && (resp.Header.Get("Content-Type") != "application/json" || e.Error.Message == "") {
+			t.Errorf("refusal %d %q is not a JSON error (Content-Type %q)", resp.StatusCode, b, resp.Header.Get("Content-Type"))
+		}
+		return resp.StatusCode, e.Error.Code, string(b)
+	}
+	for _, c := range []struct {
+		name   string
+		hdr    map[string]string
+		status int
+		code   string
+	}{
+		{"issue 9's request", map[string]string{"Host": "attacker.example:8080", "Origin": "http://attacker.example:8080", "Content-Type": "text/plain"}, 403, "forbidden_origin"},
+		{"another site's Origin", map[string]string{"Origin": "http://attacker.example", "Content-Type": "application/json"}, 403, "forbidden_origin"},
+		{"cross-site fetch", map[string]string{"Sec-Fetch-Site": "cross-site", "Content-Type": "application/json"}, 403, "forbidden_origin"},
+		{"a text/plain form", map[string]string{"Content-Type": "text/plain"}, 415, "unsupported_media_type"},
+		{"a JSON request", map[string]string{"Content-Type": "application/json"}, 200, ""},
+	} {
+		if status, code, b := send(c.hdr); status != c.status || code != c.code {
+			t.Errorf("%s: %d %s, want %d %s", c.name, status, b, c.status, c.code)
+		}
+	}
+
+	// The README's curl lines, on this stack's port.
+	readme, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub := p.keys()["dev-ed25519"].PublicKeyPEM
+	blk, _ := pem.Decode([]byte(pub))
+	key, err := x509.ParsePKIXPublicKey(blk.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ran int
+	runCurl := func(where, line string) {
+		t.Helper()
+		line = strings.Replace(line, "curl ", curl+" ", 1)
+		out, err := exec.Command("bash", "-c", line).CombinedOutput()
+		if err != nil {
+			t.Fatalf("%s: %s: %v\n%s", where, line, err, out)
+		}
+		ran++
+		if !strings.Contains(line, "/sign") {
+			if !strings.Contains(string(out), `"keys"`) {
+				t.Errorf("%s: %s: %s", where, line, out)
+			}
+			return
+		}
+		var s signJSON
+		json.Unmarshal(out, &s)
+		sig, _ := base64.StdEncoding.DecodeString(s.Signature)
+		if s.KeyID != "dev-ed25519" || !ed25519.Verify(key.(ed25519.PublicKey), []byte("hello"), sig) {
+			t.Errorf("%s: %s: %s; want an ed25519 signature of hello", where, line, out)
+		}
+	}
+	for _, line := range strings.Split(string(readme), "\n") {
+		if strings.HasPrefix(line, "curl ") && strings.Contains(line, "127.0.0.1:8080") {
+			runCurl("README.md", strings.ReplaceAll(line, "127.0.0.1:8080", addr))
+		}
+	}
+	// signer dev's own Sign: line.
+	out := p.out.String()
+	if i := strings.Index(out, "Sign:\n"); i >= 0 {
+		line, _, _ := strings.Cut(strings.TrimSpace(out[i+len("Sign:\n"):]), "\n")
+		runCurl("signer dev's summary", line)
+	}
+	if ran != 3 {
+		t.Errorf("ran %d curl lines, want 2 from README.md and 1 from signer dev's summary", ran)
+	}
+
+	// The CLI clients, by flag and by environment.
+	bin := filepath.Join(builtBinaries(t), "signer")
+	msg := filepath.Join(dir, "msg")
+	os.WriteFile(msg, []byte("hello"), 0o600)
+	for _, args := range [][]string{
+		{"sign", "--key", "dev-ed25519", "--message-file", msg, "--endpoint", addr},
+		{"sign", "--key", "dev-secp256k1", "--digest", hex.EncodeToString(d[:]), "--endpoint", p.url},
+		{"keys", "--endpoint", p.url},
+		{"status", "--endpoint", p.url},
+		{"attest", "--nonce", "0011", "--endpoint", p.url},
+		{"provision", "--endpoint", p.url},
+		{"status"}, // SIGNER_ENDPOINT
+	} {
+		cmd := exec.Command(bin, args...)
+		cmd.Env = append(os.Environ(), "SIGNER_ENDPOINT="+p.url)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Errorf("signer %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+	}
 }
