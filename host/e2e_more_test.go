@@ -358,7 +358,9 @@ func TestDevRefusesWebPages(t *testing.T) {
 		}
 		defer resp.Body.Close()
 		b, _ := io.ReadAll(resp.Body)
-		var e struct{ Error struct{ Code, Message string } }
+		var e struct {
+			Error struct{ Code, Message string }
+		}
 		json.Unmarshal(b, &e)
 		if resp.StatusCode != 200 && (resp.Header.Get("Content-Type") != "application/json" || e.Error.Message == "") {
 			t.Errorf("refusal %d %q is not a JSON error (Content-Type %q)", resp.StatusCode, b, resp.Header.Get("Content-Type"))
