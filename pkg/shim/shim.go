@@ -11,8 +11,16 @@
 // reports waiting (it restarted), checking its status every
 // Config.StatusInterval and at once when a request finds it unavailable.
 // While the enclave is failed it retries with exponential backoff
-// (Config.RetryMin to Config.RetryMax). Credentials that expire are
+// (Config.RetryMin to Config.RetryMax), unless the failure would repeat
+// with the same inputs (ProvisionError.Permanent): then it waits for a
+// manual provisioning or an enclave restart. Credentials that expire are
 // replaced Config.CredentialRefresh before they do, by provisioning again.
+//
+// # Requests from web pages
+//
+// The API has no authentication; guard.go keeps browsers out: Host must
+// name the listener, cross-site requests are refused, and POST bodies must
+// be application/json (docs/shim.md, Requests from web pages).
 //
 // # Secrets
 //
