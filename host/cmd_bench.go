@@ -232,6 +232,14 @@ type benchResult struct {
 	OpsPerCPUSec    float64 `json:"ops_per_cpu_s,omitempty"`
 	RawOpsPerCPUSec float64 `json:"raw_ops_per_cpu_s,omitempty"`
 	CPURatio        float64 `json:"cpu_ratio,omitempty"`
+	// Memory over the window (with --dev): the peak resident size of
+	// signerd, and of the shim with --transport http, over the first half
+	// of the window (start) and over the second (end). A soak run that
+	// holds steady has end within a few percent of start.
+	SignerdRSSStartKiB uint64 `json:"signerd_rss_kib_start,omitempty"`
+	SignerdRSSEndKiB   uint64 `json:"signerd_rss_kib_end,omitempty"`
+	ShimRSSStartKiB    uint64 `json:"shim_rss_kib_start,omitempty"`
+	ShimRSSEndKiB      uint64 `json:"shim_rss_kib_end,omitempty"`
 }
 
 func (o *benchOptions) run(e *env) error {
@@ -271,7 +279,8 @@ func (o *benchOptions) run(e *env) error {
 
 	var op bench.Op
 	var closeTarget func()
-	signerdPID := 0 // known with --dev: its CPU time is sampled
+	signerdPID := 0 // known with --dev: its CPU time and memory are sampled
+	shimPID := 0    // known with --dev --transport http: its memory is sampled
 	switch o.transport {
 	case "wire":
 		addr := o.enclave
@@ -301,6 +310,7 @@ func (o *benchOptions) run(e *env) error {
 				endpoint = st.opts.HTTP
 			}
 			signerdPID = st.pid("signerd")
+			shimPID = st.pid("shim")
 		}
 		hs, err := bench.NewHTTPSigner(endpoint, o.keyID, msg, o.concurrency)
 		if err != nil {
@@ -333,6 +343,12 @@ func (o *benchOptions) run(e *env) error {
 	var cpu0, cpu1 time.Duration
 	var cpuErr error
 	ro := bench.Options{Concurrency: o.concurrency, Duration: o.duration, Warmup: o.warmup, MaxOps: o.maxOps}
+	var memory []*bench.MemorySampler // signerd's, then the shim's
+	for _, pid := range []int{signerdPID, shimPID} {
+		if pid != 0 {
+			memory = append(memory, &bench.MemorySampler{PID: pid})
+		}
+	}
 	if signerdPID != 0 {
 		ro.OnWindow = func(open bool) {
 			t, err := bench.ProcessCPUTime(signerdPID)
@@ -344,11 +360,26 @@ func (o *benchOptions) run(e *env) error {
 			} else {
 				cpu1 = t
 			}
+			for _, m := range memory {
+				if open {
+					m.Start()
+				}
+			}
 		}
 	}
 	res, err := bench.Run(ctx, ro, op)
 	if err != nil {
 		return fmt.Errorf("bench: %w", err)
+	}
+	// Run has called OnWindow(false) by now: the window is closed.
+	var peaks []bench.MemoryPeaks
+	for i, m := range memory {
+		p, err := m.Stop()
+		if err != nil {
+			fmt.Fprintf(e.stderr, "signer bench: warning: %v; no memory figures for %s\n", err, []string{"signerd", "the shim"}[i])
+			p = bench.MemoryPeaks{}
+		}
+		peaks = append(peaks, p)
 	}
 	closeTarget()
 	if err := raw.add(o.runRaw(ctx, encCPUs, pinned)); err != nil {
@@ -375,6 +406,12 @@ func (o *benchOptions) run(e *env) error {
 		out.RawOpsPerCPUSec = round(float64(raw.ops)/raw.cpu.Seconds(), 1)
 		out.CPURatio = round(out.OpsPerCPUSec/out.RawOpsPerCPUSec, 4)
 	}
+	if len(peaks) > 0 {
+		out.SignerdRSSStartKiB, out.SignerdRSSEndKiB = peaks[0].FirstHalfKiB, peaks[0].SecondHalfKiB
+	}
+	if len(peaks) > 1 {
+		out.ShimRSSStartKiB, out.ShimRSSEndKiB = peaks[1].FirstHalfKiB, peaks[1].SecondHalfKiB
+	}
 	if res.FirstError != nil {
 		out.FirstError = res.FirstError.Error()
 	}
@@ -384,6 +421,17 @@ func (o *benchOptions) run(e *env) error {
 	fmt.Fprintf(progress, "  ratio: %.3f\n", out.Ratio)
 	if out.CPURatio > 0 {
 		fmt.Fprintf(progress, "  per CPU-second: %.1f through signerd (%.2f s of CPU), %.1f in process: ratio %.3f\n", out.OpsPerCPUSec, out.SignerdCPUSec, out.RawOpsPerCPUSec, out.CPURatio)
+	}
+	for i, p := range peaks {
+		if p.FirstHalfKiB == 0 {
+			continue
+		}
+		how := "peak resident size"
+		if !p.Exact {
+			how = "largest resident size sampled"
+		}
+		fmt.Fprintf(progress, "  memory of %s (%s): %.1f MiB over the first half of the window, %.1f MiB over the second (%+.1f %%)\n",
+			[]string{"signerd", "the shim"}[i], how, float64(p.FirstHalfKiB)/1024, float64(p.SecondHalfKiB)/1024, 100*p.Growth())
 	}
 	if o.json {
 		line, _ := json.Marshal(out)

@@ -67,6 +67,40 @@ type benchJSON struct {
 	P999us      *float64 `json:"p999_us"`
 	SignerdCPUs string   `json:"signerd_cpus"`
 	LoadCPUs    string   `json:"load_cpus"`
+
+	// With --dev only; the shim's with --transport http only.
+	SignerdRSSStart *uint64 `json:"signerd_rss_kib_start"`
+	SignerdRSSEnd   *uint64 `json:"signerd_rss_kib_end"`
+	ShimRSSStart    *uint64 `json:"shim_rss_kib_start"`
+	ShimRSSEnd      *uint64 `json:"shim_rss_kib_end"`
+}
+
+// checkMemoryFields checks which memory figures a run reported: signerd's
+// with a dev stack, the shim's with a dev stack over HTTP, each a
+// plausible resident size (1 MiB to 1 GiB) for both halves of the window.
+func checkMemoryFields(t *testing.T, r benchJSON, signerd, shim bool) {
+	t.Helper()
+	for _, f := range []struct {
+		name        string
+		start, end  *uint64
+		wantPresent bool
+	}{
+		{"signerd", r.SignerdRSSStart, r.SignerdRSSEnd, signerd},
+		{"shim", r.ShimRSSStart, r.ShimRSSEnd, shim},
+	} {
+		switch {
+		case !f.wantPresent && (f.start != nil || f.end != nil):
+			t.Errorf("%s_rss_kib_start/end present (%v, %v): want them only when the bench started that process", f.name, f.start, f.end)
+		case f.wantPresent && (f.start == nil || f.end == nil):
+			t.Errorf("%s_rss_kib_start/end missing", f.name)
+		case f.wantPresent:
+			for _, v := range []uint64{*f.start, *f.end} {
+				if v < 1<<10 || v > 1<<20 {
+					t.Errorf("%s resident size %d KiB: want 1 MiB to 1 GiB", f.name, v)
+				}
+			}
+		}
+	}
 }
 
 // runBenchBinary runs the built signer bench and checks its last line.
@@ -120,11 +154,13 @@ func runBenchBinary(t *testing.T, alg, transport string, concurrency int, args .
 func TestBenchDev(t *testing.T) {
 	t.Run("wire", func(t *testing.T) {
 		t.Parallel()
-		runBenchBinary(t, "ed25519", "wire", 64, "--dev")
+		r := runBenchBinary(t, "ed25519", "wire", 64, "--dev")
+		checkMemoryFields(t, r, true, false)
 	})
 	t.Run("http", func(t *testing.T) {
 		t.Parallel()
-		runBenchBinary(t, "ecdsa-p256", "http", 8, "--dev", "--transport", "http", "--alg", "ecdsa-p256", "--concurrency", "8")
+		r := runBenchBinary(t, "ecdsa-p256", "http", 8, "--dev", "--transport", "http", "--alg", "ecdsa-p256", "--concurrency", "8")
+		checkMemoryFields(t, r, true, true)
 	})
 	t.Run("http-unix", func(t *testing.T) {
 		t.Parallel()
@@ -146,8 +182,10 @@ func TestBenchAgainstRunningStack(t *testing.T) {
 	}
 	defer os.RemoveAll(dir)
 	p := startDev(t, dir)
-	runBenchBinary(t, "ecdsa-secp256k1", "wire", 4, "--enclave", "unix://"+filepath.Join(dir, "signerd.sock"), "--alg", "ecdsa-secp256k1", "--concurrency", "4")
-	runBenchBinary(t, "ed25519", "http", 4, "--endpoint", p.url, "--concurrency", "4")
+	r := runBenchBinary(t, "ecdsa-secp256k1", "wire", 4, "--enclave", "unix://"+filepath.Join(dir, "signerd.sock"), "--alg", "ecdsa-secp256k1", "--concurrency", "4")
+	checkMemoryFields(t, r, false, false)
+	r = runBenchBinary(t, "ed25519", "http", 4, "--endpoint", p.url, "--concurrency", "4")
+	checkMemoryFields(t, r, false, false)
 
 	// A key the enclave does not have fails at once, saying why.
 	bin := builtBinaries(t)
