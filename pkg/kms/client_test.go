@@ -221,6 +221,7 @@ func TestErrors(t *testing.T) {
 		{"access denied debug", "AccessDeniedException", true, ErrAccessDenied, []string{"debug-mode enclave", "all-zero PCR0"}},
 		{"invalid ciphertext", "InvalidCiphertextException", false, ErrInvalidCiphertext, []string{"InvalidCiphertextException", "another KMS key"}},
 		{"expired token", "ExpiredTokenException", false, ErrBadCredentials, []string{"fresh"}},
+		{"incomplete signature (JSON protocol code)", "IncompleteSignatureException", false, ErrBadCredentials, []string{"fresh"}},
 		{"disabled", "KMSInvalidStateException", false, ErrKeyState, []string{"disabled"}},
 	}
 	for _, tt := range tests {

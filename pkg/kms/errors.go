@@ -86,7 +86,7 @@ func (c *Client) wrap(op string, err error, r *Recipient) error {
 	case "ThrottlingException", "LimitExceededException":
 		e.Class = ErrThrottled
 		e.Hint = "KMS throttled the request after retries; try again later"
-	case "ExpiredTokenException", "UnrecognizedClientException", "InvalidSignatureException", "IncompleteSignature", "InvalidClientTokenId":
+	case "ExpiredTokenException", "UnrecognizedClientException", "InvalidSignatureException", "IncompleteSignature", "IncompleteSignatureException", "InvalidClientTokenId":
 		e.Class = ErrBadCredentials
 		e.Hint = "KMS refused the provisioned credentials: the host shim must provision fresh instance-role credentials"
 	case "KMSInvalidStateException", "DisabledException", "KeyUnavailableException":
