@@ -53,7 +53,7 @@ type attestedKMS struct {
 	now   time.Time
 }
 
-func newAttestedKMS(t *testing.T) *attestedKMS {
+func newAttestedKMS(t *testing.T, configure ...func(*Server)) *attestedKMS {
 	t.Helper()
 	a := &attestedKMS{t: t, logs: &logBuffer{}, now: time.Now()}
 	var err error
@@ -70,6 +70,9 @@ func newAttestedKMS(t *testing.T) *attestedKMS {
 		StatePath:     filepath.Join(t.TempDir(), "state.json"),
 		Log:           slog.New(slog.NewTextHandler(a.logs, nil)),
 		OpenRecipient: v.Open,
+	}
+	for _, c := range configure {
+		c(a.srv)
 	}
 	env := start(t, a.srv)
 	a.http = env.url
@@ -104,12 +107,12 @@ func newAttestedKMS(t *testing.T) *attestedKMS {
 func (a *attestedKMS) sealIdentity(policy string) []byte {
 	t := a.t
 	t.Helper()
-	admin := clientFor(a.http, aws.Credentials{AccessKeyID: "admin", SecretAccessKey: "admin-secret"})
+	admin := retryingClientFor(a.http, aws.Credentials{AccessKeyID: "admin", SecretAccessKey: "admin-secret"})
 	key, err := admin.CreateKey(t.Context(), &awskms.CreateKeyInput{Policy: aws.String(policy)})
 	if err != nil {
 		t.Fatalf("CreateKey with the policy: %v", err)
 	}
-	enc := clientFor(a.http, aws.Credentials{AccessKeyID: "encryptor", SecretAccessKey: "encryptor-secret"})
+	enc := retryingClientFor(a.http, aws.Credentials{AccessKeyID: "encryptor", SecretAccessKey: "encryptor-secret"})
 	out, err := enc.Encrypt(t.Context(), &awskms.EncryptInput{KeyId: key.KeyMetadata.KeyId, Plaintext: []byte(identity)})
 	if err != nil {
 		t.Fatalf("Encrypt as the key management role: %v", err)
