@@ -10,12 +10,14 @@ import (
 	"crypto/x509/pkix"
 	"encoding/hex"
 	"encoding/pem"
+	"fmt"
 	"log/slog"
 	"math/big"
 	"net"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -28,6 +30,7 @@ import (
 	"github.com/enclave-signer/enclave-signer/pkg/attestation/nsmsim"
 	"github.com/enclave-signer/enclave-signer/pkg/keyring"
 	"github.com/enclave-signer/enclave-signer/pkg/kms/kmsemu"
+	"github.com/enclave-signer/enclave-signer/pkg/pcr"
 	"github.com/enclave-signer/enclave-signer/pkg/transport"
 	"github.com/enclave-signer/enclave-signer/pkg/wire"
 )
@@ -180,5 +183,48 @@ func TestUnsealThroughThrottlingKMS(t *testing.T) {
 	}
 	if n := throttledDecrypts(); n < 1 {
 		t.Fatalf("no Decrypt throttled: the test did not exercise a retry\nemulator log:\n%s", k.logs)
+	}
+}
+
+// TestAccessDeniedStatusThroughEmulator: a key policy that pins another
+// PCR3 (the image, PCR0, matching) makes KMS refuse signerd. signerd's
+// status must not blame the image: it names every PCR it presented and
+// sends the operator to signer doctor with the key KMS named.
+func TestAccessDeniedStatusThroughEmulator(t *testing.T) {
+	k := newEmulatedKMS(t, nil)
+	e := start(t, k.flags()...)
+	c := e.dial()
+	st0, err := c.Status(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	otherPCR3 := pcr.RoleARN("arn:aws:iam::000000000000:role/SomeOtherRole")
+	blob := k.seal(t, emuPolicy(`{"StringEqualsIgnoreCase":{
+		"kms:RecipientAttestation:ImageSha384":"`+hex.EncodeToString(st0.PCRs[0])+`",
+		"kms:RecipientAttestation:PCR3":"`+hex.EncodeToString(otherPCR3)+`"}}`), identityFile(e.identity))
+	req := e.request(e.keyringFor("k.age", newKey(t, "k", keyring.Ed25519)))
+	req.IdentityCiphertext = blob
+	st, err := c.Provision(t.Context(), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.State != wire.StateFailed || st.Error == nil || st.Error.KMSCode != "AccessDeniedException" {
+		t.Fatalf("with another PCR3 pinned: %+v, want failed with AccessDeniedException", st)
+	}
+	msg := st.Error.Message
+	keyARN := regexp.MustCompile(`arn:aws:kms:us-east-1:000000000000:key/[0-9a-f-]{36}`).FindString(st.Error.KMSMessage)
+	if keyARN == "" {
+		t.Fatalf("KMS's message names no key: %q", st.Error.KMSMessage)
+	}
+	for _, i := range []int{0, 1, 2, 3, 4, 8} {
+		if want := fmt.Sprintf("PCR%d %s…", i, hex.EncodeToString(st0.PCRs[uint16(i)])[:16]); !strings.Contains(msg, want) {
+			t.Errorf("status error does not name %q:\n%s", want, msg)
+		}
+	}
+	if want := "signer doctor --key-id " + keyARN + " on the parent"; !strings.Contains(msg, want) {
+		t.Errorf("status error lacks %q:\n%s", want, msg)
+	}
+	if strings.Contains(msg, "likely expects another image") || strings.Contains(msg, "debug-mode enclave") {
+		t.Errorf("status error blames the image, which matches:\n%s", msg)
 	}
 }
