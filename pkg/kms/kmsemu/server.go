@@ -153,9 +153,9 @@ type Server struct {
 
 	// ThrottleFraction, between 0 and 1, is the share of authenticated
 	// requests answered as KMS answers when it throttles: HTTP 400 with
-	// {"__type":"ThrottlingException","message":"Rate exceeded"}, which
-	// the AWS SDKs and CLI classify as a throttling error and retry with
-	// backoff. The throttled requests are spread evenly and
+	// __type ThrottlingException and KMS's message ("You have exceeded the
+	// rate at which you may call KMS. …"), which the AWS SDKs and CLI
+	// classify as a throttling error and retry with backoff. The throttled requests are spread evenly and
 	// deterministically over the server's requests, whatever their
 	// operation, the first one throttled: 0.5 throttles the 1st, 3rd, 5th
 	// request and so on, 0.25 the 1st, 5th, 9th, 1 every request. A
@@ -317,7 +317,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if s.throttle() {
 		c.log.Info("request throttled (ThrottleFraction)", "throttle_fraction", s.ThrottleFraction)
-		s.writeError(w, c.log, &APIError{Code: CodeThrottling, Message: "Rate exceeded", Status: http.StatusBadRequest})
+		s.writeError(w, c.log, &APIError{Code: CodeThrottling, Message: throttlingMessage, Status: http.StatusBadRequest})
 		return
 	}
 	if s.Intercept != nil {
@@ -345,6 +345,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusOK)
 	w.Write(b)
 }
+
+// throttlingMessage is the message real KMS sends with ThrottlingException.
+const throttlingMessage = "You have exceeded the rate at which you may call KMS. Reduce the frequency of your calls."
 
 // throttle counts a request and reports whether ThrottleFraction throttles
 // it: request n is throttled when ceil(n·F) passes an integer that

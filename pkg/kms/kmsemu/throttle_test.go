@@ -42,7 +42,7 @@ func TestThrottleFraction(t *testing.T) {
 			case 200:
 				got.WriteByte('.')
 			case 400:
-				r.wantError(t, 400, "ThrottlingException", "Rate exceeded")
+				r.wantError(t, 400, "ThrottlingException", "You have exceeded the rate at which you may call KMS. Reduce the frequency of your calls.")
 				got.WriteByte('T')
 			default:
 				t.Fatalf("fraction %v: status %d %v", tc.fraction, r.status, r.body)
@@ -55,7 +55,7 @@ func TestThrottleFraction(t *testing.T) {
 	// Unauthenticated requests are refused as such and do not count.
 	e := start(t, &Server{ThrottleFraction: 0.5})
 	post(t, e.url, "ListKeys", "{}", aws.Credentials{AccessKeyID: "test", SecretAccessKey: "wrong"}, time.Now(), nil).wantError(t, 400, "InvalidSignatureException", "does not match")
-	post(t, e.url, "ListKeys", "{}", creds, time.Now(), nil).wantError(t, 400, "ThrottlingException", "Rate exceeded")
+	post(t, e.url, "ListKeys", "{}", creds, time.Now(), nil).wantError(t, 400, "ThrottlingException", "You have exceeded the rate at which you may call KMS. Reduce the frequency of your calls.")
 
 	for _, bad := range []float64{-0.1, 1.5, math.NaN(), math.Inf(1)} {
 		if err := (&Server{ThrottleFraction: bad}).Init(); err == nil || !strings.Contains(err.Error(), "ThrottleFraction") {
