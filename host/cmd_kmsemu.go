@@ -18,8 +18,9 @@ import (
 )
 
 // runKMSEmulator is `signer kms-emulator --listen ADDR --state FILE
-// [--trust-root PEM]... [--credential AKID:SECRET=PRINCIPAL_ARN]...`: the
-// KMS emulator alone, plain HTTP, until the context ends.
+// [--trust-root PEM]... [--credential AKID:SECRET=PRINCIPAL_ARN]...
+// [--throttle-fraction F]`: the KMS emulator alone, plain HTTP, until the
+// context ends.
 func runKMSEmulator(e *env) error {
 	fs := newFlagSet(e, "kms-emulator")
 	listen := fs.String("listen", "", "where to serve plain HTTP: `HOST:PORT`, tcp://HOST:PORT or unix:///PATH (required)")
@@ -28,6 +29,7 @@ func runKMSEmulator(e *env) error {
 	fs.Var(&roots, "trust-root", "PEM `file` of an attestation root trusted beside the AWS Nitro root (repeatable)")
 	fs.Var(&creds, "credential", "accepted access key, `AKID:SECRET=PRINCIPAL_ARN` (repeatable); default test:test="+kmsemu.DefaultCredential.Principal)
 	maxAge := fs.Duration("max-attestation-age", 5*time.Minute, "refuse Recipient attestation documents older than this (AWS documents no limit)")
+	throttle := fs.Float64("throttle-fraction", 0, "answer this `fraction` (0 to 1) of requests with ThrottlingException, as KMS does when it throttles, spread evenly from the first request on: 0.5 throttles every other request")
 	pos, err := parseFlags(fs, e.args)
 	if err != nil {
 		return err
@@ -40,6 +42,9 @@ func runKMSEmulator(e *env) error {
 	}
 	if *statePath == "" {
 		return usageErrorf("kms-emulator: --state is required: the JSON file that keeps the emulator's keys")
+	}
+	if !(*throttle >= 0 && *throttle <= 1) {
+		return usageErrorf("kms-emulator: --throttle-fraction %v: want a fraction from 0 to 1 (0.5 throttles every other request)", *throttle)
 	}
 	addr, err := transport.ParseHTTPAddr(*listen)
 	if err != nil {
@@ -68,6 +73,8 @@ func runKMSEmulator(e *env) error {
 		StatePath:   *statePath,
 		Log:         log,
 		TrustRoots:  trustRoots,
+
+		ThrottleFraction: *throttle,
 	}
 	verifier := &kmsemu.AttestationVerifier{Roots: kmsemu.RootsWithAWS(trustRoots...), MaxAge: *maxAge, Log: log}
 	srv.OpenRecipient = verifier.Open
@@ -86,6 +93,9 @@ func runKMSEmulator(e *env) error {
 	sort.Strings(ops)
 	log.Info("listening on "+endpoint, "endpoint", endpoint, "state", *statePath,
 		"trust_roots", len(trustRoots), "aws_nitro_root", true, "max_attestation_age", *maxAge, "operations", strings.Join(ops, ","))
+	if *throttle > 0 {
+		log.Warn("throttling requests on purpose: clients will see ThrottlingException", "throttle_fraction", *throttle)
+	}
 	if len(credentials) == 0 {
 		d := kmsemu.DefaultCredential
 		log.Info("no --credential given: accepting the local-emulator default credential",

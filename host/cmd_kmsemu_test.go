@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 	"github.com/aws/smithy-go"
 )
@@ -188,6 +189,10 @@ func TestKMSEmulatorUsage(t *testing.T) {
 		{[]string{"--listen", "127.0.0.1:0", "--state", state, "--trust-root", notPEM}, 1, "no PEM CERTIFICATE"},
 		{[]string{"--listen", "127.0.0.1:0", "--state", state, "--trust-root", filepath.Join(dir, "missing.pem")}, 1, "missing.pem"},
 		{[]string{"--listen", "127.0.0.1:0", "--state", filepath.Join(dir, "no", "dir", "s.json")}, 1, "state"},
+		{[]string{"--listen", "127.0.0.1:0", "--state", state, "--throttle-fraction", "1.5"}, 2, "--throttle-fraction 1.5: want a fraction from 0 to 1"},
+		{[]string{"--listen", "127.0.0.1:0", "--state", state, "--throttle-fraction", "-0.5"}, 2, "--throttle-fraction"},
+		{[]string{"--listen", "127.0.0.1:0", "--state", state, "--throttle-fraction", "NaN"}, 2, "--throttle-fraction"},
+		{[]string{"--listen", "127.0.0.1:0", "--state", state, "--throttle-fraction", "half"}, 2, "throttle-fraction"},
 	}
 	for _, tc := range tests {
 		code, _, stderr := signer(t, "", append([]string{"kms-emulator"}, tc.args...)...)
@@ -212,5 +217,41 @@ func TestKMSEmulatorTrustRoot(t *testing.T) {
 	}
 	if code := stop(); code != 0 {
 		t.Fatalf("exit %d", code)
+	}
+}
+
+// TestKMSEmulatorThrottleFraction: signer kms-emulator --throttle-fraction
+// answers the share asked with KMS's ThrottlingException, and the
+// unmodified SDK, retrying, gets through.
+func TestKMSEmulatorThrottleFraction(t *testing.T) {
+	dir := t.TempDir()
+	endpoint, stderr, stop := startKMSEmulator(t, "--listen", "127.0.0.1:0", "--state", filepath.Join(dir, "s.json"), "--throttle-fraction", "0.5")
+	if !strings.Contains(stderr.String(), "throttle_fraction=0.5") {
+		t.Errorf("the throttling is not announced:\n%s", stderr)
+	}
+	ctx := t.Context()
+	once := kms.New(kms.Options{
+		Region: "us-east-1", BaseEndpoint: aws.String(endpoint), RetryMaxAttempts: 1,
+		Credentials: credentials.NewStaticCredentialsProvider("test", "test", ""),
+	})
+	_, err := once.ListKeys(ctx, &kms.ListKeysInput{})
+	var ae smithy.APIError
+	if !errors.As(err, &ae) || ae.ErrorCode() != "ThrottlingException" || !strings.Contains(err.Error(), "StatusCode: 400") {
+		t.Fatalf("first request: %v, want a 400 ThrottlingException", err)
+	}
+	retrying := kms.New(kms.Options{
+		Region: "us-east-1", BaseEndpoint: aws.String(endpoint),
+		Credentials: credentials.NewStaticCredentialsProvider("test", "test", ""),
+	})
+	for i := range 3 {
+		if _, err := retrying.ListKeys(ctx, &kms.ListKeysInput{}); err != nil {
+			t.Fatalf("ListKeys %d with the SDK's default retries: %v", i, err)
+		}
+	}
+	if code := stop(); code != 0 {
+		t.Fatalf("exit %d", code)
+	}
+	if n := strings.Count(stderr.String(), "request throttled"); n < 2 {
+		t.Fatalf("%d requests throttled, want the first and at least one retried one:\n%s", n, stderr)
 	}
 }

@@ -34,6 +34,24 @@ const (
 	maxModuleIDSize  = 256
 )
 
+// LockedPCRs is how many PCRs every document carries: the NSM locks PCRs
+// 0–15 at boot (the enclave can neither extend nor unlock them) and a
+// document's pcrs map lists every locked PCR. PCRs 16–31 appear only once
+// the enclave application has extended and locked them. A document without
+// one of 0–15 did not come from an NSM, and would let a key policy's
+// …IfExists condition on that PCR hold.
+const LockedPCRs = 16
+
+// payloadKeys are the only keys a payload may hold: the nine the NSM
+// writes (AWS's CDDL for AttestationDocument, and every real document).
+// An unknown key is refused rather than ignored, so that no field a
+// verifier skips can carry meaning to another.
+var payloadKeys = map[string]bool{
+	"module_id": true, "digest": true, "timestamp": true, "pcrs": true,
+	"certificate": true, "cabundle": true,
+	"public_key": true, "user_data": true, "nonce": true,
+}
+
 // Document is a parsed attestation document.
 type Document struct {
 	ModuleID string
@@ -187,6 +205,11 @@ func parsePayload(p []byte) (*Document, error) {
 	} else if len(rest) > 0 {
 		return nil, malformed("payload", "%d trailing bytes", len(rest))
 	}
+	for k := range fields {
+		if !payloadKeys[k] {
+			return nil, malformed("payload", "unknown key %q: an attestation document has only module_id, digest, timestamp, pcrs, certificate, cabundle, public_key, user_data and nonce", k)
+		}
+	}
 	d := new(Document)
 	required := func(name string) (cbor.RawMessage, error) {
 		v, ok := fields[name]
@@ -307,7 +330,7 @@ func parsePCRs(v cbor.RawMessage, d *Document) error {
 		return &Error{Class: ErrMalformed, Field: "pcrs", Err: err}
 	}
 	if len(m) == 0 || len(m) > MaxPCRs {
-		return malformed("pcrs", "%d entries, want 1 to %d", len(m), MaxPCRs)
+		return malformed("pcrs", "%d entries, want %d to %d", len(m), LockedPCRs, MaxPCRs)
 	}
 	d.PCRs = make(map[int][]byte, len(m))
 	for i, raw := range m {
@@ -320,6 +343,11 @@ func parsePCRs(v cbor.RawMessage, d *Document) error {
 			return err
 		}
 		d.PCRs[int(i)] = val
+	}
+	for i := range LockedPCRs {
+		if _, ok := d.PCRs[i]; !ok {
+			return malformed("pcrs", "PCR%d is missing: every document carries PCRs 0 to %d, which the NSM locks at boot", i, LockedPCRs-1)
+		}
 	}
 	return nil
 }

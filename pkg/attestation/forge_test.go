@@ -10,6 +10,7 @@ import (
 	"crypto/x509/pkix"
 	"errors"
 	"math/big"
+	"strings"
 	"testing"
 	"time"
 
@@ -20,7 +21,7 @@ import (
 // root, to test that the verifier rejects each class of bad document
 // (CVE-2025-64186 and its kin) for the right reason.
 type forged struct {
-	t        *testing.T
+	t        testing.TB
 	now      time.Time
 	rootKey  *ecdsa.PrivateKey
 	root     *x509.Certificate
@@ -28,7 +29,7 @@ type forged struct {
 	inter    *x509.Certificate
 }
 
-func newForged(t *testing.T, interIsCA bool) *forged {
+func newForged(t testing.TB, interIsCA bool) *forged {
 	t.Helper()
 	f := &forged{t: t, now: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}
 	f.rootKey, _ = ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
@@ -149,5 +150,49 @@ func TestForgedDocuments(t *testing.T) {
 				t.Fatalf("got %v\nwant class %v", err, tt.class)
 			}
 		})
+	}
+}
+
+// TestForgedDocumentsPCRsAndKeys: a correctly signed document must carry
+// PCRs 0–15, which the NSM locks at boot and lists in every document, and
+// no payload key beyond the nine the NSM writes. Without the first rule a
+// document showing only PCR5 verified, and a policy condition written with
+// an …IfExists operator let it decrypt.
+func TestForgedDocumentsPCRsAndKeys(t *testing.T) {
+	p384, _ := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
+	f := newForged(t, true)
+	delPCR := func(i int) func(m map[string]any) {
+		return func(m map[string]any) { delete(m["pcrs"].(map[int][]byte), i) }
+	}
+	tests := []struct {
+		name string
+		edit func(m map[string]any)
+		msg  string // in the error
+	}{
+		{"only PCR5", func(m map[string]any) { m["pcrs"] = map[int][]byte{5: make([]byte, 48)} }, "pcrs: PCR0 is missing"},
+		{"no PCR0", delPCR(0), "pcrs: PCR0 is missing"},
+		{"no PCR3", delPCR(3), "pcrs: PCR3 is missing"},
+		{"no PCR15", delPCR(15), "pcrs: PCR15 is missing"},
+		{"extra payload key", func(m map[string]any) { m["pcr_policy"] = "lax" }, `payload: unknown key "pcr_policy"`},
+		{"payload key in another case", func(m map[string]any) { m["Nonce"] = []byte{1}; delete(m, "nonce") }, `payload: unknown key "Nonce"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d, err := Verify(f.doc(p384, tt.edit), f.opts())
+			if d != nil || !errors.Is(err, ErrMalformed) || !strings.Contains(err.Error(), tt.msg) {
+				t.Fatalf("got %v\nwant class %v with %q", err, ErrMalformed, tt.msg)
+			}
+		})
+	}
+
+	// An application may extend and lock PCRs 16–31; the NSM then lists
+	// them beside 0–15.
+	withAppPCRs := f.doc(p384, func(m map[string]any) {
+		for i := 16; i < 32; i++ {
+			m["pcrs"].(map[int][]byte)[i] = make([]byte, 48)
+		}
+	})
+	if d, err := Verify(withAppPCRs, f.opts()); err != nil || len(d.PCRs) != 32 {
+		t.Fatalf("document with application PCRs 16–31: %v", err)
 	}
 }

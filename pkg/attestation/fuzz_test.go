@@ -1,6 +1,9 @@
 package attestation
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"errors"
 	"testing"
 	"time"
@@ -9,8 +12,8 @@ import (
 )
 
 // FuzzParse: Parse never panics, returns nil with every error, and every
-// error falls in the malformed class; whatever parses can be verified
-// without panicking.
+// error falls in the malformed class; whatever parses carries PCRs 0–15
+// and can be verified without panicking.
 func FuzzParse(f *testing.F) {
 	for _, rd := range realDocs {
 		f.Add(readB64(f, rd.file))
@@ -30,6 +33,22 @@ func FuzzParse(f *testing.F) {
 		}
 		f.Add(doc)
 	}
+	// Signed documents the parser must refuse: PCRs missing, an unknown
+	// payload key; and one it must accept, with application PCRs 16–31.
+	forger := newForged(f, true)
+	leafKey, _ := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
+	for _, edit := range []func(m map[string]any){
+		func(m map[string]any) { m["pcrs"] = map[int][]byte{5: make([]byte, 48)} },
+		func(m map[string]any) { delete(m["pcrs"].(map[int][]byte), 3) },
+		func(m map[string]any) { m["extra"] = []byte{1} },
+		func(m map[string]any) {
+			for i := 16; i < 32; i++ {
+				m["pcrs"].(map[int][]byte)[i] = make([]byte, 48)
+			}
+		},
+	} {
+		f.Add(forger.doc(leafKey, edit))
+	}
 	f.Add([]byte{0x84, 0x44, 0xa1, 0x01, 0x38, 0x22, 0xa0})
 	f.Add([]byte{0xd2, 0x84})
 	roots := ca.Roots()
@@ -46,6 +65,11 @@ func FuzzParse(f *testing.F) {
 		}
 		if d.PCRs == nil || len(d.CABundle) == 0 || d.Certificate == nil {
 			t.Fatal("Parse accepted a document without PCRs, cabundle or certificate")
+		}
+		for i := range LockedPCRs {
+			if len(d.PCRs[i]) != 48 {
+				t.Fatalf("Parse accepted a document without PCR%d", i)
+			}
 		}
 		_ = d.Verify(VerifyOptions{Roots: roots})
 		_ = d.Verify(VerifyOptions{CurrentTime: d.Timestamp})

@@ -217,10 +217,11 @@ func TestErrors(t *testing.T) {
 		class error
 		want  []string
 	}{
-		{"access denied", "AccessDeniedException", false, ErrAccessDenied, []string{"AccessDeniedException", "PCR0 ", "ImageSha384", "debug-mode enclaves present all zeros"}},
-		{"access denied debug", "AccessDeniedException", true, ErrAccessDenied, []string{"debug-mode enclave", "all-zero PCR0"}},
+		{"access denied", "AccessDeniedException", false, ErrAccessDenied, []string{"AccessDeniedException", "cannot tell which condition failed", "PCR0 ", "PCR1 ", "PCR2 ", "PCR3 ", "PCR4 ", "PCR8 ", "signer doctor --key-id KEY"}},
+		{"access denied debug", "AccessDeniedException", true, ErrAccessDenied, []string{"debug-mode enclave", "PCR0, 1, 2 and 8 all zero", "signer policy render --debug", "PCR3 ", "signer doctor --key-id KEY"}},
 		{"invalid ciphertext", "InvalidCiphertextException", false, ErrInvalidCiphertext, []string{"InvalidCiphertextException", "another KMS key"}},
 		{"expired token", "ExpiredTokenException", false, ErrBadCredentials, []string{"fresh"}},
+		{"incomplete signature (JSON protocol code)", "IncompleteSignatureException", false, ErrBadCredentials, []string{"fresh"}},
 		{"disabled", "KMSInvalidStateException", false, ErrKeyState, []string{"disabled"}},
 	}
 	for _, tt := range tests {
@@ -351,5 +352,31 @@ func TestCloseDropsIdleConnections(t *testing.T) {
 	}
 	if conns != 2 {
 		t.Fatalf("after Close, %d connections, want a new one (2)", conns)
+	}
+}
+
+// TestAccessDeniedKeyARN: the hint's doctor command names the key KMS
+// named, from both of KMS's phrasings; without one, a placeholder.
+func TestAccessDeniedKeyARN(t *testing.T) {
+	f := newFakeKMS(t)
+	const arn = "arn:aws:kms:eu-central-1:111122223333:key/0063c4a6-1111-2222-3333-444455556666"
+	for _, tc := range []struct{ msg, want string }{
+		{"User: arn:aws:sts::111122223333:assumed-role/r/i-1 is not authorized to perform: kms:Decrypt on resource: " + arn + " because no resource-based policy allows the kms:Decrypt action", arn},
+		{"User: arn:aws:sts::111122223333:assumed-role/r/i-1 is not authorized to perform: kms:Decrypt on resource: " + arn + " with an explicit deny in a resource-based policy", arn},
+		{"The attestation document in the request is not valid (bad signature)", ""},
+	} {
+		f.answer = func(w http.ResponseWriter, _ string, _ map[string]any) { kmsError(w, "AccessDeniedException", tc.msg) }
+		_, err := f.client(t, nil).Decrypt(t.Context(), DecryptInput{CiphertextBlob: []byte("x")}, recipient(t, f.simCA, false))
+		var ke *Error
+		if !errors.As(err, &ke) || ke.KeyARN != tc.want {
+			t.Fatalf("message %q: KeyARN %q, want %q", tc.msg, ke.KeyARN, tc.want)
+		}
+		want := "signer doctor --key-id " + tc.want
+		if tc.want == "" {
+			want = "signer doctor --key-id KEY"
+		}
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("hint lacks %q: %v", want, err)
+		}
 	}
 }

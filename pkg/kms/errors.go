@@ -1,8 +1,10 @@
 package kms
 
 import (
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"regexp"
 	"strings"
 
 	"github.com/aws/smithy-go"
@@ -35,10 +37,15 @@ type Error struct {
 	Message string
 	// Class is one of the sentinels above, or nil.
 	Class error
-	// PCR0 is what the enclave presented (hex), DebugMode whether it runs
-	// in debug mode; set on access denied.
+	// PCR0 is what the enclave presented (hex), PCRs the values (hex) it
+	// presented for each of PolicyPCRs, DebugMode whether it runs in debug
+	// mode; set on access denied.
 	PCR0      string
+	PCRs      map[int]string
 	DebugMode bool
+	// KeyARN is the key KMS named in an access-denied message ("… on
+	// resource: ARN …"), or "" when it named none.
+	KeyARN string
 	// Hint says what to do, when known.
 	Hint string
 	err  error
@@ -72,13 +79,18 @@ func (c *Client) wrap(op string, err error, r *Recipient) error {
 	switch e.Code {
 	case "AccessDeniedException":
 		e.Class = ErrAccessDenied
+		if m := resourceRE.FindStringSubmatch(e.Message); m != nil {
+			e.KeyARN = strings.TrimRight(m[1], ".,;")
+		}
 		if r != nil {
 			e.PCR0, e.DebugMode = r.pcr0Hex(), r.DebugMode
-			if r.DebugMode {
-				e.Hint = "this is a debug-mode enclave, which presents an all-zero PCR0: the key policy must allow kms:RecipientAttestation:ImageSha384 = 96 zeros for development (signer policy render --debug); never in production"
-			} else {
-				e.Hint = "the enclave presented PCR0 " + e.PCR0 + "; the key policy's kms:RecipientAttestation:ImageSha384 likely expects another image: compare it with the EIF's measurements and update the policy (signer policy update); debug-mode enclaves present all zeros"
+			e.PCRs = make(map[int]string, len(PolicyPCRs))
+			for _, i := range PolicyPCRs {
+				if v, ok := r.PCRs[i]; ok {
+					e.PCRs[i] = hex.EncodeToString(v)
+				}
 			}
+			e.Hint = accessDeniedHint(e)
 		}
 	case "InvalidCiphertextException", "IncorrectKeyException":
 		e.Class = ErrInvalidCiphertext
@@ -86,7 +98,7 @@ func (c *Client) wrap(op string, err error, r *Recipient) error {
 	case "ThrottlingException", "LimitExceededException":
 		e.Class = ErrThrottled
 		e.Hint = "KMS throttled the request after retries; try again later"
-	case "ExpiredTokenException", "UnrecognizedClientException", "InvalidSignatureException", "IncompleteSignature", "InvalidClientTokenId":
+	case "ExpiredTokenException", "UnrecognizedClientException", "InvalidSignatureException", "IncompleteSignature", "IncompleteSignatureException", "InvalidClientTokenId":
 		e.Class = ErrBadCredentials
 		e.Hint = "KMS refused the provisioned credentials: the host shim must provision fresh instance-role credentials"
 	case "KMSInvalidStateException", "DisabledException", "KeyUnavailableException":
@@ -96,6 +108,50 @@ func (c *Client) wrap(op string, err error, r *Recipient) error {
 		e.Class = ErrNotFound
 	}
 	return e
+}
+
+// PolicyPCRs are the PCRs an enclave's attestation measures, which key
+// policies pin (kms:RecipientAttestation:ImageSha384 is PCR0, and
+// kms:RecipientAttestation:PCR<n>): the image (0), kernel and boot ramfs
+// (1), application (2), the parent's IAM role (3), its instance id (4),
+// the EIF's signing certificate (8). The others are zero unless the
+// enclave application extends them.
+var PolicyPCRs = []int{0, 1, 2, 3, 4, 8}
+
+// resourceRE finds the key ARN in KMS's access-denied message, "User: …
+// is not authorized to perform: kms:Decrypt on resource: ARN because …".
+var resourceRE = regexp.MustCompile(`on resource: (arn:[^\s]+)`)
+
+// accessDeniedHint says what the enclave knows when KMS refuses it: what
+// it presented, not which condition failed. KMS's refusal does not say,
+// and the enclave cannot read the key policy, so the hint blames no PCR; it
+// lists them all and sends the operator to signer doctor, which reads the
+// policy and evaluates it against these values.
+func accessDeniedHint(e *Error) string {
+	var b strings.Builder
+	if e.DebugMode {
+		b.WriteString("this is a debug-mode enclave (PCR0, 1, 2 and 8 all zero), which only a development policy admits (signer policy render --debug; never in production); ")
+	}
+	b.WriteString("the enclave cannot see the key policy, so it cannot tell which condition failed. It presented")
+	sep := " "
+	for _, i := range PolicyPCRs {
+		v, ok := e.PCRs[i]
+		if !ok {
+			continue
+		}
+		if len(v) > 16 {
+			v = v[:16] + "…"
+		}
+		fmt.Fprintf(&b, "%sPCR%d %s", sep, i, v)
+		sep = ", "
+	}
+	b.WriteString(" (full values under pcrs in signer status); the key policy may pin any of them (kms:RecipientAttestation:ImageSha384 is PCR0, :PCR<n> the others), or not admit this instance role at all. ")
+	key := e.KeyARN
+	if key == "" {
+		key = "KEY"
+	}
+	b.WriteString("Run signer doctor --key-id " + key + " on the parent: it evaluates the key policy against these values and names the condition that fails")
+	return b.String()
 }
 
 // unwrapTo finds the error in err's chain whose text starts with target's,

@@ -68,8 +68,10 @@ func (s *KeySource) Take(ctx context.Context) (*rsa.PrivateKey, error) {
 type Recipient struct {
 	key      *rsa.PrivateKey
 	document []byte
-	// PCR0 and DebugMode come from the document, for error messages.
+	// PCR0, PCRs (every PCR in the document, by index) and DebugMode come
+	// from the document, for error messages.
 	PCR0      []byte
+	PCRs      map[int][]byte
 	DebugMode bool
 }
 
@@ -90,7 +92,7 @@ func NewRecipient(nsm attestation.NSM, key *rsa.PrivateKey) (*Recipient, error) 
 	if err != nil {
 		return nil, fmt.Errorf("own attestation document: %w", err)
 	}
-	return &Recipient{key: key, document: doc, PCR0: parsed.PCRs[0], DebugMode: parsed.DebugMode()}, nil
+	return &Recipient{key: key, document: doc, PCR0: parsed.PCRs[0], PCRs: parsed.PCRs, DebugMode: parsed.DebugMode()}, nil
 }
 
 // Document returns the attestation document sent to KMS.

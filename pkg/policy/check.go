@@ -360,7 +360,7 @@ func guardedByDeny(p *Policy, actions []string) bool {
 	for _, a := range actions {
 		guarded := false
 		for _, s := range p.Statements {
-			if s.Effect != Deny || s.Principal == nil || !principalListMatches(s.Principal, "*") {
+			if s.Effect != Deny || !principalCoversEveryIAMIdentity(s.Principal) {
 				continue
 			}
 			if !actionMatches(s, a) || !resourceMatches(s, "arn:aws:kms:region:000000000000:key/any") {
@@ -398,4 +398,23 @@ func (p *Policy) Validate() error {
 		}
 	}
 	return nil
+}
+
+// principalCoversEveryIAMIdentity reports whether a Principal element names
+// every IAM identity of every account ("*", or an "AWS" entry "*"), as a
+// guard must to cover whichever role the instance runs with. A "Service"
+// entry "*" names AWS services, not the instance role.
+func principalCoversEveryIAMIdentity(pr *Principal) bool {
+	if pr == nil {
+		return false
+	}
+	if pr.Any {
+		return true
+	}
+	for _, e := range pr.Entries {
+		if e.Type == "AWS" && slices.Contains(e.Values.List, "*") {
+			return true
+		}
+	}
+	return false
 }

@@ -14,7 +14,10 @@ type Request struct {
 	// Principal is the caller's ARN: an IAM role or user
 	// (arn:aws:iam::000000000000:role/dev), an assumed-role session
 	// (arn:aws:sts::000000000000:assumed-role/dev/i-123), or an account root
-	// (arn:aws:iam::000000000000:root).
+	// (arn:aws:iam::000000000000:root). A call an AWS service makes in its
+	// own name carries the service principal instead (logs.amazonaws.com):
+	// anything that is not an ARN is taken as one, and only a "Service"
+	// principal entry matches it.
 	Principal string
 	// Action is the API action with its service prefix, e.g. "kms:Decrypt".
 	Action string
@@ -174,16 +177,29 @@ func principalMatches(s *Statement, caller string) bool {
 	return principalListMatches(s.Principal, caller)
 }
 
+// principalListMatches reports whether a Principal (or NotPrincipal)
+// element names the caller. AWS matches a caller only against entries of
+// its own type: an IAM identity (the caller's ARN) against "AWS" entries,
+// an AWS service acting in its own name (its service principal, such as
+// logs.amazonaws.com) against "Service" entries. A "Service",
+// "Federated" or "CanonicalUser" entry whose text happens to be an IAM
+// ARN names no IAM identity, and an "AWS" entry never names a service.
+// Federated and CanonicalUser callers (web identities, S3 canonical ids)
+// do not call KMS, so those entries match nothing here.
 func principalListMatches(pr *Principal, caller string) bool {
 	if pr == nil {
 		return false
 	}
 	if pr.Any {
-		return true
+		return true // "Principal": "*" is everyone, services included
 	}
+	_, callerIsIAM := splitARN(caller)
 	for _, e := range pr.Entries {
 		for _, v := range e.Values.List {
-			if e.Type == "AWS" && awsPrincipalMatches(v, caller) || v == caller {
+			switch {
+			case e.Type == "AWS" && callerIsIAM && awsPrincipalMatches(v, caller):
+				return true
+			case e.Type == "Service" && !callerIsIAM && v == caller:
 				return true
 			}
 		}
@@ -191,9 +207,12 @@ func principalListMatches(pr *Principal, caller string) bool {
 	return false
 }
 
-// awsPrincipalMatches reports whether the key-policy principal p admits
-// the caller: "*"; the same ARN; an account (bare id or the :root ARN)
-// admits all its principals; a role admits its assumed-role sessions.
+// awsPrincipalMatches reports whether the key-policy principal p, from an
+// "AWS" entry, admits the IAM identity caller: "*" (every IAM identity of
+// every account); the same ARN; an account (bare id or the :root ARN)
+// admits all its principals; a role admits its assumed-role sessions. An
+// assumed-role session ARN admits only that session. Wildcards inside an
+// ARN are not patterns (AWS refuses them in a Principal).
 func awsPrincipalMatches(p, caller string) bool {
 	if p == "*" || p == caller {
 		return true

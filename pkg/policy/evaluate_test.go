@@ -327,3 +327,79 @@ func TestEvalKey(t *testing.T) {
 		t.Errorf("lowercase operator: %+v, %v", op, err)
 	}
 }
+
+// TestPrincipalMatching: which callers each kind of Principal element
+// admits. A caller is an IAM identity, named by its ARN (a user, a role,
+// an assumed-role session, an account root), or an AWS service acting in
+// its own name, named by its service principal. AWS matches by type: a
+// Service, Federated or CanonicalUser entry never admits an IAM identity,
+// whatever its text, nor an AWS entry a service.
+func TestPrincipalMatching(t *testing.T) {
+	const (
+		acct    = "123456789012"
+		role    = "arn:aws:iam::" + acct + ":role/NitroEnclaveInstanceRole"
+		session = "arn:aws:sts::" + acct + ":assumed-role/NitroEnclaveInstanceRole/i-1234567890abcdef0"
+		user    = "arn:aws:iam::" + acct + ":user/alice"
+		root    = "arn:aws:iam::" + acct + ":root"
+		service = "logs.amazonaws.com"
+	)
+	tests := []struct {
+		name      string
+		principal string // the statement's Principal element, JSON
+		not       bool   // NotPrincipal instead
+		caller    string
+		want      bool
+	}{
+		{"Service naming the caller's ARN", `{"Service":"` + session + `"}`, false, session, false},
+		{"Federated naming the caller's ARN", `{"Federated":"` + session + `"}`, false, session, false},
+		{"CanonicalUser naming the caller's ARN", `{"CanonicalUser":"` + role + `"}`, false, role, false},
+		{"Service admits that service", `{"Service":"` + service + `"}`, false, service, true},
+		{"Service in a list", `{"Service":["ec2.amazonaws.com","` + service + `"]}`, false, service, true},
+		{"Service does not admit another service", `{"Service":"` + service + `"}`, false, "ec2.amazonaws.com", false},
+		{"Service does not admit an IAM role", `{"Service":"` + service + `"}`, false, role, false},
+		{"AWS naming a service does not admit it", `{"AWS":"` + service + `"}`, false, service, false},
+		{"AWS wildcard admits a session", `{"AWS":"*"}`, false, session, true},
+		{"AWS wildcard admits a user", `{"AWS":"*"}`, false, user, true},
+		{"AWS wildcard does not admit a service", `{"AWS":"*"}`, false, service, false},
+		{"bare wildcard admits a service", `"*"`, false, service, true},
+		{"bare wildcard admits a session", `"*"`, false, session, true},
+		{"bare account id admits its session", `{"AWS":"` + acct + `"}`, false, session, true},
+		{"bare account id refuses another account", `{"AWS":"` + acct + `"}`, false, "arn:aws:sts::999999999999:assumed-role/NitroEnclaveInstanceRole/i-1", false},
+		{"account root admits its session", `{"AWS":"` + root + `"}`, false, session, true},
+		{"account root admits its user", `{"AWS":"` + root + `"}`, false, user, true},
+		{"account root admits its role", `{"AWS":"` + root + `"}`, false, role, true},
+		{"account root refuses another account", `{"AWS":"` + root + `"}`, false, "arn:aws:iam::999999999999:user/alice", false},
+		{"account root refuses a service", `{"AWS":"` + root + `"}`, false, service, false},
+		{"role admits its assumed-role session", `{"AWS":"` + role + `"}`, false, session, true},
+		{"role admits itself", `{"AWS":"` + role + `"}`, false, role, true},
+		{"role with a path admits its session", `{"AWS":"arn:aws:iam::` + acct + `:role/ops/NitroEnclaveInstanceRole"}`, false, session, true},
+		{"role refuses another role's session", `{"AWS":"` + role + `"}`, false, "arn:aws:sts::" + acct + ":assumed-role/Other/i-1", false},
+		{"role refuses a longer role name's session", `{"AWS":"` + role + `"}`, false, "arn:aws:sts::" + acct + ":assumed-role/NitroEnclaveInstanceRoleX/i-1", false},
+		{"role refuses the same name in another account", `{"AWS":"` + role + `"}`, false, "arn:aws:sts::999999999999:assumed-role/NitroEnclaveInstanceRole/i-1", false},
+		{"role refuses a user of the same name", `{"AWS":"` + role + `"}`, false, "arn:aws:iam::" + acct + ":user/NitroEnclaveInstanceRole", false},
+		{"role refuses a session ARN without a session name", `{"AWS":"` + role + `"}`, false, "arn:aws:sts::" + acct + ":assumed-role/NitroEnclaveInstanceRole", false},
+		{"session principal admits that session", `{"AWS":"` + session + `"}`, false, session, true},
+		{"session principal refuses another session of the role", `{"AWS":"` + session + `"}`, false, "arn:aws:sts::" + acct + ":assumed-role/NitroEnclaveInstanceRole/i-0000000000000000f", false},
+		{"session principal refuses the role itself", `{"AWS":"` + session + `"}`, false, role, false},
+		{"wildcard inside an ARN is literal", `{"AWS":"arn:aws:iam::` + acct + `:role/*"}`, false, session, false},
+		{"user admits itself", `{"AWS":"` + user + `"}`, false, user, true},
+		{"user refuses a session", `{"AWS":"` + user + `"}`, false, session, false},
+		{"another partition", `{"AWS":"arn:aws-cn:iam::` + acct + `:root"}`, false, session, false},
+		{"NotPrincipal Service does not exclude an IAM caller", `{"Service":"` + session + `"}`, true, session, true},
+		{"NotPrincipal role excludes its session", `{"AWS":"` + role + `"}`, true, session, false},
+		{"NotPrincipal AWS does not exclude a service", `{"AWS":"` + service + `"}`, true, service, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			elem := "Principal"
+			if tt.not {
+				elem = "NotPrincipal"
+			}
+			p := mustParse(t, `{"Statement":[{"Effect":"Allow","`+elem+`":`+tt.principal+`,"Action":"kms:Decrypt","Resource":"*"}]}`)
+			d := p.Evaluate(Request{Principal: tt.caller, Action: "kms:Decrypt", Resource: keyARN})
+			if d.Allowed != tt.want {
+				t.Fatalf("%s %s, caller %s:\n got  allowed=%v (%s)\n want allowed=%v", elem, tt.principal, tt.caller, d.Allowed, d.Reason, tt.want)
+			}
+		})
+	}
+}

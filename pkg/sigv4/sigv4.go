@@ -7,7 +7,10 @@
 // Only the Authorization-header form (AWS4-HMAC-SHA256) is verified; the
 // presigned-URL form (X-Amz-Signature in the query) is refused as
 // incomplete. The payload hash is always computed from the body received:
-// an x-amz-content-sha256 header, signed or not, must equal it.
+// an x-amz-content-sha256 header, signed or not, must equal it. Headers
+// AWS requires to be signed (host, the date, content-type and every other
+// x-amz-* header present, x-amz-security-token included) must be among
+// SignedHeaders.
 // The canonical URI follows the rule for every service but S3: the escaped
 // path is escaped once more.
 //
@@ -218,10 +221,15 @@ type Check struct {
 }
 
 // Verify checks the SigV4 signature of r, whose body was already read into
-// body, against a (from ParseAuthorization) and c.
+// body, against a (from ParseAuthorization) and c. Besides the signature it
+// checks that every header AWS requires to be signed is (see
+// CheckSignedHeaders).
 func Verify(r *http.Request, body []byte, a *Authorization, c Check) error {
 	if c.Service != "" && a.Service != c.Service {
 		return errorf(Mismatch, "Credential should be scoped to correct service: '%s'.", c.Service)
+	}
+	if err := CheckSignedHeaders(r, a); err != nil {
+		return err
 	}
 	t, err := RequestTime(r, a)
 	if err != nil {
@@ -261,6 +269,41 @@ func Verify(r *http.Request, body []byte, a *Authorization, c Check) error {
 		return errorf(Mismatch, "The request signature we calculated does not match the signature you provided. Check your AWS Secret Access Key and signing method. Consult the service documentation for details.")
 	}
 	return nil
+}
+
+// CheckSignedHeaders refuses a request that carries, outside its
+// SignedHeaders, a header AWS requires to be signed. AWS's SigV4 reference
+// (IAM User Guide, "Create a signed AWS API request", the canonical headers
+// step) says the canonical headers must include host, content-type when
+// the request has one, and every x-amz-* header the request carries, naming
+// x-amz-security-token for temporary credentials. Unsigned, those headers
+// could be changed in transit without breaking the signature: for the JSON
+// protocol, x-amz-target picks the operation and content-type the
+// protocol. host is checked by ParseAuthorization, x-amz-date (or date) by
+// RequestTime. x-amz-content-sha256 alone may go unsigned (S3 tolerates it
+// so): Verify compares it with the body's hash whether signed or not.
+//
+// AWS documents the rule, not the answer to a request breaking it; S3
+// answers AccessDenied "There were headers present in the request which
+// were not signed". This package answers Incomplete
+// (IncompleteSignatureException), the class of a request whose signing
+// information is incomplete. The unmodified Go SDK, AWS CLI, boto3 and the
+// Nitro Enclaves SDK for C sign all of these headers.
+func CheckSignedHeaders(r *http.Request, a *Authorization) error {
+	var missing []string
+	for name := range r.Header {
+		lower := strings.ToLower(name)
+		required := lower == "content-type" ||
+			strings.HasPrefix(lower, "x-amz-") && lower != "x-amz-content-sha256"
+		if required && !contains(a.SignedHeaders, lower) {
+			missing = append(missing, lower)
+		}
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	sort.Strings(missing)
+	return errorf(Incomplete, "There were headers present in the request which were not signed: %s (content-type and every x-amz-* header must be in SignedHeaders)", strings.Join(missing, ", "))
 }
 
 func skewText(d time.Duration) string {

@@ -216,6 +216,60 @@ func TestVerifySDKRequests(t *testing.T) {
 	}
 }
 
+// TestUnsignedHeaders: AWS requires content-type and every x-amz-* header
+// the request carries to be among the signed headers; a request that
+// carries one unsigned is refused as incomplete, as is a request whose
+// session token is not signed. x-amz-content-sha256 may stay unsigned: it
+// is checked against the body whatever its signing.
+func TestUnsignedHeaders(t *testing.T) {
+	at := time.Date(2026, 3, 4, 5, 6, 7, 0, time.UTC)
+	creds := aws.Credentials{AccessKeyID: "ASIATEST", SecretAccessKey: "s3cr3t"}
+	const body = `{"KeyId":"k"}`
+	// unsigned sends header h with value v, added after signing.
+	unsigned := func(h, v string) (func(*http.Request), func(*http.Request)) {
+		return func(r *http.Request) { r.Header.Del(h) }, func(r *http.Request) { r.Header.Set(h, v) }
+	}
+	tests := []struct {
+		name   string
+		header string // the unsigned header
+		value  string
+		want   Kind // 0 = accepted
+	}{
+		{"x-amz-target", "X-Amz-Target", "TrentService.Decrypt", Incomplete},
+		{"content-type", "Content-Type", "application/x-amz-json-1.1", Incomplete},
+		{"x-amz-security-token", "X-Amz-Security-Token", "session-token", Incomplete},
+		{"another x-amz header", "X-Amz-Grant-Tokens", "g", Incomplete},
+		{"x-amz-content-sha256 matching the body", "X-Amz-Content-Sha256", PayloadHash([]byte(body)), 0},
+		{"x-amz-content-sha256 not matching the body", "X-Amz-Content-Sha256", PayloadHash([]byte("{}")), Mismatch},
+		{"x-amzn-trace-id (never signed by the SDKs)", "X-Amzn-Trace-Id", "Root=1-abc", 0},
+		{"user-agent", "User-Agent", "aws-cli/1", 0},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			before, after := unsigned(tc.header, tc.value)
+			r := sdkSigned(t, body, creds, at, before)
+			after(r)
+			err := verify(r, body, creds.SecretAccessKey, at)
+			if got := kindOf(err); got != tc.want {
+				t.Fatalf("got error %v (kind %d)\nwant kind %d", err, got, tc.want)
+			}
+			if tc.want == Incomplete {
+				if !strings.Contains(err.Error(), strings.ToLower(tc.header)) || Incomplete.Code() != "IncompleteSignatureException" {
+					t.Errorf("error %q does not name %s", err, strings.ToLower(tc.header))
+				}
+			}
+		})
+	}
+	// The same headers, signed, are accepted.
+	r := sdkSigned(t, body, creds, at, func(r *http.Request) {
+		r.Header.Set("X-Amz-Security-Token", "session-token")
+		r.Header.Set("X-Amz-Grant-Tokens", "g")
+	})
+	if err := verify(r, body, creds.SecretAccessKey, at); err != nil {
+		t.Fatalf("all headers signed: %v", err)
+	}
+}
+
 func TestWrongService(t *testing.T) {
 	at := time.Date(2026, 3, 4, 5, 6, 7, 0, time.UTC)
 	r := sdkSigned(t, "{}", aws.Credentials{AccessKeyID: "A", SecretAccessKey: "S"}, at, nil)

@@ -3,8 +3,12 @@ package kmsemu
 import (
 	"context"
 	"encoding/json"
+	"go/ast"
+	"go/parser"
+	"go/token"
 	"io"
 	"net/http"
+	"os"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -43,6 +47,12 @@ func post(t *testing.T, url, target, body string, creds aws.Credentials, at time
 			t.Fatal(err)
 		}
 	}
+	return do(t, req)
+}
+
+// do sends req and decodes the emulator's answer.
+func do(t *testing.T, req *http.Request) rawResponse {
+	t.Helper()
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
@@ -188,5 +198,125 @@ func TestServerClockSkewCorrection(t *testing.T) {
 	d, err := http.ParseTime(r.header.Get("Date"))
 	if err != nil || time.Until(d) < 19*time.Minute {
 		t.Errorf("Date header %q does not come from the server's clock", r.header.Get("Date"))
+	}
+}
+
+// TestUnsignedHeadersRefused: a request whose x-amz-target, content-type
+// or x-amz-security-token is not among its signed headers is refused before
+// any operation runs, with IncompleteSignatureException naming the header.
+func TestUnsignedHeadersRefused(t *testing.T) {
+	var ops atomic.Int32
+	e := start(t, &Server{
+		Credentials: []Credential{{AccessKeyID: "ASIASESSION", SecretAccessKey: "sess", SessionToken: "tok", Principal: devPrincipal}},
+		Intercept:   func(op, principal string) *APIError { ops.Add(1); return nil },
+	})
+	creds := aws.Credentials{AccessKeyID: "ASIASESSION", SecretAccessKey: "sess", SessionToken: "tok"}
+	// send signs a ListKeys request without header h, then adds h.
+	send := func(h, v string) rawResponse {
+		t.Helper()
+		req, err := http.NewRequestWithContext(t.Context(), "POST", e.url+"/", strings.NewReader("{}"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Content-Type", "application/x-amz-json-1.1")
+		req.Header.Set("X-Amz-Target", "TrentService.ListKeys")
+		signWith := creds
+		if h == "X-Amz-Security-Token" {
+			signWith.SessionToken = "" // the signer would add and sign it
+		}
+		req.Header.Del(h)
+		if err := v4.NewSigner().SignHTTP(context.Background(), signWith, req, sigv4.PayloadHash([]byte("{}")), "kms", "us-east-1", time.Now()); err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set(h, v)
+		return do(t, req)
+	}
+	for _, tc := range []struct{ header, value string }{
+		{"X-Amz-Target", "TrentService.ListKeys"},
+		{"Content-Type", "application/x-amz-json-1.1"},
+		{"X-Amz-Security-Token", "tok"},
+	} {
+		t.Run(tc.header, func(t *testing.T) {
+			send(tc.header, tc.value).wantError(t, 400, "IncompleteSignatureException", strings.ToLower(tc.header))
+		})
+	}
+	if n := ops.Load(); n != 0 {
+		t.Fatalf("%d operations ran for requests with unsigned headers", n)
+	}
+	// Signed, the same request passes.
+	r := post(t, e.url, "ListKeys", "{}", creds, time.Now(), nil)
+	if r.status != 200 {
+		t.Fatalf("signed request: %d %v", r.status, r.body)
+	}
+}
+
+// TestSessionTokenComparedInConstantTime is a static check: no == or !=
+// in the package's code compares a SessionToken with anything but the
+// empty string, so the token is only ever compared through sameSecret
+// (crypto/subtle). Timing cannot be asserted by a unit test; this keeps a
+// variable-time comparison from coming back.
+func TestSessionTokenComparedInConstantTime(t *testing.T) {
+	fset := token.NewFileSet()
+	entries, err := os.ReadDir(".")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var files []*ast.File
+	for _, e := range entries {
+		if name := e.Name(); strings.HasSuffix(name, ".go") && !strings.HasSuffix(name, "_test.go") {
+			f, err := parser.ParseFile(fset, name, nil, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			files = append(files, f)
+		}
+	}
+	if len(files) == 0 {
+		t.Fatal("no Go files found")
+	}
+	mentionsToken := func(e ast.Expr) bool {
+		found := false
+		ast.Inspect(e, func(n ast.Node) bool {
+			if sel, ok := n.(*ast.SelectorExpr); ok && sel.Sel.Name == "SessionToken" {
+				found = true
+			}
+			return !found
+		})
+		return found
+	}
+	isEmptyString := func(e ast.Expr) bool {
+		lit, ok := e.(*ast.BasicLit)
+		return ok && lit.Value == `""`
+	}
+	for _, f := range files {
+		ast.Inspect(f, func(n ast.Node) bool {
+			b, ok := n.(*ast.BinaryExpr)
+			if !ok || b.Op != token.EQL && b.Op != token.NEQ {
+				return true
+			}
+			for _, pair := range [][2]ast.Expr{{b.X, b.Y}, {b.Y, b.X}} {
+				if mentionsToken(pair[0]) && !isEmptyString(pair[1]) {
+					t.Errorf("%s: session token compared with %s: use sameSecret (constant time)", fset.Position(b.Pos()), b.Op)
+				}
+			}
+			return true
+		})
+	}
+}
+
+func TestSameSecret(t *testing.T) {
+	for _, tc := range []struct {
+		a, b string
+		want bool
+	}{
+		{"tok", "tok", true},
+		{"", "", true},
+		{"tok", "toK", false},
+		{"tok", "tok2", false},
+		{"", "tok", false},
+	} {
+		if got := sameSecret(tc.a, tc.b); got != tc.want {
+			t.Errorf("sameSecret(%q, %q) = %v, want %v", tc.a, tc.b, got, tc.want)
+		}
 	}
 }

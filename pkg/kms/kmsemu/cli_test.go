@@ -164,3 +164,46 @@ func TestBoto3(t *testing.T) {
 		t.Fatalf("boto3 round trip: %+v", got)
 	}
 }
+
+// sessionEnv is clientEnv with session credentials in place of test/test.
+func sessionEnv(t *testing.T, akid, secret, token string) []string {
+	var env []string
+	for _, kv := range clientEnv(t) {
+		if !strings.HasPrefix(kv, "AWS_ACCESS_KEY_ID=") && !strings.HasPrefix(kv, "AWS_SECRET_ACCESS_KEY=") {
+			env = append(env, kv)
+		}
+	}
+	return append(env, "AWS_ACCESS_KEY_ID="+akid, "AWS_SECRET_ACCESS_KEY="+secret, "AWS_SESSION_TOKEN="+token)
+}
+
+// TestOutsideClientsSignRequiredHeaders: the AWS CLI and boto3, with
+// session credentials (as the instance role has), sign content-type,
+// x-amz-target and x-amz-security-token, so the emulator's refusal of
+// unsigned ones never refuses them.
+func TestOutsideClientsSignRequiredHeaders(t *testing.T) {
+	t.Parallel()
+	awsCLI := tool(t, "aws", "--version")
+	py := tool(t, "python3", "-c", "import boto3")
+	const token = "FwoGZXIvYXdzEXAMPLE/session+token=="
+	e := start(t, &Server{Credentials: []Credential{{AccessKeyID: "ASIASESSION", SecretAccessKey: "session-secret", SessionToken: token, Principal: otherPrincipal}}})
+	env := sessionEnv(t, "ASIASESSION", "session-secret", token)
+
+	cmd := exec.Command(awsCLI, "--endpoint-url", e.url, "--output", "json", "kms", "generate-random", "--number-of-bytes", "8")
+	cmd.Env = env
+	if out, err := cmd.CombinedOutput(); err != nil || !strings.Contains(string(out), "Plaintext") {
+		t.Fatalf("aws kms generate-random with a session token: %v\n%s", err, out)
+	}
+	cmd = exec.Command(py, "-c", `
+import sys, boto3
+kms = boto3.client("kms", endpoint_url=sys.argv[1], region_name="us-east-1")
+key = kms.create_key()["KeyMetadata"]["KeyId"]
+assert kms.list_keys()["Keys"][0]["KeyId"] == key
+`, e.url)
+	cmd.Env = env
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("boto3 with a session token: %v\n%s", err, out)
+	}
+	if strings.Contains(e.logs.String(), "IncompleteSignatureException") {
+		t.Fatalf("an outside client's request was refused as unsigned:\n%s", e.logs.String())
+	}
+}

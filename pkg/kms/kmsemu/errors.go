@@ -38,6 +38,7 @@ const (
 	CodeMalformedPolicyDocument  = "MalformedPolicyDocumentException"
 	CodeNotFound                 = "NotFoundException"
 	CodeSerialization            = "SerializationException"
+	CodeThrottling               = "ThrottlingException"
 	CodeUnknownOperation         = "UnknownOperationException"
 	CodeUnrecognizedClient       = "UnrecognizedClientException"
 	CodeUnsupportedOperation     = "UnsupportedOperationException"

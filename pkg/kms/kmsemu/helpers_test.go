@@ -8,8 +8,10 @@ import (
 	"net/http/httptest"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 	"github.com/aws/smithy-go"
 )
@@ -79,6 +81,23 @@ func clientFor(url string, creds aws.Credentials) *kms.Client {
 			return creds, nil
 		})),
 		RetryMaxAttempts: 1,
+	})
+}
+
+// retryingClientFor is clientFor with the SDK's standard retryer, 5
+// attempts and short backoffs, for the steps of a test that a throttling
+// emulator refuses a few times before serving.
+func retryingClientFor(url string, creds aws.Credentials) *kms.Client {
+	return kms.New(kms.Options{
+		Region:       "us-east-1",
+		BaseEndpoint: aws.String(url),
+		Credentials: aws.NewCredentialsCache(aws.CredentialsProviderFunc(func(context.Context) (aws.Credentials, error) {
+			return creds, nil
+		})),
+		Retryer: retry.NewStandard(func(o *retry.StandardOptions) {
+			o.MaxAttempts = 5
+			o.MaxBackoff = 50 * time.Millisecond
+		}),
 	})
 }
 

@@ -10,6 +10,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"math/big"
 	"net"
@@ -53,7 +54,7 @@ type attestedKMS struct {
 	now   time.Time
 }
 
-func newAttestedKMS(t *testing.T) *attestedKMS {
+func newAttestedKMS(t *testing.T, configure ...func(*Server)) *attestedKMS {
 	t.Helper()
 	a := &attestedKMS{t: t, logs: &logBuffer{}, now: time.Now()}
 	var err error
@@ -70,6 +71,9 @@ func newAttestedKMS(t *testing.T) *attestedKMS {
 		StatePath:     filepath.Join(t.TempDir(), "state.json"),
 		Log:           slog.New(slog.NewTextHandler(a.logs, nil)),
 		OpenRecipient: v.Open,
+	}
+	for _, c := range configure {
+		c(a.srv)
 	}
 	env := start(t, a.srv)
 	a.http = env.url
@@ -104,12 +108,12 @@ func newAttestedKMS(t *testing.T) *attestedKMS {
 func (a *attestedKMS) sealIdentity(policy string) []byte {
 	t := a.t
 	t.Helper()
-	admin := clientFor(a.http, aws.Credentials{AccessKeyID: "admin", SecretAccessKey: "admin-secret"})
+	admin := retryingClientFor(a.http, aws.Credentials{AccessKeyID: "admin", SecretAccessKey: "admin-secret"})
 	key, err := admin.CreateKey(t.Context(), &awskms.CreateKeyInput{Policy: aws.String(policy)})
 	if err != nil {
 		t.Fatalf("CreateKey with the policy: %v", err)
 	}
-	enc := clientFor(a.http, aws.Credentials{AccessKeyID: "encryptor", SecretAccessKey: "encryptor-secret"})
+	enc := retryingClientFor(a.http, aws.Credentials{AccessKeyID: "encryptor", SecretAccessKey: "encryptor-secret"})
 	out, err := enc.Encrypt(t.Context(), &awskms.EncryptInput{KeyId: key.KeyMetadata.KeyId, Plaintext: []byte(identity)})
 	if err != nil {
 		t.Fatalf("Encrypt as the key management role: %v", err)
@@ -390,5 +394,58 @@ func TestPrincipalARN(t *testing.T) {
 		if got := principalARN(in); got != want {
 			t.Errorf("principalARN(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+// TestAccessDeniedHintNamesEveryPCR: the enclave cannot see the key
+// policy, so when KMS refuses it must not blame PCR0: its hint lists every
+// PCR a policy can pin with the values the enclave presented, and sends
+// the operator to signer doctor with the key KMS named. Refusals for
+// another PCR3 (PCR0 matching) and for another PCR0 get the same honest
+// hint.
+func TestAccessDeniedHintNamesEveryPCR(t *testing.T) {
+	a := newAttestedKMS(t)
+	roleARN := "arn:aws:iam::000000000000:role/NitroEnclaveInstanceRole"
+	sim := a.sim(nsmsim.Options{PCRs: map[int][]byte{3: pcr.RoleARN(roleARN)}})
+	presented := map[int][]byte{}
+	for _, i := range []int{0, 1, 2, 3, 4, 8} {
+		presented[i] = sim.PCR(i)
+	}
+	hexs := hex.EncodeToString
+	for _, tc := range []struct{ name, pcr0, pcr3 string }{
+		{"another PCR3, PCR0 matching", hexs(presented[0]), hexs(pcr.RoleARN("arn:aws:iam::000000000000:role/Other"))},
+		{"another PCR0, PCR3 matching", hexs(pcr.Image([]byte("another image"))), hexs(presented[3])},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			blob := a.sealIdentity(guidePolicy(t, map[string]string{"YOUR_PCR0_VALUE": tc.pcr0, "YOUR_PCR3_VALUE": tc.pcr3},
+				guideFile(t, "pcr3-statement.json")))
+			_, err := a.decrypt(blob, sim)
+			var ke *kms.Error
+			if !errors.As(err, &ke) || !errors.Is(err, kms.ErrAccessDenied) {
+				t.Fatalf("got %v, want AccessDenied", err)
+			}
+			keyARN := ke.KeyARN
+			if !strings.HasPrefix(keyARN, "arn:aws:kms:us-east-1:000000000000:key/") {
+				t.Errorf("KeyARN %q: want the key KMS named in its message", keyARN)
+			}
+			msg := err.Error()
+			for _, i := range []int{0, 1, 2, 3, 4, 8} {
+				want := fmt.Sprintf("PCR%d %s…", i, hexs(presented[i])[:16])
+				if !strings.Contains(msg, want) {
+					t.Errorf("the hint does not name %q:\n%s", want, msg)
+				}
+				if ke.PCRs[i] != hexs(presented[i]) {
+					t.Errorf("Error.PCRs[%d] = %q, want the presented %x", i, ke.PCRs[i], presented[i])
+				}
+			}
+			for _, want := range []string{"signer doctor --key-id " + keyARN, "cannot see the key policy", "cannot tell which condition failed"} {
+				if !strings.Contains(msg, want) {
+					t.Errorf("the hint lacks %q:\n%s", want, msg)
+				}
+			}
+			if strings.Contains(msg, "likely expects another image") {
+				t.Errorf("the hint blames the image (PCR0) without knowing:\n%s", msg)
+			}
+		})
 	}
 }

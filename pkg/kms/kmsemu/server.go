@@ -21,6 +21,12 @@
 // is refused unless [Server.OpenRecipient] is set. Internal failures are
 // 500 KMSInternalException with the detail in the log.
 //
+// # Faults
+//
+// [Server.ThrottleFraction] answers a share of the requests with KMS's
+// ThrottlingException, which the SDKs retry; [Server.Intercept] answers
+// any error a test chooses.
+//
 // # Ciphertext blobs
 //
 // The emulator's own versioned format (see blob.go): the key id, a nonce
@@ -33,15 +39,19 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
 	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/enclave-signer/enclave-signer/pkg/sigv4"
@@ -141,6 +151,18 @@ type Server struct {
 	// ("Recipient is not supported by this emulator build yet").
 	OpenRecipient func(ctx context.Context, r RecipientInfo) (*AttestedRecipient, error)
 
+	// ThrottleFraction, between 0 and 1, is the share of authenticated
+	// requests answered as KMS answers when it throttles: HTTP 400 with
+	// __type ThrottlingException and KMS's message ("You have exceeded the
+	// rate at which you may call KMS. …"), which the AWS SDKs and CLI
+	// classify as a throttling error and retry with backoff. The throttled requests are spread evenly and
+	// deterministically over the server's requests, whatever their
+	// operation, the first one throttled: 0.5 throttles the 1st, 3rd, 5th
+	// request and so on, 0.25 the 1st, 5th, 9th, 1 every request. A
+	// throttled request changes nothing. Zero (the default) throttles
+	// none. Init refuses a value outside [0, 1].
+	ThrottleFraction float64
+
 	// Intercept, when set, runs for every authenticated request before its
 	// operation, with the operation name (e.g. "Decrypt") and the
 	// principal. A non-nil result is sent instead of running the
@@ -150,6 +172,11 @@ type Server struct {
 
 	initOnce sync.Once
 	initErr  error
+
+	// throttlePPM is ThrottleFraction in parts per million, and requests
+	// counts the authenticated requests of modelled operations.
+	throttlePPM uint64
+	requests    atomic.Uint64
 
 	mu sync.Mutex
 	st *state
@@ -168,6 +195,13 @@ func (s *Server) Init() error {
 }
 
 func (s *Server) init() error {
+	if f := s.ThrottleFraction; !(f >= 0 && f <= 1) {
+		return fmt.Errorf("kmsemu: ThrottleFraction %v: want a fraction from 0 to 1", f)
+	}
+	s.throttlePPM = uint64(math.Round(s.ThrottleFraction * 1e6))
+	if s.throttlePPM == 0 && s.ThrottleFraction > 0 {
+		s.throttlePPM = 1
+	}
 	seen := map[string]bool{}
 	for i, c := range s.credentials() {
 		if c.AccessKeyID == "" || c.SecretAccessKey == "" {
@@ -281,6 +315,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, c.log, apiErr(CodeUnknownOperation, "kmsemu does not model operation %s", op))
 		return
 	}
+	if s.throttle() {
+		c.log.Info("request throttled (ThrottleFraction)", "throttle_fraction", s.ThrottleFraction)
+		s.writeError(w, c.log, &APIError{Code: CodeThrottling, Message: throttlingMessage, Status: http.StatusBadRequest})
+		return
+	}
 	if s.Intercept != nil {
 		if e := s.Intercept(op, c.principal); e != nil {
 			c.log.Info("request intercepted by hook", "code", e.Code)
@@ -307,6 +346,23 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Write(b)
 }
 
+// throttlingMessage is the message real KMS sends with ThrottlingException.
+const throttlingMessage = "You have exceeded the rate at which you may call KMS. Reduce the frequency of your calls."
+
+// throttle counts a request and reports whether ThrottleFraction throttles
+// it: request n is throttled when ceil(n·F) passes an integer that
+// ceil((n−1)·F) had not, which spreads ⌈N·F⌉ throttles evenly over the
+// first N requests, starting with the first. Integer arithmetic in parts
+// per million keeps the pattern exact.
+func (s *Server) throttle() bool {
+	if s.throttlePPM == 0 {
+		return false
+	}
+	n := s.requests.Add(1)
+	ceil := func(k uint64) uint64 { return (k*s.throttlePPM + 1e6 - 1) / 1e6 }
+	return ceil(n) > ceil(n-1)
+}
+
 // authenticate verifies SigV4 and maps the access key to its principal.
 // Nothing about keys is looked at before it succeeds.
 func (s *Server) authenticate(r *http.Request, body []byte, log *slog.Logger) (*call, *APIError) {
@@ -331,7 +387,7 @@ func (s *Server) authenticate(r *http.Request, body []byte, log *slog.Logger) (*
 	case cred.SessionToken == "" && token != "":
 		log.Warn("request carries a session token, the credential has none")
 		return nil, apiErr(CodeUnrecognizedClient, "The security token included in the request is invalid.")
-	case cred.SessionToken != "" && token != cred.SessionToken:
+	case cred.SessionToken != "" && !sameSecret(token, cred.SessionToken):
 		log.Warn("session token missing or wrong", "token_present", token != "")
 		return nil, apiErr(CodeUnrecognizedClient, "The security token included in the request is invalid.")
 	}
@@ -351,6 +407,14 @@ func (s *Server) authenticate(r *http.Request, body []byte, log *slog.Logger) (*
 		body:      body,
 		log:       log.With("principal", cred.Principal, "region", a.Region),
 	}, nil
+}
+
+// sameSecret compares a secret the client sent with the expected one in
+// time that depends on neither: both are hashed first, so even their
+// lengths stay hidden from a caller timing the answers.
+func sameSecret(got, want string) bool {
+	g, w := sha256.Sum256([]byte(got)), sha256.Sum256([]byte(want))
+	return subtle.ConstantTimeCompare(g[:], w[:]) == 1
 }
 
 func sigv4Error(err error, log *slog.Logger) *APIError {
