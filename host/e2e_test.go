@@ -30,6 +30,16 @@ var (
 	buildErr  error
 )
 
+// TestMain removes the binaries built for the end-to-end tests (35 MB a
+// run, left in the temporary directory otherwise).
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if binDir != "" {
+		os.RemoveAll(binDir)
+	}
+	os.Exit(code)
+}
+
 func builtBinaries(t *testing.T) string {
 	t.Helper()
 	buildOnce.Do(func() {
@@ -50,6 +60,31 @@ func builtBinaries(t *testing.T) string {
 		t.Fatal(buildErr)
 	}
 	return binDir
+}
+
+// TestBuiltBinariesRemoved runs this test binary again, in a temporary
+// directory of its own, to build the binaries only; after it exits
+// nothing of them is left there.
+func TestBuiltBinariesRemoved(t *testing.T) {
+	if os.Getenv("SIGNER_TEST_BUILD_ONLY") == "1" {
+		fmt.Printf("built in %s\n", builtBinaries(t)) // the child: build, and let TestMain clean up
+		return
+	}
+	tmp := t.TempDir()
+	cmd := exec.Command(os.Args[0], "-test.run=^TestBuiltBinariesRemoved$", "-test.count=1")
+	cmd.Env = append(os.Environ(), "SIGNER_TEST_BUILD_ONLY=1", "TMPDIR="+tmp)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("the build-only run failed: %v\n%s", err, out)
+	}
+	_, built, ok := strings.Cut(string(out), "built in ")
+	if built, _, _ = strings.Cut(built, "\n"); !ok || !strings.HasPrefix(built, tmp) {
+		t.Fatalf("the build-only run did not build in %s:\n%s", tmp, out)
+	}
+	left, _ := filepath.Glob(filepath.Join(tmp, "enclave-signer-e2e-*"))
+	if len(left) > 0 {
+		t.Fatalf("the test run left its built binaries behind: %v", left)
+	}
 }
 
 func freePort(t *testing.T) string {
