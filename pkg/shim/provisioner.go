@@ -275,6 +275,9 @@ func (p *provisioner) build(ctx context.Context) (*wire.ProvisionRequest, aws.Cr
 		return nil, aws.Credentials{}, err
 	}
 	identity, err := p.fetch.fetch(ctx, p.cfg.Identity)
+	if errors.Is(err, errEmptySource) {
+		return nil, aws.Credentials{}, fmt.Errorf("identity %s is empty (0 bytes): want the KMS ciphertext of the sealed identity, as signer seal writes it", p.cfg.Identity)
+	}
 	if err != nil {
 		return nil, aws.Credentials{}, fmt.Errorf("identity: %w", err)
 	}
@@ -282,6 +285,9 @@ func (p *provisioner) build(ctx context.Context) (*wire.ProvisionRequest, aws.Cr
 	keyrings := make([]wire.SealedKeyring, 0, len(p.cfg.Keyrings))
 	for _, src := range p.cfg.Keyrings {
 		data, err := p.fetch.fetch(ctx, src)
+		if errors.Is(err, errEmptySource) {
+			return nil, aws.Credentials{}, fmt.Errorf("keyring %s is empty (0 bytes), so it holds no keys: want an age-encrypted keyring of at least one key (signer keyring new makes one)", src)
+		}
 		if err != nil {
 			return nil, aws.Credentials{}, fmt.Errorf("keyring: %w", err)
 		}
@@ -334,6 +340,7 @@ func (p *provisioner) credentials(ctx context.Context) (aws.Credentials, error) 
 
 // shimState is the provisioner's own state, shown in /v1/status.
 type shimState struct {
+	Instance              string     `json:"instance,omitempty"`
 	Enclave               string     `json:"enclave"`
 	LastAttempt           *time.Time `json:"last_attempt,omitempty"`
 	LastSuccess           *time.Time `json:"last_success,omitempty"`
@@ -355,6 +362,7 @@ func (p *provisioner) state() shimState {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	s := shimState{
+		Instance:              p.cfg.Instance,
 		Enclave:               p.cfg.EnclaveAddr().String(),
 		LastAttempt:           timePtr(p.lastAttempt),
 		LastSuccess:           timePtr(p.lastSuccess),
