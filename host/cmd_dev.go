@@ -33,7 +33,7 @@ func runDev(e *env) error {
 	fmt.Fprintf(e.stderr, "signer dev: starting the stack in %s\n", *dir)
 	s, err := startDevStack(e.ctx, devOptions{
 		Dir: *dir, HTTP: *httpAddr, DebugMode: *debug, Keyrings: keyrings,
-		PolicyFile: *policyFile, SignerdPath: *signerd,
+		PolicyFile: *policyFile, SignerdPath: *signerd, Events: e.stderr,
 	})
 	if err != nil {
 		return fmt.Errorf("dev: %w", err)
@@ -41,12 +41,15 @@ func runDev(e *env) error {
 	defer s.stop()
 	s.printSummary(e)
 
+	// SIGINT, SIGTERM and SIGHUP (a closed terminal) end e.ctx: every
+	// child is stopped before signer dev exits. signerd is restarted when
+	// it exits; any other child's exit ends the stack.
 	select {
 	case <-e.ctx.Done():
 		fmt.Fprintln(e.stderr, "signer dev: stopping")
 		return nil
-	case c := <-s.exited():
-		return fmt.Errorf("dev: %w", c.failure(s.dir))
+	case <-s.failed():
+		return fmt.Errorf("dev: %w", s.err())
 	}
 }
 
@@ -68,7 +71,11 @@ func (s *devStack) printSummary(e *env) {
 	fmt.Fprintf(w, "KMS emulator:   %s (aws --endpoint-url $(cat %s) kms …, credentials test/test)\n", s.kmsEndpoint, filepath.Join(s.dir, "kms-endpoint"))
 	fmt.Fprintf(w, "Key policy:     %s (key %s)\n", filepath.Join(s.dir, "policy.json"), s.keyID)
 	fmt.Fprintf(w, "Logs:           %s\n", filepath.Join(s.dir, "logs"))
+	fmt.Fprintf(w, "Processes:      %s (signerd is restarted when it exits)\n", s.processes())
 	st, err := s.status(httpClientFor(s.opts.HTTP))
+	if err == nil && st.State != "ready" && st.Shim.LastError != "" {
+		fmt.Fprintf(w, "Provisioning:   the shim's last attempt failed: %s\n", st.Shim.LastError)
+	}
 	if err == nil && st.State == "ready" {
 		fmt.Fprintf(w, "Ready: the host shim serves %s\n", s.httpURL)
 	} else {
