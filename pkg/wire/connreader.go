@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"sync"
 	"time"
 )
 
@@ -17,6 +18,11 @@ import (
 // share of the frame budget. MaxHelloSize fits in it, so nothing a peer
 // sends before its Hello is accepted ever draws on the budget.
 const connBufSize = 4 << 10
+
+// connBufPool recycles connections' buffers: connections that come and go
+// (refused Hellos, probes) would otherwise leave a buffer each for the
+// collector, which signerd runs rarely (GOGC 1000).
+var connBufPool = sync.Pool{New: func() any { return new([connBufSize]byte) }}
 
 // errFrameTimeout ends a connection whose frame did not arrive in full
 // within the Server's FrameTimeout of its length prefix: a stalled frame

@@ -16,6 +16,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -479,5 +480,26 @@ func TestPressureLogAggregates(t *testing.T) {
 	}
 	if strings.Count(logs.String(), "\n") != lines {
 		t.Errorf("other lines than the pressure log's:\n%s", logs.String())
+	}
+}
+
+// writeFails is a net.Conn whose writes fail, as a write to a connection
+// the server has already closed can.
+type writeFails struct{ net.Conn }
+
+func (writeFails) Write([]byte) (int, error) { return 0, syscall.EPIPE }
+
+// TestRefusalReadAfterFailedHello: a client whose Hello cannot be written
+// still reports the error frame the server sent before closing.
+func TestRefusalReadAfterFailedHello(t *testing.T) {
+	cs, ss := net.Pipe()
+	defer ss.Close()
+	go func() {
+		b, _ := Marshal(0, &Error{Code: CodeTooManyConnections, Message: "at most 64"})
+		WriteFrame(ss, b)
+	}()
+	_, err := NewConn(t.Context(), writeFails{cs})
+	if !errors.Is(err, ErrTooManyConnections) || !strings.Contains(err.Error(), "at most 64") {
+		t.Fatalf("got %v, want the server's too_many_connections", err)
 	}
 }

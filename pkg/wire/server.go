@@ -2,6 +2,7 @@ package wire
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -124,9 +125,9 @@ type Server struct {
 	stopReadingF context.CancelFunc
 	unprivileged atomic.Int64  // unprivileged connections Serve is serving
 	live         atomic.Int64  // connections being served
-	refusing     chan struct{} // one per refusal being written
 	refused      atomic.Uint64 // connections refused by MaxConns
 	badPeers     atomic.Uint64 // unprivileged connections ended by bad framing
+	refusal      []byte        // the too_many_connections frame, encoded once
 	pressure     pressureLog
 }
 
@@ -221,8 +222,15 @@ func (s *Server) init() {
 		}
 		s.budget = newFrameBudget(mem)
 		s.stopReading, s.stopReadingF = context.WithCancel(context.Background())
-		s.refusing = make(chan struct{}, maxRefusing)
 		s.pressure.s = s
+		refusal, err := Marshal(0, &Error{Code: CodeTooManyConnections, Message: fmt.Sprintf(
+			"the enclave serves at most %d connections from unprivileged source ports and all are in use; "+
+				"retry later, or connect from a port below 1024 (root or CAP_NET_BIND_SERVICE), as the host shim does", s.maxConns())})
+		if err != nil {
+			panic(err) // a constant message
+		}
+		s.refusal = binary.BigEndian.AppendUint32(nil, uint32(len(refusal)))
+		s.refusal = append(s.refusal, refusal...)
 	})
 }
 
@@ -320,56 +328,21 @@ func (s *Server) Serve(ln net.Listener) error {
 	}
 }
 
-// maxRefusing bounds the refusals being written at once; beyond it, a
-// refused connection is closed without a word.
-const maxRefusing = 64
-
-// refuseLinger bounds how long a refusal waits for the peer's Hello and
-// its close: the error frame must not be lost to a reset, which closing a
-// socket with unread bytes would send.
-const refuseLinger = 250 * time.Millisecond
+// refuseWriteTimeout bounds the write of a refusal. It never waits in
+// practice: a new connection's send buffer is empty.
+const refuseWriteTimeout = 100 * time.Millisecond
 
 // refuse answers a connection over MaxConns with a too_many_connections
-// error frame and closes it.
+// error frame and closes it, from the accept loop: no goroutine, no buffer
+// beyond the frame's. Closing may reset the connection if the peer's Hello
+// has arrived unread, but a peer still reads what arrived before the reset
+// (on Linux; and wire.Conn looks for it when its Hello cannot be sent).
 func (s *Server) refuse(nc net.Conn) {
 	s.refused.Add(1)
 	s.pressure.note()
-	select {
-	case s.refusing <- struct{}{}:
-	default:
-		nc.Close()
-		return
-	}
-	s.connWG.Add(1)
-	go func() {
-		defer s.connWG.Done()
-		defer func() { <-s.refusing }()
-		defer nc.Close()
-		nc.SetDeadline(time.Now().Add(refuseLinger))
-		buf := getBuf()
-		err := appendFrame(buf, 0, &Error{Code: CodeTooManyConnections, Message: fmt.Sprintf(
-			"the enclave serves at most %d connections from unprivileged source ports and all are in use; "+
-				"retry later, or connect from a port below 1024 (root or CAP_NET_BIND_SERVICE), as the host shim does", s.maxConns())})
-		if err == nil {
-			_, err = nc.Write(buf.Bytes())
-		}
-		putBuf(buf)
-		if err != nil {
-			return
-		}
-		// Send our FIN, then read (and drop) what the peer sends until it
-		// closes, so that our close does not reset the connection before
-		// the peer has read the error.
-		if cw, ok := nc.(interface{ CloseWrite() error }); ok {
-			cw.CloseWrite()
-		}
-		var sink [512]byte
-		for range MaxHelloSize / len(sink) {
-			if _, err := nc.Read(sink[:]); err != nil {
-				return
-			}
-		}
-	}()
+	nc.SetWriteDeadline(time.Now().Add(refuseWriteTimeout))
+	nc.Write(s.refusal)
+	nc.Close()
 }
 
 // ServeConn serves one connection until it ends, then closes it. It
@@ -410,9 +383,14 @@ func (s *Server) serveConn(nc net.Conn, privileged bool) error {
 	}
 	defer s.track(sc, false)
 
+	buf := connBufPool.Get().(*[connBufSize]byte)
+	defer func() {
+		clear(buf[:]) // it may have carried credentials
+		connBufPool.Put(buf)
+	}()
 	sc.cr = &connReader{
 		nc:         nc,
-		buf:        make([]byte, connBufSize),
+		buf:        buf[:],
 		budget:     s.budget,
 		privileged: privileged,
 		timeout:    s.frameTimeout(),
@@ -432,10 +410,6 @@ func (s *Server) serveConn(nc net.Conn, privileged bool) error {
 		return err
 	}
 
-	n := s.maxInFlight()
-	sc.queue = make(chan job, n)
-	sc.wake = make(chan struct{}, n)
-	sc.slots = make(chan struct{}, n)
 	sc.w = newFrameWriter(nc, s.writeDelay(), func() bool { return sc.busy.Load() > 0 }, func(error) {
 		// Nobody will read what we write: stop reading and running too.
 		cancel()
@@ -449,7 +423,9 @@ func (s *Server) serveConn(nc net.Conn, privileged bool) error {
 		// useful to go, so cancel them.
 		cancel()
 	}
-	close(sc.wake)
+	if sc.wake != nil {
+		close(sc.wake)
+	}
 	sc.wg.Wait()
 	werr := sc.w.close()
 	if err == nil && werr != nil {
@@ -643,6 +619,15 @@ func (sc *serverConn) closeWith(id uint64, we *Error) {
 // in flight, then wakes an idle worker or starts one. It returns false if
 // the connection ended while it waited.
 func (sc *serverConn) dispatch(j job) bool {
+	if sc.queue == nil {
+		// Made at the first request, not at the handshake: a connection
+		// that never sends one (or stalls inside its first frame) costs
+		// none of this.
+		n := sc.s.maxInFlight()
+		sc.queue = make(chan job, n)
+		sc.wake = make(chan struct{}, n)
+		sc.slots = make(chan struct{}, n)
+	}
 	select {
 	case sc.slots <- struct{}{}:
 	case <-sc.ctx.Done():
