@@ -53,6 +53,10 @@ type devOptions struct {
 	SignerdCPUs []int
 	// ReadyTimeout bounds the wait for /readyz; 0 means 20 s.
 	ReadyTimeout time.Duration
+	// SignerdListen, when set (tcp://127.0.0.1:PORT), is where signerd
+	// listens instead of DIR/signerd.sock: over TCP the shim dials from a
+	// privileged source port, as over vsock in production.
+	SignerdListen string
 }
 
 // devStack is a running development stack.
@@ -297,8 +301,20 @@ func startDevStack(ctx context.Context, o devOptions) (*devStack, error) {
 
 	// 4. signerd, the real binary, in simulated attestation.
 	enclaveSock := filepath.Join(dir, "signerd.sock")
-	removeStaleSocket(enclaveSock)
-	args := []string{"--listen", "unix://" + enclaveSock, "--kms-proxy", "unix://" + proxySock,
+	enclaveAddr, enclaveReady := "unix://"+enclaveSock, socketReady(enclaveSock)
+	if o.SignerdListen != "" {
+		hostport := strings.TrimPrefix(o.SignerdListen, "tcp://")
+		enclaveAddr, enclaveReady = o.SignerdListen, func() bool {
+			c, err := net.DialTimeout("tcp", hostport, 100*time.Millisecond)
+			if err == nil {
+				c.Close()
+			}
+			return err == nil
+		}
+	} else {
+		removeStaleSocket(enclaveSock)
+	}
+	args := []string{"--listen", enclaveAddr, "--kms-proxy", "unix://" + proxySock,
 		"--attestation", "simulated", "--sim-ca-dir", caDir, "--kms-ca", rootPEM}
 	if o.DebugMode {
 		args = append(args, "--sim-debug-mode")
@@ -318,13 +334,13 @@ func startDevStack(ctx context.Context, o devOptions) (*devStack, error) {
 			return nil, fmt.Errorf("pin signerd to CPUs %v: %w", o.SignerdCPUs, err)
 		}
 	}
-	if err := sd.waitFor(dir, 10*time.Second, "socket", socketReady(enclaveSock)); err != nil {
+	if err := sd.waitFor(dir, 10*time.Second, "socket", enclaveReady); err != nil {
 		return nil, err
 	}
 
 	// 5. The host shim.
 	cfg := map[string]any{
-		"enclave":  "unix://" + enclaveSock,
+		"enclave":  enclaveAddr,
 		"listen":   o.HTTP,
 		"region":   devRegion,
 		"identity": filepath.Join(dir, "identity.enc"),
