@@ -166,7 +166,9 @@ func (cr *connReader) large(n int) (f frame, err error) {
 		cr.onWait()
 	}
 	if err != nil {
-		if errors.Is(err, context.DeadlineExceeded) {
+		if errors.Is(err, context.DeadlineExceeded) || cr.shutting() {
+			// Out of time, or Shutdown stopped the reading: the same as a
+			// read deadline (see the deferred function).
 			return f, os.ErrDeadlineExceeded
 		}
 		return f, fmt.Errorf("wire: waiting for frame memory: %w", err)

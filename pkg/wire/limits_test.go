@@ -503,3 +503,51 @@ func TestRefusalReadAfterFailedHello(t *testing.T) {
 		t.Fatalf("got %v, want the server's too_many_connections", err)
 	}
 }
+
+// TestShutdownWhileWaitingForFrameMemory: Shutdown stops a reader that
+// waits for frame memory as it stops one that waits for bytes: the
+// requests already read on that connection are still answered.
+func TestShutdownWhileWaitingForFrameMemory(t *testing.T) {
+	release := make(chan struct{})
+	srv, addr := startTCPServer(t, HandlerFunc(func(ctx context.Context, req Message) (Message, error) {
+		s := req.(*SignRequest)
+		if s.KeyID == "block" {
+			select {
+			case <-release:
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+		}
+		return &SignResponse{KeyID: s.KeyID, Algorithm: "ed25519", Signature: []byte{1}}, nil
+	}), func(s *Server) {
+		s.FrameMemory = MinFrameMemory
+		s.FrameTimeout = time.Minute
+	})
+	frame := signFrame(t, 1, MaxFrameSize-64)
+	a, b := rawTCP(t, addr, true), rawTCP(t, addr, true)
+	a.write(frame[:1000])
+	b.write(frame[:1000])
+	waitFor(t, "A and B holding the shared frame memory", func() bool {
+		return srv.Stats().FrameMemoryHeld == MinFrameMemory-privilegedReserve
+	})
+	c := rawTCP(t, addr, true)
+	body, _ := Marshal(7, &SignRequest{KeyID: "block", Data: []byte("x")})
+	c.writeBody(body)
+	c.write(frame[:1000])
+	waitFor(t, "C waiting for frame memory", func() bool { return srv.Stats().FrameMemoryWaits == 1 })
+
+	shut := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		shut <- srv.Shutdown(ctx)
+	}()
+	waitFor(t, "Shutdown under way", srv.shutting.Load)
+	close(release)
+	if id, m := c.read(); id != 7 || m.(*SignResponse).KeyID != "block" {
+		t.Fatalf("C's request read before Shutdown: id %d %#v", id, m)
+	}
+	if err := <-shut; err != nil {
+		t.Fatalf("Shutdown: %v", err)
+	}
+}
