@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/enclave-signer/enclave-signer/internal/testsupport"
 	"github.com/enclave-signer/enclave-signer/pkg/client"
@@ -27,8 +28,10 @@ func fullServer(t *testing.T) transport.Addr {
 		t.Fatal(err)
 	}
 	srv := &wire.Server{MaxConns: 1, Handler: wire.HandlerFunc(func(ctx context.Context, req wire.Message) (wire.Message, error) {
-		s := req.(*wire.SignRequest)
-		return &wire.SignResponse{KeyID: s.KeyID, Algorithm: "ed25519", Signature: s.Data}, nil
+		if s, ok := req.(*wire.SignRequest); ok {
+			return &wire.SignResponse{KeyID: s.KeyID, Algorithm: "ed25519", Signature: s.Data}, nil
+		}
+		return &wire.Status{State: wire.StateReady}, nil
 	})}
 	go srv.Serve(ln)
 	t.Cleanup(func() { srv.Close() })
@@ -76,8 +79,21 @@ func TestPrivilegedSourcePort(t *testing.T) {
 			t.Fatalf("sign %d: %#v", i, r)
 		}
 	}
-	if c.Connects() != 2 {
-		t.Errorf("Connects() = %d, want 2", c.Connects())
+	// Each slot dials lazily the first time round-robin picks it.
+	waitConnects(t, c, 2)
+}
+
+// waitConnects calls until the Client has opened want connections, or
+// fails after 5 s.
+func waitConnects(t *testing.T, c *client.Client, want uint64) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for c.Connects() < want && time.Now().Before(deadline) {
+		c.Status(t.Context())
+		time.Sleep(time.Millisecond)
+	}
+	if got := c.Connects(); got != want {
+		t.Fatalf("Connects() = %d, want %d", got, want)
 	}
 }
 
@@ -108,9 +124,7 @@ func TestPrivilegedSourcePortFallback(t *testing.T) {
 			t.Fatalf("status over the fallback: %v", err)
 		}
 	}
-	if c.Connects() != 3 {
-		t.Errorf("Connects() = %d, want 3", c.Connects())
-	}
+	waitConnects(t, c, 3)
 	if n := tries.Load(); n != 1 {
 		t.Errorf("tried a privileged port %d times, want once (privileges do not come back)", n)
 	}
