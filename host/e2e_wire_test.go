@@ -93,12 +93,13 @@ func TestWireMemoryUnderAttack(t *testing.T) {
 		t.Run(phase.name, func(t *testing.T) {
 			signing := signer.during()
 			a := attack(t, signerdAddr, 1000, phase.hello, phase.privileged)
-			// The attack holds its connections while the shim signs.
+			// The attack holds its connections, and writes what signerd
+			// reads, while the shim signs.
 			time.Sleep(3 * time.Second)
 			hwm, rss := procStatusKiB(t, pid, "VmHWM"), procStatusKiB(t, pid, "VmRSS")
 			ok, failed := signing()
 			a.close()
-			t.Logf("%s: %d connections, %d completed a hello, %d were refused (%d too_many_connections), %d writes cut short; "+
+			t.Logf("%s: %d connections, %d completed a hello, %d were refused (%d too_many_connections), %d frames not written in full; "+
 				"signerd VmHWM %d KiB (+%d KiB), VmRSS %d KiB; %d signatures meanwhile",
 				phase.name, a.conns, a.helloOK.Load(), a.refused.Load(), a.tooMany.Load(), a.shortWrites.Load(), hwm, hwm-baseline, rss, ok)
 			if hwm-baseline > limitKiB {
@@ -196,6 +197,7 @@ func (s *shimSigner) during() func() (int, error) {
 // attackConns is one wave of attacking connections.
 type attackConns struct {
 	conns       int
+	writers     sync.WaitGroup // the frames' writers, ended by close
 	mu          sync.Mutex
 	open        []net.Conn
 	helloOK     atomic.Int64
@@ -206,7 +208,6 @@ type attackConns struct {
 
 func (a *attackConns) close() {
 	a.mu.Lock()
-	defer a.mu.Unlock()
 	for _, c := range a.open {
 		// Reset rather than close: no TIME_WAIT left on this side to
 		// hold the test's source ports.
@@ -214,14 +215,17 @@ func (a *attackConns) close() {
 		c.Close()
 	}
 	a.open = nil
+	a.mu.Unlock()
+	a.writers.Wait()
 }
 
 // attack opens n connections to addr (from privileged ports if asked,
-// spread over 127.0.0.2 to 127.0.0.4 for enough of them), each sending a
-// Hello if asked, then a 1 MiB frame's prefix and all of its body but the
-// last byte, and keeping the connection open. Writes have deadlines, so no
-// goroutine outlives its wave; it returns once every connection has been
-// dialed and has written what it could.
+// spread over 127.0.0.2 and up for enough of them), each sending a Hello
+// if asked, then a 1 MiB frame's prefix and all of its body but the last
+// byte, and keeping the connection open. It returns once every connection
+// is open and past its Hello; the frames are written in the background,
+// each through a 64 KiB send buffer (so that the kernel holds little of
+// what signerd does not read) and under a deadline, until close.
 func attack(t *testing.T, addr string, n int, hello, privileged bool) *attackConns {
 	t.Helper()
 	a := &attackConns{conns: n}
@@ -278,6 +282,7 @@ func attack(t *testing.T, addr string, n int, hello, privileged bool) *attackCon
 			a.mu.Lock()
 			a.open = append(a.open, c)
 			a.mu.Unlock()
+			c.(*net.TCPConn).SetWriteBuffer(64 << 10)
 			c.SetDeadline(time.Now().Add(5 * time.Second))
 			if hello {
 				if _, err := c.Write(helloFrame.Bytes()); err != nil {
@@ -299,9 +304,12 @@ func attack(t *testing.T, addr string, n int, hello, privileged bool) *attackCon
 					return
 				}
 			}
-			if _, err := c.Write(frame); err != nil {
-				a.shortWrites.Add(1)
-			}
+			a.writers.Go(func() {
+				c.SetWriteDeadline(time.Now().Add(20 * time.Second))
+				if _, err := c.Write(frame); err != nil {
+					a.shortWrites.Add(1)
+				}
+			})
 		})
 	}
 	wg.Wait()
