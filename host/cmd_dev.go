@@ -6,8 +6,11 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"net"
 	"path/filepath"
 	"strings"
+
+	"github.com/enclave-signer/enclave-signer/pkg/transport"
 )
 
 // runDev is `signer dev`: the whole stack on one machine, no AWS, no Nitro.
@@ -20,6 +23,7 @@ func runDev(e *env) error {
 	fs.Var(&keyrings, "keyring", "an extra age-encrypted keyring, encrypted to DIR/recipient.txt (repeatable)")
 	policyFile := fs.String("policy", "", "a key policy to use instead of the generated one")
 	signerd := fs.String("signerd", "", "the signerd binary (default: beside signer, else on PATH)")
+	signerdListen := fs.String("signerd-listen", "", "where signerd listens: tcp://127.0.0.1:PORT, to exercise vsock's source-port rules on loopback (default: unix://DIR/signerd.sock)")
 	args, err := parseFlags(fs, e.args)
 	if err != nil {
 		return err
@@ -30,10 +34,19 @@ func runDev(e *env) error {
 	if _, err := httpURL(*httpAddr); err != nil {
 		return usageErrorf("dev: %v", err)
 	}
+	if *signerdListen != "" {
+		a, err := transport.ParseAddr(*signerdListen)
+		if err != nil || a.Scheme != transport.TCP {
+			return usageErrorf("dev: --signerd-listen: want tcp://127.0.0.1:PORT, got %q", *signerdListen)
+		}
+		if host, _, _ := net.SplitHostPort(a.HostPort); !net.ParseIP(host).IsLoopback() {
+			return usageErrorf("dev: --signerd-listen %s: want a loopback address (signerd's API is unauthenticated)", *signerdListen)
+		}
+	}
 	fmt.Fprintf(e.stderr, "signer dev: starting the stack in %s\n", *dir)
 	s, err := startDevStack(e.ctx, devOptions{
 		Dir: *dir, HTTP: *httpAddr, DebugMode: *debug, Keyrings: keyrings,
-		PolicyFile: *policyFile, SignerdPath: *signerd, Events: e.stderr,
+		PolicyFile: *policyFile, SignerdPath: *signerd, SignerdListen: *signerdListen, Events: e.stderr,
 	})
 	if err != nil {
 		return fmt.Errorf("dev: %w", err)

@@ -60,6 +60,10 @@ type devOptions struct {
 	// Events, when not nil, gets a line for each event of the running
 	// stack (signerd exited, restarted): signer dev's terminal.
 	Events io.Writer
+	// SignerdListen, when set (tcp://127.0.0.1:PORT), is where signerd
+	// listens instead of DIR/signerd.sock: over TCP the shim dials from a
+	// privileged source port, as over vsock in production.
+	SignerdListen string
 }
 
 // devStack is a running development stack.
@@ -226,6 +230,18 @@ func (s *devStack) waitFor(ctx context.Context, c *child, timeout time.Duration,
 	}
 }
 
+// tcpReady reports whether something accepts connections at hostport.
+func tcpReady(hostport string) func() bool {
+	return func() bool {
+		conn, err := net.DialTimeout("tcp", hostport, 100*time.Millisecond)
+		if err != nil {
+			return false
+		}
+		conn.Close()
+		return true
+	}
+}
+
 func socketReady(path string) func() bool {
 	return func() bool {
 		conn, err := net.DialTimeout("unix", path, 100*time.Millisecond)
@@ -250,7 +266,7 @@ func removeStaleSocket(path string) {
 // has started nothing yet, so whatever answers there is not its own (a
 // stack left running by an earlier signer dev killed before it could stop
 // it, or another program), and Ready must never be said of it.
-func checkNoOneListens(dir, httpAddr string) error {
+func checkNoOneListens(dir, httpAddr, signerdListen string) error {
 	socks := []string{filepath.Join(dir, "kms-proxy.sock"), filepath.Join(dir, "signerd.sock")}
 	if p, ok := strings.CutPrefix(httpAddr, "unix://"); ok {
 		socks = append(socks, p)
@@ -264,6 +280,9 @@ func checkNoOneListens(dir, httpAddr string) error {
 			who = fmt.Sprintf("process %d", pid)
 		}
 		return fmt.Errorf("%s answers, but this signer dev has started nothing yet: %s listens there (left running by an earlier signer dev?); stop it and start again, or use another --dir", p, who)
+	}
+	if hostport, ok := strings.CutPrefix(signerdListen, "tcp://"); ok && tcpReady(hostport)() {
+		return fmt.Errorf("--signerd-listen %s: another process already listens there (a signerd left running by an earlier signer dev?); stop it, or choose another port", signerdListen)
 	}
 	if _, ok := strings.CutPrefix(httpAddr, "unix://"); ok {
 		return nil
@@ -333,7 +352,7 @@ func startDevStack(ctx context.Context, o devOptions) (*devStack, error) {
 	if err := checkExtraKeyrings(dir, o.Keyrings); err != nil {
 		return nil, err
 	}
-	if err := checkNoOneListens(dir, o.HTTP); err != nil {
+	if err := checkNoOneListens(dir, o.HTTP, o.SignerdListen); err != nil {
 		return nil, err
 	}
 	self, err := os.Executable()
@@ -398,7 +417,11 @@ func startDevStack(ctx context.Context, o devOptions) (*devStack, error) {
 
 	// 4. signerd, the real binary, in simulated attestation.
 	enclaveSock := filepath.Join(dir, "signerd.sock")
-	args := []string{"--listen", "unix://" + enclaveSock, "--kms-proxy", "unix://" + proxySock,
+	enclaveAddr, enclaveReady, enclaveSockFile := "unix://"+enclaveSock, socketReady(enclaveSock), enclaveSock
+	if o.SignerdListen != "" {
+		enclaveAddr, enclaveReady, enclaveSockFile = o.SignerdListen, tcpReady(strings.TrimPrefix(o.SignerdListen, "tcp://")), ""
+	}
+	args := []string{"--listen", enclaveAddr, "--kms-proxy", "unix://" + proxySock,
 		"--attestation", "simulated", "--sim-ca-dir", caDir, "--kms-ca", rootPEM}
 	if o.DebugMode {
 		args = append(args, "--sim-debug-mode")
@@ -407,12 +430,12 @@ func startDevStack(ctx context.Context, o devOptions) (*devStack, error) {
 	if len(o.SignerdCPUs) > 0 {
 		senv = append(senv, fmt.Sprintf("GOMAXPROCS=%d", len(o.SignerdCPUs)))
 	}
-	s.signerd = signerdCmd{path: signerd, args: args, env: senv, sock: enclaveSock}
+	s.signerd = signerdCmd{path: signerd, args: args, env: senv, sock: enclaveSockFile}
 	sd, err := s.startSignerd()
 	if err != nil {
 		return nil, err
 	}
-	if err := s.waitFor(ctx, sd, 10*time.Second, "socket", socketReady(enclaveSock)); err != nil {
+	if err := s.waitFor(ctx, sd, 10*time.Second, "socket", enclaveReady); err != nil {
 		return nil, err
 	}
 	s.bg.Add(1)
@@ -420,7 +443,7 @@ func startDevStack(ctx context.Context, o devOptions) (*devStack, error) {
 
 	// 5. The host shim.
 	cfg := map[string]any{
-		"enclave":  "unix://" + enclaveSock,
+		"enclave":  enclaveAddr,
 		"listen":   o.HTTP,
 		"region":   devRegion,
 		"identity": filepath.Join(dir, "identity.enc"),
