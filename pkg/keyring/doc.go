@@ -19,8 +19,17 @@
 //	{"version": 1, "keys": [{"id": "payments", "algorithm": "ecdsa-secp256k1",
 //	  "private_key_pem": "-----BEGIN EC PRIVATE KEY-----\n…"}]}
 //
-// Parsing is strict: exactly these fields, no duplicates, version 1, at least
-// one key. A key id matches [A-Za-z0-9._-]{1,64} (safe in URLs, file names
+// Format 2 (version 2) also names the keyring and its version, which the
+// signed statement about the keyring repeats (pkg/keyringsig; signerd
+// requires format 2 for signed keyrings):
+//
+//	{"version": 2, "keyring_id": "payments", "keyring_version": 3,
+//	 "keys": [...]}
+//
+// keyring_id matches the key id charset; keyring_version is an unsigned
+// 64-bit integer. Parsing is strict: exactly these fields, no duplicates,
+// version 1 or 2 (keyring_id and keyring_version required in 2, refused
+// in 1), at least one key. A key id matches [A-Za-z0-9._-]{1,64} (safe in URLs, file names
 // and logs). The algorithm is one of [Ed25519], [ECDSAP256] or
 // [ECDSASecp256k1]. private_key_pem holds PKCS#8 ("PRIVATE KEY") for every
 // algorithm, or SEC1 ("EC PRIVATE KEY") for the ECDSA curves, optionally

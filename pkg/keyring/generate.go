@@ -193,6 +193,11 @@ type GenerateOptions struct {
 	// Armor writes the age file ASCII-armored (-----BEGIN AGE ENCRYPTED
 	// FILE-----) instead of binary.
 	Armor bool
+	// KeyringID, when set, makes a Format2 keyring naming this id and
+	// KeyringVersion, for a signed statement to repeat; else the keyring
+	// is Format1.
+	KeyringID      string
+	KeyringVersion uint64
 }
 
 // GenerateKeyring generates a new key for each spec and returns the
@@ -207,6 +212,15 @@ func GenerateKeyring(o GenerateOptions) (ciphertext []byte, keys []KeyInfo, err 
 	}
 	if len(o.Recipients) == 0 {
 		return nil, nil, errors.New("generate keyring: no recipients, want at least one age recipient")
+	}
+	head := `{"version": 1, "keys": [` + "\n"
+	if o.KeyringID != "" {
+		if err := CheckID(o.KeyringID); err != nil {
+			return nil, nil, fmt.Errorf("generate keyring: keyring id: %v", err)
+		}
+		head = fmt.Sprintf(`{"version": 2, "keyring_id": "%s", "keyring_version": %d, "keys": [`+"\n", o.KeyringID, o.KeyringVersion)
+	} else if o.KeyringVersion != 0 {
+		return nil, nil, errors.New("generate keyring: a keyring version without a keyring id")
 	}
 	seen := make(map[string]bool, len(o.Keys))
 	for i, k := range o.Keys {
@@ -228,7 +242,7 @@ func GenerateKeyring(o GenerateOptions) (ciphertext []byte, keys []KeyInfo, err 
 			clear(p)
 		}
 	}()
-	size := len(`{"version": 1, "keys": [` + "\n" + `]}` + "\n")
+	size := len(head + `]}` + "\n")
 	for _, k := range o.Keys {
 		p, err := Generate(k.Algorithm)
 		if err != nil {
@@ -244,7 +258,7 @@ func GenerateKeyring(o GenerateOptions) (ciphertext []byte, keys []KeyInfo, err 
 	// its newlines.
 	plain := make([]byte, 0, size)
 	defer func() { clear(plain[:cap(plain)]) }()
-	plain = append(plain, `{"version": 1, "keys": [`+"\n"...)
+	plain = append(plain, head...)
 	for i, k := range o.Keys {
 		plain = append(plain, `  {"id": "`...)
 		plain = append(plain, k.ID...)
@@ -269,6 +283,10 @@ func GenerateKeyring(o GenerateOptions) (ciphertext []byte, keys []KeyInfo, err 
 	kr, err := ParseKeyring("new keyring", plain)
 	if err != nil {
 		return nil, nil, fmt.Errorf("generate keyring: the generated keyring does not parse (a bug): %w", err)
+	}
+	if kr.KeyringID() != o.KeyringID || kr.KeyringVersion() != o.KeyringVersion {
+		kr.Destroy()
+		return nil, nil, errors.New("generate keyring: the generated keyring does not name its id and version (a bug)")
 	}
 	for _, k := range kr.Keys() {
 		keys = append(keys, k.Info())

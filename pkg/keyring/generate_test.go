@@ -171,6 +171,33 @@ func TestGenerateKeyring(t *testing.T) {
 	}
 }
 
+func TestGenerateKeyringFormat2(t *testing.T) {
+	_, id, rcpt := newIdentity(t)
+	for _, o := range []keyring.GenerateOptions{
+		{KeyringID: "payments", KeyringVersion: 7},
+		{KeyringID: "p", KeyringVersion: 1<<64 - 1, Armor: true},
+		{},
+	} {
+		o.Keys, o.Recipients = []keyring.KeySpec{{ID: "a", Algorithm: keyring.Ed25519}}, []age.Recipient{rcpt}
+		ct, _, err := keyring.GenerateKeyring(o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		kr, err := keyring.DecryptKeyring(id, "k.age", ct)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := keyring.Format2
+		if o.KeyringID == "" {
+			want = keyring.Format1
+		}
+		if kr.FormatVersion() != want || kr.KeyringID() != o.KeyringID || kr.KeyringVersion() != o.KeyringVersion {
+			t.Errorf("generated with %q %d: format %d, %q %d", o.KeyringID, o.KeyringVersion, kr.FormatVersion(), kr.KeyringID(), kr.KeyringVersion())
+		}
+		kr.Destroy()
+	}
+}
+
 func TestGenerateKeyringErrors(t *testing.T) {
 	_, _, r := newIdentity(t)
 	rcpt := []age.Recipient{r}
@@ -184,6 +211,8 @@ func TestGenerateKeyringErrors(t *testing.T) {
 		{"duplicate", keyring.GenerateOptions{Recipients: rcpt, Keys: []keyring.KeySpec{{"a", keyring.Ed25519}, {"a", keyring.ECDSAP256}}}, `key id "a" requested twice`},
 		{"bad id", keyring.GenerateOptions{Recipients: rcpt, Keys: []keyring.KeySpec{{"a b", keyring.Ed25519}}}, "key 0: id: invalid character at position 1"},
 		{"bad algorithm", keyring.GenerateOptions{Recipients: rcpt, Keys: []keyring.KeySpec{{"a", "rsa"}}}, `unknown algorithm "rsa"`},
+		{"bad keyring id", keyring.GenerateOptions{Recipients: rcpt, Keys: []keyring.KeySpec{{"a", keyring.Ed25519}}, KeyringID: "pay\"ments"}, "keyring id: invalid character at position 3"},
+		{"version without id", keyring.GenerateOptions{Recipients: rcpt, Keys: []keyring.KeySpec{{"a", keyring.Ed25519}}, KeyringVersion: 3}, "a keyring version without a keyring id"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ct, infos, err := keyring.GenerateKeyring(tc.o)
@@ -191,5 +220,28 @@ func TestGenerateKeyringErrors(t *testing.T) {
 				t.Fatalf("GenerateKeyring: %d bytes, %v\n want error containing %q", len(ct), err, tc.want)
 			}
 		})
+	}
+}
+
+func TestRecipientTypes(t *testing.T) {
+	_, _, r1 := newIdentity(t)
+	_, _, r2 := newIdentity(t)
+	for _, armored := range []bool{false, true} {
+		ct, _, err := keyring.GenerateKeyring(keyring.GenerateOptions{Keys: []keyring.KeySpec{{ID: "a", Algorithm: keyring.Ed25519}}, Recipients: []age.Recipient{r1, r2}, Armor: armored})
+		if err != nil {
+			t.Fatal(err)
+		}
+		types, err := keyring.RecipientTypes(ct)
+		if err != nil || strings.Join(types, ",") != "X25519,X25519" {
+			t.Errorf("armor=%v: RecipientTypes = %v, %v; want two X25519", armored, types, err)
+		}
+		if _, err := keyring.RecipientTypes(ct[:30]); err == nil {
+			t.Errorf("armor=%v: a truncated header parsed", armored)
+		}
+	}
+	for _, bad := range []string{"", "hello\n", "age-encryption.org/v1\n--- x\n", "age-encryption.org/v1\n-> \n--- x\n"} {
+		if _, err := keyring.RecipientTypes([]byte(bad)); err == nil {
+			t.Errorf("RecipientTypes(%q) succeeded", bad)
+		}
 	}
 }

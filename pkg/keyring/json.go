@@ -3,6 +3,7 @@ package keyring
 import (
 	"errors"
 	"fmt"
+	"math"
 	"unicode/utf8"
 )
 
@@ -314,6 +315,35 @@ func (r *jsonReader) uint() (int, error) {
 			return 0, r.errorf("integer too large")
 		}
 		v = v*10 + int(r.b[r.pos]-'0')
+		r.pos++
+	}
+	if r.pos == start {
+		return 0, errors.New("want an integer, got " + r.kindAt(start))
+	}
+	if r.pos-start > 1 && r.b[start] == '0' {
+		return 0, &syntaxError{offset: start, msg: "leading zero in number"}
+	}
+	if r.pos < len(r.b) {
+		switch r.b[r.pos] {
+		case '.', 'e', 'E':
+			return 0, errors.New("want an integer without fraction or exponent")
+		}
+	}
+	return v, nil
+}
+
+// uint64 reads an unsigned integer of up to 64 bits, without fraction,
+// exponent or leading zero.
+func (r *jsonReader) uint64() (uint64, error) {
+	r.skipSpace()
+	start := r.pos
+	var v uint64
+	for r.pos < len(r.b) && r.b[r.pos] >= '0' && r.b[r.pos] <= '9' {
+		d := uint64(r.b[r.pos] - '0')
+		if v > (math.MaxUint64-d)/10 {
+			return 0, r.errorf("integer larger than %d", uint64(math.MaxUint64))
+		}
+		v = v*10 + d
 		r.pos++
 	}
 	if r.pos == start {

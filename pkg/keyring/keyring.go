@@ -14,20 +14,42 @@ import (
 // MaxPlaintextSize bounds a decrypted keyring. Thousands of keys fit.
 const MaxPlaintextSize = 1 << 20
 
-// Version is the keyring format version this package reads.
-const Version = 1
+// The keyring formats this package reads: the plaintext's "version".
+const (
+	// Format1 holds keys only.
+	Format1 = 1
+	// Format2 also names the keyring (keyring_id) and its version
+	// (keyring_version), which a signed statement about the keyring must
+	// repeat (pkg/keyringsig): signerd requires it for signed keyrings.
+	Format2 = 2
+)
 
 // MaxIDLength is the longest key id accepted.
 const MaxIDLength = 64
 
 // Keyring is the parsed content of one keyring: its keys, in file order.
 type Keyring struct {
-	name string
-	keys []*Key
+	name    string
+	format  int
+	id      string
+	version uint64
+	keys    []*Key
 }
 
 // Name returns the name the keyring was loaded under.
 func (r *Keyring) Name() string { return r.name }
+
+// FormatVersion returns the plaintext's format ("version"), Format1 or
+// Format2.
+func (r *Keyring) FormatVersion() int { return r.format }
+
+// KeyringID returns the keyring id a Format2 plaintext names; "" for
+// Format1.
+func (r *Keyring) KeyringID() string { return r.id }
+
+// KeyringVersion returns the keyring version a Format2 plaintext names; 0
+// for Format1.
+func (r *Keyring) KeyringVersion() uint64 { return r.version }
 
 // Keys returns the keyring's keys in file order.
 func (r *Keyring) Keys() []*Key { return append([]*Key(nil), r.keys...) }
@@ -101,7 +123,7 @@ func DecryptKeyring(id *Identity, name string, ciphertext []byte) (*Keyring, err
 // of key material it makes. On error the Keyring is nil and the error is a
 // *ParseError.
 func ParseKeyring(name string, plaintext []byte) (*Keyring, error) {
-	entries, err := readKeyringJSON(name, plaintext)
+	hdr, entries, err := readKeyringJSON(name, plaintext)
 	defer func() {
 		for i := range entries {
 			clear(entries[i].pem)
@@ -110,7 +132,7 @@ func ParseKeyring(name string, plaintext []byte) (*Keyring, error) {
 	if err != nil {
 		return nil, err
 	}
-	kr := &Keyring{name: name}
+	kr := &Keyring{name: name, format: hdr.format, id: hdr.id, version: hdr.version}
 	fail := func(err error) (*Keyring, error) {
 		kr.Destroy()
 		return nil, err
@@ -203,10 +225,17 @@ type keyEntry struct {
 	has       struct{ id, algorithm, pem bool }
 }
 
+// keyringHeader is what a keyring says about itself besides its keys.
+type keyringHeader struct {
+	format  int
+	id      string // Format2 only
+	version uint64 // Format2 only
+}
+
 // readKeyringJSON reads the JSON structure, checking syntax, field names and
 // types and the version. Even on error, the entries returned so far hold
 // PEM buffers the caller must wipe.
-func readKeyringJSON(name string, b []byte) (entries []keyEntry, err error) {
+func readKeyringJSON(name string, b []byte) (hdr keyringHeader, entries []keyEntry, err error) {
 	r := &jsonReader{b: b}
 	index := -1 // the key being read, for errors
 	var keyID string
@@ -224,22 +253,47 @@ func readKeyringJSON(name string, b []byte) (entries []keyEntry, err error) {
 		return &ParseError{Keyring: name, Index: index, KeyID: keyID, Field: field, Err: err}
 	}
 	if len(b) == 0 {
-		return nil, perr("", errors.New("empty plaintext, want a JSON object"))
+		return hdr, nil, perr("", errors.New("empty plaintext, want a JSON object"))
 	}
 	var version int
-	var hasVersion, hasKeys bool
+	var hasVersion, hasKeys, hasID, hasKeyringVersion bool
 	err = r.object(func(field string) error {
 		switch field {
 		case "version":
 			hasVersion = true
 			if k := r.kind(); k != "number" {
-				return perr("version", fmt.Errorf("want the number %d, got %s", Version, k))
+				return perr("version", fmt.Errorf("want the number %d or %d, got %s", Format1, Format2, k))
 			}
 			v, err := r.uint()
 			if err != nil {
 				return perr("version", err)
 			}
 			version = v
+			return nil
+		case "keyring_id":
+			hasID = true
+			if k := r.kind(); k != "string" {
+				return perr("keyring_id", fmt.Errorf("want a string, got %s", k))
+			}
+			s, err := r.str()
+			if err != nil {
+				return perr("keyring_id", err)
+			}
+			if err := checkID(s); err != nil {
+				return perr("keyring_id", err)
+			}
+			hdr.id = string(s)
+			return nil
+		case "keyring_version":
+			hasKeyringVersion = true
+			if k := r.kind(); k != "number" {
+				return perr("keyring_version", fmt.Errorf("want an unsigned integer, got %s", k))
+			}
+			v, err := r.uint64()
+			if err != nil {
+				return perr("keyring_version", err)
+			}
+			hdr.version = v
 			return nil
 		case "keys":
 			hasKeys = true
@@ -295,7 +349,7 @@ func readKeyringJSON(name string, b []byte) (entries []keyEntry, err error) {
 			index, keyID = -1, ""
 			return err
 		default:
-			return perr(quoteName(field), errors.New("unknown field, want version and keys"))
+			return perr(quoteName(field), errors.New("unknown field, want version, keys, and in version 2 keyring_id and keyring_version"))
 		}
 	})
 	if err == nil {
@@ -303,17 +357,28 @@ func readKeyringJSON(name string, b []byte) (entries []keyEntry, err error) {
 		err = r.end()
 	}
 	if err != nil {
-		return entries, perr("", err)
+		return hdr, entries, perr("", err)
 	}
+	hdr.format = version
 	switch {
 	case !hasVersion:
-		return entries, perr("version", fmt.Errorf("missing, want %d", Version))
-	case version != Version:
-		return entries, perr("version", fmt.Errorf("unsupported version %d, want %d", version, Version))
+		return hdr, entries, perr("version", fmt.Errorf("missing, want %d or %d", Format1, Format2))
+	case version != Format1 && version != Format2:
+		return hdr, entries, perr("version", fmt.Errorf("unsupported version %d, want %d or %d", version, Format1, Format2))
+	case version == Format1 && (hasID || hasKeyringVersion):
+		field := "keyring_id"
+		if !hasID {
+			field = "keyring_version"
+		}
+		return hdr, entries, perr(field, fmt.Errorf("a field of version %d, and this keyring says version %d", Format2, Format1))
+	case version == Format2 && !hasID:
+		return hdr, entries, perr("keyring_id", errors.New("missing, want the keyring's id (version 2)"))
+	case version == Format2 && !hasKeyringVersion:
+		return hdr, entries, perr("keyring_version", errors.New("missing, want the keyring's version, an unsigned integer (version 2)"))
 	case !hasKeys:
-		return entries, perr("keys", errors.New("missing, want an array of keys"))
+		return hdr, entries, perr("keys", errors.New("missing, want an array of keys"))
 	case len(entries) == 0:
-		return entries, perr("keys", errors.New("empty, want at least one key"))
+		return hdr, entries, perr("keys", errors.New("empty, want at least one key"))
 	}
-	return entries, nil
+	return hdr, entries, nil
 }

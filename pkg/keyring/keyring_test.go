@@ -246,10 +246,10 @@ func TestDecryptErrors(t *testing.T) {
 		}
 	})
 	t.Run("parse error", func(t *testing.T) {
-		_, err := keyring.DecryptKeyring(id, "v2.age", encrypt(t, rcpt, []byte(`{"version":2,"keys":[]}`), false))
+		_, err := keyring.DecryptKeyring(id, "v3.age", encrypt(t, rcpt, []byte(`{"version":3,"keys":[]}`), false))
 		var pe *keyring.ParseError
-		if !errors.As(err, &pe) || pe.Keyring != "v2.age" || pe.Field != "version" {
-			t.Errorf("error = %v, want a ParseError on version of v2.age", err)
+		if !errors.As(err, &pe) || pe.Keyring != "v3.age" || pe.Field != "version" {
+			t.Errorf("error = %v, want a ParseError on version of v3.age", err)
 		}
 	})
 	t.Run("nil identity", func(t *testing.T) {
@@ -397,10 +397,22 @@ func TestParseKeyringErrors(t *testing.T) {
 		{"trailing data", string(keyringJSON(ed)) + " x", -1, "", "unexpected data after the top-level object"},
 		{"two objects", string(keyringJSON(ed)) + string(keyringJSON(ed)), -1, "", "unexpected data after"},
 		{"truncated", string(keyringJSON(ed))[:40], 0, "", "invalid JSON at offset 40: unterminated string"},
-		{"missing version", `{"keys":[{"id":"a","algorithm":"ed25519","private_key_pem":` + edJSON + `}]}`, -1, "version", "missing, want 1"},
-		{"version 2", `{"version":2,"keys":[]}`, -1, "version", "unsupported version 2, want 1"},
+		{"missing version", `{"keys":[{"id":"a","algorithm":"ed25519","private_key_pem":` + edJSON + `}]}`, -1, "version", "missing, want 1 or 2"},
+		{"version 3", `{"version":3,"keys":[]}`, -1, "version", "unsupported version 3, want 1 or 2"},
 		{"version 0", `{"version":0,"keys":[]}`, -1, "version", "unsupported version 0"},
-		{"version string", `{"version":"1","keys":[]}`, -1, "version", "want the number 1, got string"},
+		{"version string", `{"version":"1","keys":[]}`, -1, "version", "want the number 1 or 2, got string"},
+		{"v2 without keyring_id", `{"version":2,"keyring_version":1,"keys":[{"id":"a","algorithm":"ed25519","private_key_pem":` + edJSON + `}]}`, -1, "keyring_id", "missing, want the keyring's id"},
+		{"v2 without keyring_version", `{"version":2,"keyring_id":"pay","keys":[{"id":"a","algorithm":"ed25519","private_key_pem":` + edJSON + `}]}`, -1, "keyring_version", "missing, want the keyring's version"},
+		{"v1 with keyring_id", `{"keyring_id":"pay","version":1,"keys":[{"id":"a","algorithm":"ed25519","private_key_pem":` + edJSON + `}]}`, -1, "keyring_id", "a field of version 2, and this keyring says version 1"},
+		{"v1 with keyring_version", `{"version":1,"keyring_version":4,"keys":[{"id":"a","algorithm":"ed25519","private_key_pem":` + edJSON + `}]}`, -1, "keyring_version", "a field of version 2"},
+		{"keyring_id malformed", `{"version":2,"keyring_id":"pay ments","keyring_version":1,"keys":[]}`, -1, "keyring_id", "invalid character at position 3"},
+		{"keyring_id number", `{"version":2,"keyring_id":7,"keyring_version":1,"keys":[]}`, -1, "keyring_id", "want a string, got number"},
+		{"keyring_version string", `{"version":2,"keyring_id":"p","keyring_version":"1","keys":[]}`, -1, "keyring_version", "want an unsigned integer, got string"},
+		{"keyring_version negative", `{"version":2,"keyring_id":"p","keyring_version":-1,"keys":[]}`, -1, "keyring_version", "want an integer"},
+		{"keyring_version fraction", `{"version":2,"keyring_id":"p","keyring_version":1.5,"keys":[]}`, -1, "keyring_version", "without fraction"},
+		{"keyring_version 2^64", `{"version":2,"keyring_id":"p","keyring_version":18446744073709551616,"keys":[]}`, -1, "keyring_version", "integer larger than 18446744073709551615"},
+		{"keyring_version leading zero", `{"version":2,"keyring_id":"p","keyring_version":07,"keys":[]}`, -1, "keyring_version", "leading zero"},
+		{"duplicate keyring_id", `{"version":2,"keyring_id":"p","keyring_id":"p","keyring_version":1,"keys":[]}`, -1, `"keyring_id"`, "field appears twice"},
 		{"version fraction", `{"version":1.0,"keys":[]}`, -1, "version", "without fraction"},
 		{"version negative", `{"version":-1,"keys":[]}`, -1, "version", "want an integer"},
 		{"version leading zero", `{"version":01,"keys":[]}`, -1, "version", "leading zero"},
@@ -408,7 +420,7 @@ func TestParseKeyringErrors(t *testing.T) {
 		{"keys object", `{"version":1,"keys":{}}`, -1, "keys", "want an array, got object"},
 		{"keys null", `{"version":1,"keys":null}`, -1, "keys", "want an array, got null"},
 		{"no keys", `{"version":1,"keys":[]}`, -1, "keys", "empty, want at least one key"},
-		{"unknown top field", `{"version":1,"keys":[],"comment":"x"}`, -1, `"comment"`, "unknown field, want version and keys"},
+		{"unknown top field", `{"version":1,"keys":[],"comment":"x"}`, -1, `"comment"`, "unknown field, want version, keys, and in version 2 keyring_id and keyring_version"},
 		{"duplicate top field", `{"version":1,"version":1,"keys":[]}`, -1, `"version"`, "field appears twice"},
 		{"key not object", `{"version":1,"keys":[1]}`, 0, "", "want an object, got number"},
 		{"unknown key field", key(`"id":"a","algorithm":"ed25519","private_key_pem":` + edJSON + `,"created":"now"`), 0, `"created"`, "unknown field, want id, algorithm and private_key_pem"},
@@ -541,6 +553,7 @@ func FuzzParseKeyring(f *testing.F) {
 	f.Add([]byte(`{"version":1,"keys":[{"id":"a","algorithm":"ed25519","private_key_pem":"-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIA==\n-----END PRIVATE KEY-----\n"}]}`))
 	f.Add([]byte(`{"version":1,"keys":[{"id":"\u0041","algorithm":"ed\u0032\u00355519","private_key_pem":"\ud83d\ude00"}]}`))
 	f.Add([]byte(`{"version":2,"keys":[]}`))
+	f.Add([]byte(`{"version":2,"keyring_id":"payments","keyring_version":18446744073709551615,"keys":[{"id":"a","algorithm":"ed25519","private_key_pem":"-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIA==\n-----END PRIVATE KEY-----\n"}]}`))
 	f.Add([]byte(`{"version":1,"version":1}`))
 	f.Add([]byte(`{"version":1,"keys":[1,{"id":null}]}`))
 	f.Add([]byte(`{`))
@@ -574,6 +587,18 @@ func FuzzParseKeyring(f *testing.F) {
 		defer kr.Destroy()
 		if len(kr.Keys()) == 0 {
 			t.Fatal("keyring without keys parsed")
+		}
+		switch kr.FormatVersion() {
+		case keyring.Format1:
+			if kr.KeyringID() != "" || kr.KeyringVersion() != 0 {
+				t.Fatal("a version 1 keyring has a keyring id or version")
+			}
+		case keyring.Format2:
+			if keyring.CheckID(kr.KeyringID()) != nil {
+				t.Fatalf("a version 2 keyring with keyring id %q", kr.KeyringID())
+			}
+		default:
+			t.Fatalf("format %d parsed", kr.FormatVersion())
 		}
 		seen := map[string]bool{}
 		for _, k := range kr.Keys() {
@@ -639,4 +664,28 @@ func ExampleLoad() {
 	// Output:
 	// payments ecdsa-secp256k1 0x7E5F4552091A69125d5DfCb7b8C2659029395Bdf
 	// 65 true
+}
+
+func TestParseKeyringFormat2(t *testing.T) {
+	ed := ed25519Fixture("ed")
+	edJSON := string(must(json.Marshal(ed.pem)))
+	for _, tc := range []struct {
+		in      string
+		format  int
+		id      string
+		version uint64
+	}{
+		{string(keyringJSON(ed)), keyring.Format1, "", 0},
+		{`{"keyring_version": 0, "keys": [{"id":"a","algorithm":"ed25519","private_key_pem":` + edJSON + `}], "keyring_id": "payments", "version": 2}`, keyring.Format2, "payments", 0},
+		{`{"version": 2, "keyring_id": "a.B_c-9", "keyring_version": 18446744073709551615, "keys": [{"id":"a","algorithm":"ed25519","private_key_pem":` + edJSON + `}]}`, keyring.Format2, "a.B_c-9", 1<<64 - 1},
+	} {
+		kr, err := keyring.ParseKeyring("k.age", []byte(tc.in))
+		if err != nil {
+			t.Fatalf("%s: %v", tc.in, err)
+		}
+		if kr.FormatVersion() != tc.format || kr.KeyringID() != tc.id || kr.KeyringVersion() != tc.version || len(kr.Keys()) != 1 {
+			t.Errorf("%s: format %d, id %q, version %d", tc.in, kr.FormatVersion(), kr.KeyringID(), kr.KeyringVersion())
+		}
+		kr.Destroy()
+	}
 }

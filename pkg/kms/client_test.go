@@ -380,3 +380,27 @@ func TestAccessDeniedKeyARN(t *testing.T) {
 		}
 	}
 }
+
+// The recipient carries the NSM's time from its document, not the caller's.
+func TestRecipientTimestampIsTheNSMs(t *testing.T) {
+	ca, err := nsmsim.NewCA(time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	nsmTime := time.Date(2031, 3, 4, 5, 6, 7, 8_000_000, time.UTC)
+	sim, err := nsmsim.New(nsmsim.Options{CA: ca, Now: func() time.Time { return nsmTime }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := NewKeySource(t.Context()).Take(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := NewRecipient(sim, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !r.Timestamp.Equal(nsmTime) {
+		t.Errorf("Timestamp %v, want the NSM's %v", r.Timestamp, nsmTime)
+	}
+}

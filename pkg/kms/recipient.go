@@ -73,6 +73,10 @@ type Recipient struct {
 	PCR0      []byte
 	PCRs      map[int][]byte
 	DebugMode bool
+	// Timestamp is the document's timestamp: the NSM's clock when it
+	// attested, which the host cannot set (signerd checks keyrings'
+	// validity windows against it).
+	Timestamp time.Time
 }
 
 // NewRecipient attests key's public key with the NSM.
@@ -92,7 +96,7 @@ func NewRecipient(nsm attestation.NSM, key *rsa.PrivateKey) (*Recipient, error) 
 	if err != nil {
 		return nil, fmt.Errorf("own attestation document: %w", err)
 	}
-	return &Recipient{key: key, document: doc, PCR0: parsed.PCRs[0], PCRs: parsed.PCRs, DebugMode: parsed.DebugMode()}, nil
+	return &Recipient{key: key, document: doc, PCR0: parsed.PCRs[0], PCRs: parsed.PCRs, DebugMode: parsed.DebugMode(), Timestamp: parsed.Timestamp}, nil
 }
 
 // Document returns the attestation document sent to KMS.
