@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/enclave-signer/enclave-signer/pkg/keyringsig"
 	"github.com/enclave-signer/enclave-signer/pkg/pcr"
 	"github.com/enclave-signer/enclave-signer/pkg/transport"
 	"github.com/enclave-signer/enclave-signer/pkg/wire"
@@ -49,6 +50,38 @@ type Config struct {
 	// FrameMemory bounds the bytes held by frames in flight on all
 	// connections together (--frame-memory, default wire.DefaultFrameMemory).
 	FrameMemory int64
+	// KeyringSigners are the keyring signers whose signatures a keyring
+	// needs (--keyring-signer VALUE, repeatable): each keyring must come
+	// with a statement signed by KeyringThreshold of them, checked before
+	// it is decrypted (docs/keyring.md). Empty means keyrings are loaded
+	// unchecked, as before signed keyrings existed.
+	KeyringSigners []keyringsig.SignerKey
+	// KeyringThreshold is M of M-of-N (--keyring-threshold, default 1).
+	KeyringThreshold int
+}
+
+// KeyringPolicy returns who must sign keyrings.
+func (c Config) KeyringPolicy() keyringsig.Policy {
+	return keyringsig.Policy{Signers: c.KeyringSigners, Threshold: c.KeyringThreshold}
+}
+
+// keyringSignerFlags is --keyring-signer: repeatable, each value a
+// SignerKey's VALUE.
+type keyringSignerFlags []keyringsig.SignerKey
+
+func (k *keyringSignerFlags) String() string { return fmt.Sprint(*k) }
+func (k *keyringSignerFlags) Set(s string) error {
+	v, err := keyringsig.ParseSignerKey(strings.TrimSpace(s))
+	if err != nil {
+		return err
+	}
+	for _, o := range *k {
+		if o.Equal(v) {
+			return fmt.Errorf("%s is pinned twice", v)
+		}
+	}
+	*k = append(*k, v)
+	return nil
 }
 
 type pcrFlags []string
@@ -72,6 +105,8 @@ func parseConfig(args []string, stderr io.Writer) (Config, error) {
 	fs.StringVar(&cfg.LogLevel, "log-level", "info", "the least severe level logged: debug, info, warn or error")
 	fs.IntVar(&cfg.MaxConns, "max-conns", wire.DefaultMaxConns, "the most connections from unprivileged source ports (1024 and up) served at once; privileged ones are not counted")
 	frameMemory := fs.String("frame-memory", "8MiB", "the most memory frames in flight may hold, on all connections together: BYTES, or a number with KiB, MiB or GiB")
+	fs.Var((*keyringSignerFlags)(&cfg.KeyringSigners), "keyring-signer", "`VALUE` of a keyring signer (ed25519:BASE64 or ecdsa-p256:BASE64, as signer keyring signer-key prints it) whose signature keyrings need (repeatable); none: keyrings are loaded unchecked")
+	fs.IntVar(&cfg.KeyringThreshold, "keyring-threshold", 0, "`M`: how many distinct pinned keyring signers must sign each keyring (default 1)")
 	if err := fs.Parse(args); err != nil {
 		return Config{}, err
 	}
@@ -106,6 +141,9 @@ func (c Config) Validate() error {
 	}
 	if c.FrameMemory < wire.MinFrameMemory || c.FrameMemory > maxFrameMemory {
 		return fmt.Errorf("--frame-memory: want %s to %s, got %d bytes", formatSize(wire.MinFrameMemory), formatSize(maxFrameMemory), c.FrameMemory)
+	}
+	if err := c.KeyringPolicy().Validate(); err != nil {
+		return fmt.Errorf("--keyring-signer, --keyring-threshold: %w", err)
 	}
 	switch c.Attestation {
 	case "nsm":

@@ -58,3 +58,30 @@ func TestParseSize(t *testing.T) {
 		t.Errorf("--max-conns 5 --frame-memory 16MiB: %+v, %v", cfg, err)
 	}
 }
+
+func TestParseKeyringSigners(t *testing.T) {
+	a, b := newSigner(t, "ed25519"), newSigner(t, "ecdsa-p256")
+	cfg, err := parseConfig([]string{"--keyring-signer", a.pin.String(), "--keyring-signer", b.pin.String(), "--keyring-threshold", "2"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := cfg.KeyringPolicy(); len(p.Signers) != 2 || p.M() != 2 || !p.Signers[0].Equal(a.pin) || !p.Signers[1].Equal(b.pin) {
+		t.Errorf("policy %+v", p)
+	}
+	cfg, err = parseConfig([]string{"--keyring-signer", a.pin.String()}, io.Discard)
+	if err != nil || cfg.KeyringPolicy().M() != 1 {
+		t.Errorf("one signer, default threshold: %+v, %v", cfg.KeyringPolicy(), err)
+	}
+	for want, args := range map[string][]string{
+		"pinned twice":               {"--keyring-signer", a.pin.String(), "--keyring-signer", a.pin.String()},
+		"want 1 to 2":                {"--keyring-signer", a.pin.String(), "--keyring-signer", b.pin.String(), "--keyring-threshold", "3"},
+		"without any keyring signer": {"--keyring-threshold", "1"},
+		"want ed25519:BASE64":        {"--keyring-signer", "rsa:AAAA"},
+		"labelled ecdsa-p256":        {"--keyring-signer", "ecdsa-p256:" + strings.TrimPrefix(a.pin.String(), "ed25519:")},
+		"--keyring-threshold":        {"--keyring-signer", a.pin.String(), "--keyring-threshold", "-1"},
+	} {
+		if _, err := parseConfig(args, io.Discard); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("parseConfig(%q) = %v, want an error containing %q", args, err, want)
+		}
+	}
+}

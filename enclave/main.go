@@ -83,14 +83,15 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 
 	keys := kms.NewKeySource(ctx)
 	d, err := newDaemon(ctx, daemonConfig{
-		NSM:         nsm,
-		Attestation: cfg.Attestation,
-		Keys:        keys,
-		KMSProxy:    cfg.KMSProxy,
-		KMSEndpoint: cfg.KMSEndpoint,
-		KMSRoots:    roots,
-		Version:     ver,
-		Log:         log,
+		NSM:           nsm,
+		Attestation:   cfg.Attestation,
+		Keys:          keys,
+		KMSProxy:      cfg.KMSProxy,
+		KMSEndpoint:   cfg.KMSEndpoint,
+		KMSRoots:      roots,
+		KeyringPolicy: cfg.KeyringPolicy(),
+		Version:       ver,
+		Log:           log,
 	})
 	if err != nil {
 		return err
@@ -109,7 +110,13 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	if cfg.KMSEndpoint != "" {
 		attrs = append(attrs, "kms_endpoint", cfg.KMSEndpoint)
 	}
+	if p := cfg.KeyringPolicy(); p.Pinned() {
+		attrs = append(attrs, "keyring_signers", p.SignerStrings(), "keyring_threshold", p.M())
+	}
 	log.Info("signerd started", attrs...)
+	if !cfg.KeyringPolicy().Pinned() {
+		log.Warn("no keyring signer is pinned (--keyring-signer): keyrings are loaded without checking who made them, so whoever can provision this signerd can load any keyring encrypted to the identity's recipient")
+	}
 	return serve(ctx, ln, d, cfg, log)
 }
 
@@ -170,6 +177,9 @@ func memTotal(meminfo []byte) (uint64, bool) {
 // testOnlyDaemon, when set by a test, is handed the daemon run builds.
 var testOnlyDaemon func(*daemon)
 
+// testOnlySimNow, when set by a test, is the simulated NSM's clock.
+var testOnlySimNow func() time.Time
+
 func newLogger(cfg Config, w io.Writer) *slog.Logger {
 	level, _ := cfg.logLevel() // Validate checked it
 	opts := &slog.HandlerOptions{Level: level}
@@ -209,7 +219,7 @@ func openNSM(cfg Config, log *slog.Logger) (attestation.NSM, func(), error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	sim, err := nsmsim.New(nsmsim.Options{CA: ca, PCRs: pcrs, DebugMode: cfg.SimDebugMode})
+	sim, err := nsmsim.New(nsmsim.Options{CA: ca, PCRs: pcrs, DebugMode: cfg.SimDebugMode, Now: testOnlySimNow})
 	if err != nil {
 		return nil, nil, err
 	}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/enclave-signer/enclave-signer/pkg/attestation"
 	"github.com/enclave-signer/enclave-signer/pkg/keyring"
+	"github.com/enclave-signer/enclave-signer/pkg/keyringsig"
 	"github.com/enclave-signer/enclave-signer/pkg/kms"
 	"github.com/enclave-signer/enclave-signer/pkg/transport"
 	"github.com/enclave-signer/enclave-signer/pkg/wire"
@@ -34,6 +35,9 @@ type daemonConfig struct {
 	// the roots compiled into the binary.
 	KMSEndpoint string
 	KMSRoots    *x509.CertPool
+	// KeyringPolicy is who must sign keyrings (--keyring-signer,
+	// --keyring-threshold); the zero Policy loads keyrings unchecked.
+	KeyringPolicy keyringsig.Policy
 	// Version is signerd's version string.
 	Version string
 	// Log is the daemon's logger; nil discards.
@@ -63,6 +67,10 @@ type daemon struct {
 	// provision serializes provisioning: a token in the channel is held by
 	// the provisioning that runs.
 	provision chan struct{}
+	// versions is the highest version of every keyring id accepted since
+	// signerd started (signed keyrings only); only the holder of the
+	// provision token touches it.
+	versions keyringsig.Versions
 
 	stop context.CancelFunc // ends life
 
@@ -305,6 +313,9 @@ func checkProvisionRequest(r *wire.ProvisionRequest) error {
 		}
 		if len(k.Data) == 0 {
 			errs = append(errs, fmt.Errorf("keyrings[%d] (%q): data is empty", i, k.Name))
+		}
+		if len(k.Signature) > keyringsig.MaxSignedSize {
+			errs = append(errs, fmt.Errorf("keyrings[%d] (%q): signature is %d bytes, want at most %d", i, k.Name, len(k.Signature), keyringsig.MaxSignedSize))
 		}
 	}
 	if len(errs) > 0 {

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/enclave-signer/enclave-signer/pkg/keyring"
+	"github.com/enclave-signer/enclave-signer/pkg/keyringsig"
 	"github.com/enclave-signer/enclave-signer/pkg/kms"
 	"github.com/enclave-signer/enclave-signer/pkg/wire"
 )
@@ -20,6 +21,16 @@ const (
 	stepKMSDecrypt   = "kms_decrypt"   // KMS Decrypt with Recipient, open the CMS envelope
 	stepIdentity     = "identity"      // parse the age identity
 	stepKeyring      = "keyring"       // decrypt and parse the keyrings
+
+	// With pinned keyring signers (--keyring-signer), before anything is
+	// decrypted: each keyring's statement is signed by enough pinned
+	// signers and is about this file, and later about this enclave's
+	// identity and the keyring's plaintext (keyring_signature); the NSM's
+	// time is within its window (keyring_expired); it is no rollback
+	// (keyring_version).
+	stepKeyringSignature = "keyring_signature"
+	stepKeyringExpired   = "keyring_expired"
+	stepKeyringVersion   = "keyring_version"
 )
 
 // unsealError is a failed unseal: the step, the error, and what the
@@ -48,19 +59,27 @@ func (e *unsealError) statusError() *wire.StatusError {
 	return se
 }
 
-// unseal runs the unseal sequence for r and returns the new key set. It
-// writes nothing to disk; the identity's plaintext is cleared as soon as it
-// is parsed, and keyring plaintext never leaves pkg/keyring.
-func (d *daemon) unseal(ctx context.Context, r *wire.ProvisionRequest) (*keyring.Set, *unsealError) {
+// unseal runs the unseal sequence for r and returns the new key set and,
+// with pinned keyring signers, the statements of its keyrings (to be
+// remembered once the set is in use). It writes nothing to disk; the
+// identity's plaintext is cleared as soon as it is parsed, and keyring
+// plaintext never leaves pkg/keyring.
+func (d *daemon) unseal(ctx context.Context, r *wire.ProvisionRequest) (*keyring.Set, []*keyringsig.Statement, *unsealError) {
 	key, err := d.cfg.Keys.Take(ctx)
 	if err != nil {
-		return nil, &unsealError{step: stepRecipientKey, err: err}
+		return nil, nil, &unsealError{step: stepRecipientKey, err: err}
 	}
 	rec, err := kms.NewRecipient(d.cfg.NSM, key)
 	if err != nil {
-		return nil, &unsealError{step: stepAttest, err: err}
+		return nil, nil, &unsealError{step: stepAttest, err: err}
 	}
-	d.log.Debug("recipient key attested", "step", stepAttest, "pcr0", hex.EncodeToString(rec.PCR0), "debug_mode", rec.DebugMode)
+	d.log.Debug("recipient key attested", "step", stepAttest, "pcr0", hex.EncodeToString(rec.PCR0), "debug_mode", rec.DebugMode, "nsm_time", rec.Timestamp)
+	// Before anything is decrypted, the identity included: every keyring
+	// must be vouched for, as of the NSM's time (the document just made).
+	stmts, uerr := d.checkKeyrings(r.Keyrings, rec)
+	if uerr != nil {
+		return nil, nil, uerr
+	}
 	client, err := kms.New(kms.Config{
 		Region: r.Region,
 		Credentials: kms.Credentials{
@@ -75,27 +94,116 @@ func (d *daemon) unseal(ctx context.Context, r *wire.ProvisionRequest) (*keyring
 		Log:      d.log.With("component", "kms"),
 	})
 	if err != nil {
-		return nil, &unsealError{step: stepKMSClient, err: err, recipient: rec}
+		return nil, nil, &unsealError{step: stepKMSClient, err: err, recipient: rec}
 	}
 	defer client.Close()
 	start := time.Now()
 	pt, err := client.Decrypt(ctx, kms.DecryptInput{CiphertextBlob: r.IdentityCiphertext, EncryptionContext: r.EncryptionContext}, rec)
 	if err != nil {
-		return nil, &unsealError{step: stepKMSDecrypt, err: err, recipient: rec}
+		return nil, nil, &unsealError{step: stepKMSDecrypt, err: err, recipient: rec}
 	}
 	d.log.Debug("identity decrypted by KMS", "step", stepKMSDecrypt, "duration", time.Since(start))
 	id, err := keyring.ParseIdentity(pt)
 	clear(pt)
 	if err != nil {
-		return nil, &unsealError{step: stepIdentity, err: fmt.Errorf("the sealed identity is not an age-keygen key file: %w", err), recipient: rec}
+		return nil, nil, &unsealError{step: stepIdentity, err: fmt.Errorf("the sealed identity is not an age-keygen key file: %w", err), recipient: rec}
 	}
-	files := make([]keyring.File, len(r.Keyrings))
-	for i, k := range r.Keyrings {
-		files[i] = keyring.File{Name: k.Name, Ciphertext: k.Data}
+	for i, s := range stmts {
+		if err := keyringsig.CheckRecipients(s, id.Recipients()); err != nil {
+			return nil, nil, keyringRefusal(r.Keyrings[i].Name, err, rec)
+		}
 	}
-	set, err := keyring.Load(id, files...)
+	set, uerr := d.loadKeyrings(id, r.Keyrings, stmts, rec)
+	if uerr != nil {
+		return nil, nil, uerr
+	}
+	return set, stmts, nil
+}
+
+// checkKeyrings checks, with pinned keyring signers, each keyring against
+// its signature file before anything is decrypted: enough distinct pinned
+// signers signed a statement about exactly this file, the NSM's time (now,
+// from rec's document) is within the statement's window, and its version
+// is no rollback. Each keyring id may come once. It returns the
+// statements, in the order of the keyrings; nil when nothing is pinned.
+func (d *daemon) checkKeyrings(ks []wire.SealedKeyring, rec *kms.Recipient) ([]*keyringsig.Statement, *unsealError) {
+	p := d.cfg.KeyringPolicy
+	if !p.Pinned() {
+		d.log.Warn("keyrings are not checked: no keyring signer is pinned (--keyring-signer), so any keyring encrypted to the identity's recipient is loaded", "keyrings", len(ks))
+		return nil, nil
+	}
+	now := rec.Timestamp
+	stmts := make([]*keyringsig.Statement, len(ks))
+	names := map[string]string{} // keyring id → the keyring (name) that has it
+	for i, k := range ks {
+		v, err := p.Verify(k.Data, k.Signature, now)
+		if err != nil {
+			return nil, keyringRefusal(k.Name, err, rec)
+		}
+		s := v.Statement
+		if other, dup := names[s.KeyringID]; dup {
+			return nil, &unsealError{step: stepKeyringVersion, recipient: rec,
+				err: fmt.Errorf("keyrings %q and %q are both keyring %s: provision one version of each keyring", other, k.Name, s.KeyringID)}
+		}
+		names[s.KeyringID] = k.Name
+		if err := d.versions.Check(s); err != nil {
+			return nil, keyringRefusal(k.Name, err, rec)
+		}
+		stmts[i] = s
+		signers := make([]string, len(v.Signers))
+		for j, sg := range v.Signers {
+			signers[j] = sg.String()
+		}
+		d.log.Info("keyring vouched for", "step", stepKeyringSignature, "keyring", k.Name, "keyring_id", s.KeyringID, "keyring_version", s.Version,
+			"not_after", s.NotAfter, "nsm_time", now, "signers", signers)
+	}
+	return stmts, nil
+}
+
+// keyringRefusal is a keyring refused by pkg/keyringsig, under the step
+// of its kind.
+func keyringRefusal(name string, err error, rec *kms.Recipient) *unsealError {
+	step := stepKeyringSignature
+	switch {
+	case errors.Is(err, keyringsig.ErrExpired):
+		step = stepKeyringExpired
+	case errors.Is(err, keyringsig.ErrVersion):
+		step = stepKeyringVersion
+	}
+	return &unsealError{step: step, err: fmt.Errorf("keyring %q: %w", name, err), recipient: rec}
+}
+
+// loadKeyrings decrypts and parses each keyring and joins them into a set.
+// With statements (pinned keyring signers), each plaintext must be format
+// 2 and name the keyring id and version its statement does.
+func (d *daemon) loadKeyrings(id *keyring.Identity, ks []wire.SealedKeyring, stmts []*keyringsig.Statement, rec *kms.Recipient) (*keyring.Set, *unsealError) {
+	rings := make([]*keyring.Keyring, 0, len(ks))
+	fail := func(step string, err error) (*keyring.Set, *unsealError) {
+		for _, kr := range rings {
+			kr.Destroy()
+		}
+		return nil, &unsealError{step: step, err: err, recipient: rec}
+	}
+	for i, k := range ks {
+		kr, err := keyring.DecryptKeyring(id, k.Name, k.Data)
+		if err != nil {
+			return fail(stepKeyring, err)
+		}
+		rings = append(rings, kr)
+		if stmts == nil {
+			continue
+		}
+		if kr.FormatVersion() != keyring.Format2 {
+			return fail(stepKeyringSignature, fmt.Errorf("keyring %q: its plaintext is version %d, and a signed keyring must be version %d, naming its keyring_id and keyring_version (docs/keyring.md)",
+				k.Name, kr.FormatVersion(), keyring.Format2))
+		}
+		if err := keyringsig.CheckContent(stmts[i], kr.KeyringID(), kr.KeyringVersion()); err != nil {
+			return fail(stepKeyringSignature, fmt.Errorf("keyring %q: %w", k.Name, err))
+		}
+	}
+	set, err := keyring.NewSet(rings...)
 	if err != nil {
-		return nil, &unsealError{step: stepKeyring, err: err, recipient: rec}
+		return fail(stepKeyring, err)
 	}
 	return set, nil
 }
@@ -129,7 +237,7 @@ func (d *daemon) provisionRequest(ctx context.Context, r *wire.ProvisionRequest)
 	start := time.Now()
 	d.log.Info("provisioning", "state", d.status().State, "request", r)
 
-	set, uerr := d.unseal(d.life, r)
+	set, stmts, uerr := d.unseal(d.life, r)
 	if uerr != nil {
 		se := uerr.statusError()
 		d.mu.Lock()
@@ -153,6 +261,10 @@ func (d *daemon) provisionRequest(ctx context.Context, r *wire.ProvisionRequest)
 		return d.status(), nil
 	}
 
+	// Accepted: from now on no lower version of these keyrings loads.
+	for _, s := range stmts {
+		d.versions.Accept(s)
+	}
 	d.mu.Lock()
 	old := d.set.Swap(set)
 	d.state = wire.StateReady

@@ -192,6 +192,10 @@ type SealedKeyring struct {
 	Name string `cbor:"1,keyasint"`
 	// Data is the age file, binary or armored.
 	Data []byte `cbor:"2,keyasint"`
+	// Signature is the keyring's signature file (KEYRING.sig: the signed
+	// statement about Data, docs/keyring.md), or empty when there is none.
+	// A signerd with pinned keyring signers refuses a keyring without it.
+	Signature []byte `cbor:"3,keyasint,omitempty"`
 }
 
 // Secret is a string that must never be printed or logged. String, GoString,
@@ -242,6 +246,9 @@ func (p ProvisionRequest) String() string {
 	names := make([]string, len(p.Keyrings))
 	for i, k := range p.Keyrings {
 		names[i] = fmt.Sprintf("%s(%d bytes)", k.Name, len(k.Data))
+		if len(k.Signature) > 0 {
+			names[i] = fmt.Sprintf("%s(%d bytes, signature %d bytes)", k.Name, len(k.Data), len(k.Signature))
+		}
 	}
 	return fmt.Sprintf("ProvisionRequest{region=%s credentials=%s identity_ciphertext=%d bytes encryption_context_keys=%d keyrings=[%s]}",
 		p.Region, p.Credentials, len(p.IdentityCiphertext), len(p.EncryptionContext), strings.Join(names, " "))
