@@ -6,22 +6,29 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
+	"time"
 
 	"filippo.io/age"
 
 	"github.com/enclave-signer/enclave-signer/pkg/keyring"
+	"github.com/enclave-signer/enclave-signer/pkg/keyringsig"
 )
 
 func runKeyring(e *env) error {
 	return subcommand(e, "keyring", map[string]func(*env) error{
-		"new": runKeyringNew,
+		"new":        runKeyringNew,
+		"sign":       runKeyringSign,
+		"signer-key": runKeyringSignerKey,
+		"verify":     runKeyringVerify,
 	})
 }
 
 // runKeyringNew is `signer keyring new --recipient age1… [--recipient-file
-// FILE]... --key ID:ALGORITHM... --out FILE [--armor] [--force]`: new keys
-// generated in memory, written as a keyring encrypted with age to the
-// recipients; stdout gets only the public keys, as GET /v1/keys shows them.
+// FILE]... --key ID:ALGORITHM... --out FILE [--armor] [--force] [--id ID
+// --version N [--sign-with SIGNER...] [window]]`: new keys generated in
+// memory, written as a keyring encrypted with age to the recipients, and,
+// with --sign-with, FILE.sig, the signed statement about it; stdout gets
+// only the public keys, as GET /v1/keys shows them.
 func runKeyringNew(e *env) error {
 	fs := newFlagSet(e, "keyring new")
 	var recipients, recipientFiles, keySpecs multiFlag
@@ -30,10 +37,35 @@ func runKeyringNew(e *env) error {
 	fs.Var(&keySpecs, "key", "generate a key `ID:ALGORITHM` (algorithm ed25519, ecdsa-p256 or ecdsa-secp256k1); repeatable")
 	out := fs.String("out", "", "write the age-encrypted keyring to `FILE` (required)")
 	armored := fs.Bool("armor", false, "write an ASCII-armored age file (-----BEGIN AGE ENCRYPTED FILE-----) instead of binary")
-	force := fs.Bool("force", false, "replace an existing --out file")
+	force := fs.Bool("force", false, "replace an existing --out file (and FILE.sig)")
+	var signWith multiFlag
+	fs.Var(&signWith, "sign-with", "sign the keyring with `SIGNER` (kms:KEY or file:PATH), writing FILE.sig next to it; repeatable; needs --id and --version")
+	krID := fs.String("id", "", "the keyring's `ID`: makes a format 2 keyring naming it, as a signed keyring must")
+	krVersion := fs.String("version", "", "the keyring's version `N` (with --id)")
+	win := addWindowFlags(fs)
+	awsf := addAWSFlags(fs)
 	pos, err := parseFlags(fs, e.args)
 	if err != nil {
 		return err
+	}
+	if err := awsf.validate("keyring new"); err != nil {
+		return err
+	}
+	var ver uint64
+	switch {
+	case len(signWith) > 0 && (*krID == "" || *krVersion == ""):
+		return usageErrorf("keyring new: --sign-with needs --id ID and --version N: what the signed statement says the keyring is")
+	case (*krID == "") != (*krVersion == ""):
+		return usageErrorf("keyring new: give --id and --version together")
+	case len(signWith) == 0 && win.given():
+		return usageErrorf("keyring new: --not-before, --not-after and --valid-for are the signed statement's window: they need --sign-with")
+	case *krID != "":
+		if err := keyringsig.CheckID(*krID); err != nil {
+			return usageErrorf("keyring new: --id: %v", err)
+		}
+		if ver, err = parseKeyringVersion("keyring new", *krVersion); err != nil {
+			return err
+		}
 	}
 	if len(pos) > 0 {
 		return usageErrorf("keyring new: unexpected argument %q: give keys as --key ID:ALGORITHM", pos[0])
@@ -90,18 +122,66 @@ func runKeyringNew(e *env) error {
 	if len(rcpts) == 0 {
 		return usageErrorf("keyring new: want --recipient age1… or --recipient-file FILE: the sealed identity's recipient, as signer seal prints it")
 	}
+	sigPath := *out + sigSuffix
 	if !*force {
 		if err := refuseExisting(*out); err != nil {
 			return fmt.Errorf("keyring new: %w", err)
 		}
 	}
+	if len(signWith) == 0 {
+		// A signature file left from an older keyring would not match the
+		// new one.
+		if err := refuseExisting(sigPath); err != nil {
+			return fmt.Errorf("keyring new: %s would not match the new keyring: remove it, or sign the new keyring (--sign-with)", sigPath)
+		}
+	} else if !*force {
+		if err := refuseExisting(sigPath); err != nil {
+			return fmt.Errorf("keyring new: %w", err)
+		}
+	}
+	var nb, na time.Time
+	if len(signWith) > 0 {
+		if nb, na, err = win.window("keyring new", time.Now()); err != nil {
+			return err
+		}
+	}
+	var signers []keyringsig.Signer
+	for _, spec := range signWith {
+		sg, err := openSigner(e, "keyring new", spec, awsf)
+		if err != nil {
+			return err
+		}
+		signers = append(signers, sg)
+	}
 
-	ct, infos, err := keyring.GenerateKeyring(keyring.GenerateOptions{Keys: specs, Recipients: rcpts, Armor: *armored})
+	ct, infos, err := keyring.GenerateKeyring(keyring.GenerateOptions{Keys: specs, Recipients: rcpts, Armor: *armored, KeyringID: *krID, KeyringVersion: ver})
 	if err != nil {
 		return fmt.Errorf("keyring new: %w", err)
 	}
+	// Signed before anything is written: a refused signature leaves no
+	// keyring behind that signerd would refuse.
+	var signed *keyringsig.Signed
+	if len(signers) > 0 {
+		st, err := keyringsig.NewStatement(*krID, ver, nb, na, rcptNames, ct)
+		if err != nil {
+			return fmt.Errorf("keyring new: %w", err)
+		}
+		if signed, err = keyringsig.NewSigned(st); err != nil {
+			return fmt.Errorf("keyring new: %w", err)
+		}
+		for i, sg := range signers {
+			if _, err := keyringsig.Sign(e.ctx, sg, signed); err != nil {
+				return fmt.Errorf("keyring new: --sign-with %s: %w (nothing written)", signWith[i], err)
+			}
+		}
+	}
 	if err := writeCiphertextFile(*out, ct, *force); err != nil {
 		return fmt.Errorf("keyring new: %w", err)
+	}
+	if signed != nil {
+		if err := writeCiphertextFile(sigPath, signed.Marshal(), *force); err != nil {
+			return fmt.Errorf("keyring new: %w", err)
+		}
 	}
 	doc, err := json.MarshalIndent(struct {
 		Keys []keyring.KeyInfo `json:"keys"`
@@ -111,6 +191,11 @@ func runKeyringNew(e *env) error {
 	}
 	fmt.Fprintf(e.stdout, "%s\n", doc)
 	fmt.Fprintf(e.stderr, "signer: wrote %d new keys to %s, encrypted to %s\n", len(infos), *out, strings.Join(rcptNames, ", "))
+	if signed != nil {
+		st := signed.Statement
+		fmt.Fprintf(e.stderr, "signer: signed it as keyring %s version %d, valid %s to %s, by %d signer(s): %s\n", st.KeyringID, st.Version,
+			st.NotBefore.Format(time.RFC3339), st.NotAfter.Format(time.RFC3339), len(signed.Signatures), sigPath)
+	}
 	fmt.Fprintf(e.stderr, "signer: the private keys exist only inside %s: back it up; the public keys are above\n", *out)
 	return nil
 }

@@ -50,10 +50,44 @@ func hint(e *wire.StatusError, cfg *Config) string {
 			return file + " is not encrypted to the recipient of " + identity + ": re-encrypt it to that age1… recipient (the recipient.txt signer seal printed; the offline backup identity can decrypt it), or make a new one with signer keyring new" + then
 		}
 		return file + " is damaged or malformed (the message says where): restore a good copy or make a new one with signer keyring new --recipient-file recipient.txt" + then
+	case "keyring_signature", "keyring_expired", "keyring_version":
+		return keyringSigHint(e, msg, then)
 	case "kms_decrypt":
 		return kmsHint(e, msg, identity, region, then)
 	}
 	return "see docs/signerd.md, Failures and what to do"
+}
+
+// keyringSigHint is hint for the signed-keyring steps; msg is the
+// lower-case message.
+func keyringSigHint(e *wire.StatusError, msg, then string) string {
+	file, sig := "the keyring", "its signature file KEYRING.sig"
+	if m := keyringName.FindStringSubmatch(e.Message); m != nil {
+		file, sig = "the keyring "+m[1], m[1]+sigSuffix
+	}
+	const check = " (signer keyring verify --keyring-signer VALUE checks it as the enclave does)"
+	switch e.Step {
+	case "keyring_expired":
+		return file + " is outside the validity window of its signed statement, by the enclave's NSM clock: sign it again with a window that holds now (signer keyring sign --force … --not-after), replacing " + sig + then
+	case "keyring_version":
+		if strings.Contains(msg, "are both keyring") {
+			return "two configured keyrings are versions of the same keyring id: keep one of them in the config field keyrings" + then
+		}
+		return file + " is an older version than the enclave has accepted since it started, or the same version changed: configure the newest version, or give a changed keyring a new version (in its plaintext and its statement)" + then
+	}
+	switch {
+	case strings.Contains(msg, "no signature"):
+		return file + " is not signed, and the enclave pins keyring signers: sign it with signer keyring sign and put " + sig + " next to it" + check + then
+	case strings.Contains(msg, "not a pinned keyring signer"), strings.Contains(msg, "valid signature(s)"):
+		return sig + " is not signed by enough of the keyring signers the enclave pins: have them sign it (signer keyring sign --sign-with …)" + check + "; if none of your operators signed it, someone on the host tried to load keys of their own" + then
+	case strings.Contains(msg, "about another file"):
+		return sig + " does not belong to " + file + " as it is now (it changed after it was signed?): sign the keyring again" + then
+	case strings.Contains(msg, "another identity"):
+		return sig + " names other recipients than the enclave's identity: sign the keyring naming the recipient it is encrypted to (recipient.txt)" + then
+	case strings.Contains(msg, "plaintext"):
+		return file + "'s plaintext names another keyring id or version than its signed statement, or is not format 2: sign it with the --id and --version its plaintext names (docs/keyring.md)" + then
+	}
+	return sig + " does not parse or does not verify: sign " + file + " again with signer keyring sign --force" + then
 }
 
 // kmsHint is hint for the step kms_decrypt; msg is the lower-case message.

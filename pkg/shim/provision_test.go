@@ -166,6 +166,7 @@ func TestCredentialRefreshFromIMDS(t *testing.T) {
 type fakeS3 struct {
 	t       *testing.T
 	objects map[string][]byte
+	denied  map[string]bool // paths answered AccessDenied
 	mu      sync.Mutex
 	paths   []string
 }
@@ -177,6 +178,11 @@ func (f *fakeS3) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if auth := r.Header.Get("Authorization"); !strings.HasPrefix(auth, "AWS4-HMAC-SHA256 Credential="+testAKID+"/") || !strings.Contains(auth, "/eu-west-1/s3/aws4_request") {
 		w.WriteHeader(http.StatusForbidden)
 		fmt.Fprintf(w, `<Error><Code>AccessDenied</Code><Message>bad Authorization %q</Message></Error>`, auth)
+		return
+	}
+	if f.denied[r.URL.Path] {
+		w.WriteHeader(http.StatusForbidden)
+		fmt.Fprint(w, `<Error><Code>AccessDenied</Code><Message>Access Denied</Message></Error>`)
 		return
 	}
 	data, ok := f.objects[r.URL.Path]
@@ -214,7 +220,7 @@ func TestS3Sources(t *testing.T) {
 	s3.mu.Lock()
 	paths := strings.Join(s3.paths, ",")
 	s3.mu.Unlock()
-	if paths != "GET /sealed/identity.enc,GET /sealed/keyrings/main.age,GET /sealed/keyrings/extra.age" {
+	if paths != "GET /sealed/identity.enc,GET /sealed/keyrings/main.age,GET /sealed/keyrings/main.age.sig,GET /sealed/keyrings/extra.age,GET /sealed/keyrings/extra.age.sig" {
 		t.Errorf("S3 requests: %s", paths)
 	}
 
@@ -485,5 +491,62 @@ func TestEmptySealedFileNamed(t *testing.T) {
 				t.Errorf("/readyz: %d %s, want 503 saying the file is empty", r.status, r.body)
 			}
 		})
+	}
+}
+
+// TestKeyringSignatureFiles: the shim sends each keyring's signature file,
+// KEYRING.sig next to it (a local file or an S3 object), with the keyring;
+// a keyring without one goes without; an empty one or one S3 refuses to
+// give is an error, not a silent omission.
+func TestKeyringSignatureFiles(t *testing.T) {
+	s3 := &fakeS3{t: t, objects: map[string][]byte{
+		"/sealed/identity.enc":      []byte("identity-from-s3"),
+		"/sealed/signed.age":        []byte("signed-keyring"),
+		"/sealed/signed.age.sig":    []byte("signature-of-signed"),
+		"/sealed/unsigned.age":      []byte("unsigned-keyring"),
+		"/sealed/empty-sig.age":     []byte("k"),
+		"/sealed/empty-sig.age.sig": {},
+		"/sealed/denied.age":        []byte("k"),
+	}, denied: map[string]bool{"/sealed/denied.age.sig": true}}
+	srv := httptest.NewServer(s3)
+	defer srv.Close()
+	h := start(t, nil, func(c *shim.Config, _ *shim.Options) {
+		if err := os.WriteFile(c.Keyrings[0]+".sig", []byte("signature-of-local"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		c.Keyrings = append(c.Keyrings, "s3://sealed/signed.age", "s3://sealed/unsigned.age")
+		c.S3Endpoint = srv.URL
+		c.S3UsePathStyle = true
+	})
+	h.waitReady(3 * time.Second)
+	p := h.fe.Provisions()[0]
+	if len(p.Keyrings) != 3 || string(p.Keyrings[0].Signature) != "signature-of-local" ||
+		string(p.Keyrings[1].Data) != "signed-keyring" || string(p.Keyrings[1].Signature) != "signature-of-signed" ||
+		p.Keyrings[2].Signature != nil {
+		t.Fatalf("provisioned keyrings: %+v", p.Keyrings)
+	}
+	if !strings.Contains(h.logs.String(), "keyring has no signature file") {
+		t.Error("a keyring without a signature file is not logged")
+	}
+
+	h2 := start(t, nil, func(c *shim.Config, _ *shim.Options) {
+		c.Keyrings = []string{"s3://sealed/empty-sig.age"}
+		c.S3Endpoint = srv.URL
+		c.S3UsePathStyle = true
+	})
+	r := h2.do("POST", "/v1/provision", "")
+	if r.status != 500 || !strings.Contains(r.errorMessage(), "s3://sealed/empty-sig.age.sig is empty") {
+		t.Fatalf("an empty signature file: %d %s", r.status, r.body)
+	}
+	// S3 refuses (as it does for a missing object when the role may not
+	// list the bucket): an error naming the object, not "unsigned".
+	h3 := start(t, nil, func(c *shim.Config, _ *shim.Options) {
+		c.Keyrings = []string{"s3://sealed/denied.age"}
+		c.S3Endpoint = srv.URL
+		c.S3UsePathStyle = true
+	})
+	r = h3.do("POST", "/v1/provision", "")
+	if r.status != 500 || !strings.Contains(r.errorMessage(), "s3://sealed/denied.age.sig: AccessDenied") {
+		t.Fatalf("a signature file S3 refuses: %d %s", r.status, r.body)
 	}
 }

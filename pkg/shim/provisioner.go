@@ -348,8 +348,15 @@ func (p *provisioner) build(ctx context.Context) (*wire.ProvisionRequest, aws.Cr
 		if err != nil {
 			return nil, aws.Credentials{}, fmt.Errorf("keyring (config field keyrings; signer keyring new writes one): %w", err)
 		}
-		total += len(data)
-		keyrings = append(keyrings, wire.SealedKeyring{Name: src, Data: data})
+		sig, err := p.fetch.fetchSignature(ctx, src)
+		if err != nil {
+			return nil, aws.Credentials{}, fmt.Errorf("keyring signature (%s%s, signer keyring sign writes it): %w", src, sigSuffix, err)
+		}
+		if sig == nil {
+			p.log.Debug("keyring has no signature file", "keyring", src, "signature", src+sigSuffix)
+		}
+		total += len(data) + len(sig)
+		keyrings = append(keyrings, wire.SealedKeyring{Name: src, Data: data, Signature: sig})
 	}
 	// Leave room for the credentials and framing in the 1 MiB frame.
 	if limit := wire.MaxFrameSize - 16<<10; total > limit {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"strings"
 
@@ -65,6 +66,32 @@ func (f *fetcher) fetch(ctx context.Context, src string) ([]byte, error) {
 	return readLimited(fh, src)
 }
 
+// sigSuffix names a keyring's signature file next to it: KEYRING.sig, a
+// local file or an S3 object (docs/keyring.md).
+const sigSuffix = ".sig"
+
+// errNoSource is a source that does not exist (a local file, an S3
+// object answered NoSuchKey or NotFound).
+var errNoSource = errors.New("does not exist")
+
+// noSourceError is an error that means errNoSource.
+type noSourceError struct{ error }
+
+func (noSourceError) Is(target error) bool { return target == errNoSource }
+
+// fetchSignature reads a keyring's signature file, src+".sig"; nil when
+// there is none.
+func (f *fetcher) fetchSignature(ctx context.Context, src string) ([]byte, error) {
+	b, err := f.fetch(ctx, src+sigSuffix)
+	if errors.Is(err, errNoSource) || errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if errors.Is(err, errEmptySource) {
+		return nil, fmt.Errorf("%s is empty (0 bytes): want the keyring's signature file, as signer keyring sign writes it, or no file at all", src+sigSuffix)
+	}
+	return b, err
+}
+
 func (f *fetcher) fetchS3(ctx context.Context, src, bucket, key string) ([]byte, error) {
 	if f.s3 == nil {
 		return nil, fmt.Errorf("%s: no S3 client configured", src)
@@ -73,7 +100,11 @@ func (f *fetcher) fetchS3(ctx context.Context, src, bucket, key string) ([]byte,
 	if err != nil {
 		var api smithy.APIError
 		if errors.As(err, &api) {
-			return nil, fmt.Errorf("s3 GetObject %s: %s: %s", src, api.ErrorCode(), api.ErrorMessage())
+			err := fmt.Errorf("s3 GetObject %s: %s: %s", src, api.ErrorCode(), api.ErrorMessage())
+			if c := api.ErrorCode(); c == "NoSuchKey" || c == "NotFound" {
+				return nil, noSourceError{err}
+			}
+			return nil, err
 		}
 		return nil, fmt.Errorf("s3 GetObject %s: %w", src, err)
 	}
