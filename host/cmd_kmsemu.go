@@ -135,52 +135,95 @@ func runKMSEmulator(e *env) error {
 		}
 	}
 
-	servers := []*http.Server{{
-		Handler:           srv,
-		ReadHeaderTimeout: 10 * time.Second,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
-	}}
-	listeners := []net.Listener{ln}
+	// The KMS listener can go away and come back on the same address
+	// (SIGUSR1, SIGUSR2): a KMS that refuses connections, as when it is
+	// unreachable, while the process and its state live on.
+	kmsAddr := addr
+	if addr.Scheme == transport.TCP {
+		kmsAddr.HostPort = ln.Addr().String()
+	}
+	newServer := func(h http.Handler) *http.Server {
+		return &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	}
+	serve := func(hs *http.Server, l net.Listener) chan error {
+		done := make(chan error, 1)
+		go func() { done <- hs.Serve(l) }()
+		return done
+	}
+	var imdsServer *http.Server
+	var imdsDone chan error
 	if imds != nil {
 		iln, err := transport.Listen(e.ctx, transport.Addr{Scheme: transport.TCP, HostPort: *imdsAddr})
 		if err != nil {
 			ln.Close()
 			return fmt.Errorf("kms-emulator: --imds: listening on %s: %w", *imdsAddr, err)
 		}
-		servers = append(servers, &http.Server{
-			Handler:           imds,
-			ReadHeaderTimeout: 10 * time.Second,
-			ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
-		})
-		listeners = append(listeners, iln)
+		imdsServer = newServer(imds)
+		imdsDone = serve(imdsServer, iln)
 		// Logged after the KMS line, and without "endpoint=": signer dev
 		// and scripts take the first endpoint= as the KMS's.
 		imdsURL := "http://" + iln.Addr().String()
 		log.Info("serving an emulated instance metadata service (IMDSv2) on "+imdsURL, "imds", imdsURL,
 			"role", *imdsRole, "principal", imds.Principal(), "lifetime", imds.Lifetime, "rotation", "new credentials once the current ones are past half their lifetime")
 	}
-	errc := make(chan error, len(servers))
-	for i, hs := range servers {
-		go func() { errc <- hs.Serve(listeners[i]) }()
-	}
-	select {
-	case err := <-errc:
-		for _, hs := range servers {
-			hs.Close()
+	kmsServer := newServer(srv)
+	kmsDone := serve(kmsServer, ln)
+	down, up, stopSignals := outageSignals()
+	defer stopSignals()
+serving:
+	for {
+		select {
+		case <-down:
+			if kmsServer == nil {
+				continue
+			}
+			kmsServer.Close() // the listener and every connection
+			<-kmsDone
+			kmsServer, kmsDone = nil, nil
+			log.Warn("KMS down on purpose (SIGUSR1): connections to "+endpoint+" are refused until SIGUSR2", "kms_down", true)
+		case <-up:
+			if kmsServer != nil {
+				continue
+			}
+			l, err := transport.Listen(e.ctx, kmsAddr)
+			if err != nil {
+				err = fmt.Errorf("kms-emulator: back up after SIGUSR2: listening on %s again: %w", kmsAddr, err)
+				if imdsServer != nil {
+					imdsServer.Close()
+				}
+				return err
+			}
+			kmsServer = newServer(srv)
+			kmsDone = serve(kmsServer, l)
+			log.Info("KMS back (SIGUSR2): listening on "+endpoint+" again", "kms_down", false)
+		case err := <-kmsDone:
+			if imdsServer != nil {
+				imdsServer.Close()
+			}
+			return fmt.Errorf("kms-emulator: serving on %s: %w", endpoint, err)
+		case err := <-imdsDone:
+			if kmsServer != nil {
+				kmsServer.Close()
+			}
+			return fmt.Errorf("kms-emulator: serving the IMDS: %w", err)
+		case <-e.ctx.Done():
+			break serving
 		}
-		return fmt.Errorf("kms-emulator: serving: %w", err)
-	case <-e.ctx.Done():
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	err = nil
-	for _, hs := range servers {
-		if serr := hs.Shutdown(ctx); serr != nil && err == nil {
+	for _, s := range []struct {
+		hs   *http.Server
+		done chan error
+	}{{kmsServer, kmsDone}, {imdsServer, imdsDone}} {
+		if s.hs == nil {
+			continue
+		}
+		if serr := s.hs.Shutdown(ctx); serr != nil && err == nil {
 			err = serr
 		}
-	}
-	for range servers {
-		if serr := <-errc; !errors.Is(serr, http.ErrServerClosed) && err == nil {
+		if serr := <-s.done; !errors.Is(serr, http.ErrServerClosed) && err == nil {
 			err = serr
 		}
 	}
