@@ -6,12 +6,14 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net/url"
 	"strconv"
 	"strings"
 
 	"github.com/enclave-signer/enclave-signer/pkg/pcr"
 	"github.com/enclave-signer/enclave-signer/pkg/transport"
+	"github.com/enclave-signer/enclave-signer/pkg/wire"
 )
 
 // Config is signerd's whole configuration, from its flags. Nothing the host
@@ -39,6 +41,14 @@ type Config struct {
 	LogFormat string
 	// LogLevel is debug, info (the default), warn or error (--log-level).
 	LogLevel string
+	// MaxConns bounds the connections from unprivileged peers served at
+	// once (--max-conns, default wire.DefaultMaxConns): source ports of 1024
+	// and up, which any local user on the parent can open. Privileged peers
+	// (the shim, from a port below 1024) are not counted.
+	MaxConns int
+	// FrameMemory bounds the bytes held by frames in flight on all
+	// connections together (--frame-memory, default wire.DefaultFrameMemory).
+	FrameMemory int64
 }
 
 type pcrFlags []string
@@ -60,6 +70,8 @@ func parseConfig(args []string, stderr io.Writer) (Config, error) {
 	fs.StringVar(&cfg.KMSCA, "kms-ca", "", "PEM file of an extra TLS root for KMS (only with --attestation simulated)")
 	fs.StringVar(&cfg.LogFormat, "log-format", "json", "log lines on stderr as json or text")
 	fs.StringVar(&cfg.LogLevel, "log-level", "info", "the least severe level logged: debug, info, warn or error")
+	fs.IntVar(&cfg.MaxConns, "max-conns", wire.DefaultMaxConns, "the most connections from unprivileged source ports (1024 and up) served at once; privileged ones are not counted")
+	frameMemory := fs.String("frame-memory", "8MiB", "the most memory frames in flight may hold, on all connections together: BYTES, or a number with KiB, MiB or GiB")
 	if err := fs.Parse(args); err != nil {
 		return Config{}, err
 	}
@@ -73,6 +85,9 @@ func parseConfig(args []string, stderr io.Writer) (Config, error) {
 	if cfg.KMSProxy, err = transport.ParseAddr(*proxy); err != nil {
 		return Config{}, fmt.Errorf("--kms-proxy: %w", err)
 	}
+	if cfg.FrameMemory, err = parseSize(*frameMemory); err != nil {
+		return Config{}, fmt.Errorf("--frame-memory: %w", err)
+	}
 	return cfg, cfg.Validate()
 }
 
@@ -85,6 +100,12 @@ func (c Config) Validate() error {
 	}
 	if _, err := c.logLevel(); err != nil {
 		return err
+	}
+	if c.MaxConns < 1 || c.MaxConns > maxMaxConns {
+		return fmt.Errorf("--max-conns: want 1 to %d, got %d", maxMaxConns, c.MaxConns)
+	}
+	if c.FrameMemory < wire.MinFrameMemory || c.FrameMemory > maxFrameMemory {
+		return fmt.Errorf("--frame-memory: want %s to %s, got %d bytes", formatSize(wire.MinFrameMemory), formatSize(maxFrameMemory), c.FrameMemory)
 	}
 	switch c.Attestation {
 	case "nsm":
@@ -146,4 +167,39 @@ func (c Config) logLevel() (slog.Level, error) {
 		return slog.LevelError, nil
 	}
 	return 0, fmt.Errorf("--log-level: want debug, info, warn or error, got %q", c.LogLevel)
+}
+
+// Upper bounds of --max-conns and --frame-memory: beyond them a typo, not
+// a choice (an enclave has a few GiB at most).
+const (
+	maxMaxConns    = 1 << 16
+	maxFrameMemory = 4 << 30
+)
+
+// parseSize parses BYTES or a number with a KiB, MiB or GiB suffix.
+func parseSize(s string) (int64, error) {
+	num, mult := s, int64(1)
+	for suffix, m := range map[string]int64{"KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30} {
+		if n, ok := strings.CutSuffix(s, suffix); ok {
+			num, mult = n, m
+		}
+	}
+	n, err := strconv.ParseInt(strings.TrimSpace(num), 10, 64)
+	if err != nil || n < 0 || n > math.MaxInt64/mult {
+		return 0, fmt.Errorf("want BYTES or a number with KiB, MiB or GiB (e.g. 8MiB), got %q", s)
+	}
+	return n * mult, nil
+}
+
+// formatSize writes n in the largest unit that divides it.
+func formatSize(n int64) string {
+	switch {
+	case n%(1<<30) == 0:
+		return strconv.FormatInt(n>>30, 10) + "GiB"
+	case n%(1<<20) == 0:
+		return strconv.FormatInt(n>>20, 10) + "MiB"
+	case n%(1<<10) == 0:
+		return strconv.FormatInt(n>>10, 10) + "KiB"
+	}
+	return strconv.FormatInt(n, 10)
 }

@@ -104,12 +104,13 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		d.close()
 		return err
 	}
-	attrs := []any{"version", ver, "listen", cfg.Listen.String(), "attestation", cfg.Attestation, "pcr0", d.pcr0Hex(), "debug_mode", d.debugMode, "kms_proxy", cfg.KMSProxy.String()}
+	attrs := []any{"version", ver, "listen", cfg.Listen.String(), "attestation", cfg.Attestation, "pcr0", d.pcr0Hex(), "debug_mode", d.debugMode, "kms_proxy", cfg.KMSProxy.String(),
+		"max_conns", cfg.MaxConns, "frame_memory", formatSize(cfg.FrameMemory)}
 	if cfg.KMSEndpoint != "" {
 		attrs = append(attrs, "kms_endpoint", cfg.KMSEndpoint)
 	}
 	log.Info("signerd started", attrs...)
-	return serve(ctx, ln, d, log)
+	return serve(ctx, ln, d, cfg, log)
 }
 
 // gcPercent is signerd's GOGC. Signing allocates (an ECDSA P-256

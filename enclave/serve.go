@@ -17,8 +17,14 @@ const shutdownGrace = 5 * time.Second
 // serve serves the wire protocol on ln until ctx ends (or the listener
 // fails): then it stops accepting, lets requests in flight finish for up to
 // shutdownGrace, and closes the daemon, which destroys the key set.
-func serve(ctx context.Context, ln net.Listener, d *daemon, log *slog.Logger) error {
-	srv := &wire.Server{Handler: d, Log: log.With("component", "wire"), Software: "signerd/" + d.cfg.Version}
+func serve(ctx context.Context, ln net.Listener, d *daemon, cfg Config, log *slog.Logger) error {
+	srv := &wire.Server{
+		Handler:     d,
+		Log:         log.With("component", "wire"),
+		Software:    "signerd/" + d.cfg.Version,
+		MaxConns:    cfg.MaxConns,
+		FrameMemory: cfg.FrameMemory,
+	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	log.Info("serving", "listen", ln.Addr().String(), "state", d.status().State)

@@ -31,17 +31,16 @@ func (e *hintError) Error() string { return e.err.Error() }
 func (e *hintError) Unwrap() error { return e.err }
 
 func exitCode(stderr io.Writer, err error) int {
-	if err == nil {
+	if err == nil || errors.Is(err, flag.ErrHelp) {
+		// -h or --help: the flag set has printed the usage asked for.
 		return 0
 	}
 	if errors.Is(err, errFailed) {
 		return 1
 	}
 	var ue *usageError
-	if errors.As(err, &ue) || errors.Is(err, flag.ErrHelp) {
-		if !errors.Is(err, flag.ErrHelp) {
-			fmt.Fprintf(stderr, "signer: %v\n", err)
-		}
+	if errors.As(err, &ue) {
+		fmt.Fprintf(stderr, "signer: %v\n", err)
 		return 2
 	}
 	fmt.Fprintf(stderr, "signer: error: %v\n", err)

@@ -456,7 +456,8 @@ func (o *benchOptions) targetHints() []string {
 // startDev starts a dev stack in a temporary directory, with signerd
 // pinned to encCPUs (when pin) and everything else on this process's
 // CPUs, and waits until it is ready. stop ends the stack and removes the
-// directory (which holds no plaintext secret).
+// directory, with the development-only secrets it holds (the emulator's
+// key material, the simulator CA's key: docs/development.md).
 func (o *benchOptions) startDev(ctx context.Context, encCPUs []int, pin bool) (st *devStack, stop func(), err error) {
 	dir, err := os.MkdirTemp("", "signer-bench-")
 	if err != nil {

@@ -6,8 +6,11 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"net"
 	"path/filepath"
 	"strings"
+
+	"github.com/enclave-signer/enclave-signer/pkg/transport"
 )
 
 // runDev is `signer dev`: the whole stack on one machine, no AWS, no Nitro.
@@ -20,6 +23,7 @@ func runDev(e *env) error {
 	fs.Var(&keyrings, "keyring", "an extra age-encrypted keyring, encrypted to DIR/recipient.txt (repeatable)")
 	policyFile := fs.String("policy", "", "a key policy to use instead of the generated one")
 	signerd := fs.String("signerd", "", "the signerd binary (default: beside signer, else on PATH)")
+	signerdListen := fs.String("signerd-listen", "", "where signerd listens: tcp://127.0.0.1:PORT, to exercise vsock's source-port rules on loopback (default: unix://DIR/signerd.sock)")
 	args, err := parseFlags(fs, e.args)
 	if err != nil {
 		return err
@@ -30,10 +34,19 @@ func runDev(e *env) error {
 	if _, err := httpURL(*httpAddr); err != nil {
 		return usageErrorf("dev: %v", err)
 	}
+	if *signerdListen != "" {
+		a, err := transport.ParseAddr(*signerdListen)
+		if err != nil || a.Scheme != transport.TCP {
+			return usageErrorf("dev: --signerd-listen: want tcp://127.0.0.1:PORT, got %q", *signerdListen)
+		}
+		if host, _, _ := net.SplitHostPort(a.HostPort); !net.ParseIP(host).IsLoopback() {
+			return usageErrorf("dev: --signerd-listen %s: want a loopback address (signerd's API is unauthenticated)", *signerdListen)
+		}
+	}
 	fmt.Fprintf(e.stderr, "signer dev: starting the stack in %s\n", *dir)
 	s, err := startDevStack(e.ctx, devOptions{
 		Dir: *dir, HTTP: *httpAddr, DebugMode: *debug, Keyrings: keyrings,
-		PolicyFile: *policyFile, SignerdPath: *signerd,
+		PolicyFile: *policyFile, SignerdPath: *signerd, SignerdListen: *signerdListen, Events: e.stderr,
 	})
 	if err != nil {
 		return fmt.Errorf("dev: %w", err)
@@ -41,12 +54,15 @@ func runDev(e *env) error {
 	defer s.stop()
 	s.printSummary(e)
 
+	// SIGINT, SIGTERM and SIGHUP (a closed terminal) end e.ctx: every
+	// child is stopped before signer dev exits. signerd is restarted when
+	// it exits; any other child's exit ends the stack.
 	select {
 	case <-e.ctx.Done():
 		fmt.Fprintln(e.stderr, "signer dev: stopping")
 		return nil
-	case c := <-s.exited():
-		return fmt.Errorf("dev: %w", c.failure(s.dir))
+	case <-s.failed():
+		return fmt.Errorf("dev: %w", s.err())
 	}
 }
 
@@ -68,7 +84,11 @@ func (s *devStack) printSummary(e *env) {
 	fmt.Fprintf(w, "KMS emulator:   %s (aws --endpoint-url $(cat %s) kms …, credentials test/test)\n", s.kmsEndpoint, filepath.Join(s.dir, "kms-endpoint"))
 	fmt.Fprintf(w, "Key policy:     %s (key %s)\n", filepath.Join(s.dir, "policy.json"), s.keyID)
 	fmt.Fprintf(w, "Logs:           %s\n", filepath.Join(s.dir, "logs"))
+	fmt.Fprintf(w, "Processes:      %s (signerd is restarted when it exits)\n", s.processes())
 	st, err := s.status(httpClientFor(s.opts.HTTP))
+	if err == nil && st.State != "ready" && st.Shim.LastError != "" {
+		fmt.Fprintf(w, "Provisioning:   the shim's last attempt failed: %s\n", st.Shim.LastError)
+	}
 	if err == nil && st.State == "ready" {
 		fmt.Fprintf(w, "Ready: the host shim serves %s\n", s.httpURL)
 	} else {

@@ -5,6 +5,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -17,6 +18,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -32,7 +34,9 @@ import (
 )
 
 // The development stack's fixed names. Everything signer dev creates lives
-// in its directory; nothing in it is a plaintext secret.
+// in its directory. docs/development.md says what each file holds: two are
+// secrets, in development only (kms-state.json holds the emulator's key
+// material, ca/root.key the simulator CA's key).
 const (
 	devRegion    = "us-east-1"
 	devAccount   = "000000000000"
@@ -53,6 +57,13 @@ type devOptions struct {
 	SignerdCPUs []int
 	// ReadyTimeout bounds the wait for /readyz; 0 means 20 s.
 	ReadyTimeout time.Duration
+	// Events, when not nil, gets a line for each event of the running
+	// stack (signerd exited, restarted): signer dev's terminal.
+	Events io.Writer
+	// SignerdListen, when set (tcp://127.0.0.1:PORT), is where signerd
+	// listens instead of DIR/signerd.sock: over TCP the shim dials from a
+	// privileged source port, as over vsock in production.
+	SignerdListen string
 }
 
 // devStack is a running development stack.
@@ -65,14 +76,37 @@ type devStack struct {
 	recipient   string
 	pcr0        []byte
 	created     []string
-	children    []*child
+	// instance is this start's random label, given to its shim and
+	// checked in /v1/status, so Ready is never said of another process.
+	instance string
+	lock     *devLock
+	signerd  signerdCmd
+
+	mu       sync.Mutex
+	children []*child // in start order; signerd's entry is replaced when it restarts
+	stopping bool
+
+	stopped   chan struct{} // closed by stop
+	fatal     chan struct{} // closed when the stack cannot go on; fatalErr says why
+	fatalOnce sync.Once
+	fatalErr  error
+	bg        sync.WaitGroup // the watchers and signerd's supervisor
+}
+
+// signerdCmd is how signerd is started, the first time and at each restart.
+type signerdCmd struct {
+	path string
+	args []string
+	env  []string
+	sock string // the socket it listens on
 }
 
 // child is a process of the stack, its output kept in DIR/logs/NAME.log.
 type child struct {
 	name string
+	pid  int
 	cmd  *exec.Cmd
-	done chan struct{}
+	done chan struct{} // closed when it has exited and its output is logged
 	err  error
 
 	mu      sync.Mutex
@@ -92,14 +126,17 @@ func startChild(ctx context.Context, dir, name string, env []string, watch *rege
 	c := &child{name: name, done: make(chan struct{}), watch: watch, matched: make(chan string, 1)}
 	c.cmd = exec.Command(path, args...)
 	c.cmd.Env = env
-	c.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	c.cmd.SysProcAttr = devChildAttr()
 	pr, pw := io.Pipe()
 	c.cmd.Stdout, c.cmd.Stderr = pw, pw
 	if err := c.cmd.Start(); err != nil {
 		logf.Close()
 		return nil, fmt.Errorf("start %s (%s): %w", name, path, err)
 	}
+	c.pid = c.cmd.Process.Pid
+	logged := make(chan struct{})
 	go func() {
+		defer close(logged)
 		sc := bufio.NewScanner(pr)
 		sc.Buffer(make([]byte, 64<<10), 1<<20)
 		for sc.Scan() {
@@ -126,6 +163,7 @@ func startChild(ctx context.Context, dir, name string, env []string, watch *rege
 	go func() {
 		c.err = c.cmd.Wait()
 		pw.Close()
+		<-logged
 		close(c.done)
 	}()
 	return c, nil
@@ -140,7 +178,16 @@ func (c *child) tail() string {
 
 // failure explains a child that exited.
 func (c *child) failure(dir string) error {
-	return fmt.Errorf("%s exited (%v); last output (full log in %s):\n%s", c.name, c.err, filepath.Join(dir, "logs", c.name+".log"), c.tail())
+	return fmt.Errorf("%s exited (%s); last output (full log in %s):\n%s", c.name, exitDescription(c.err), filepath.Join(dir, "logs", c.name+".log"), c.tail())
+}
+
+// exitDescription says how a child ended: "exit status 1", "signal:
+// killed".
+func exitDescription(err error) string {
+	if err == nil {
+		return "exit status 0"
+	}
+	return err.Error()
 }
 
 func (c *child) stop() {
@@ -158,22 +205,40 @@ func (c *child) stop() {
 	}
 }
 
-// waitFor waits until ready reports true, the child exits, or the timeout.
-func (c *child) waitFor(dir string, timeout time.Duration, what string, ready func() bool) error {
+// waitFor waits until ready reports true, the child exits, the stack
+// fails, ctx ends (signer dev was interrupted while starting), or the
+// timeout.
+func (s *devStack) waitFor(ctx context.Context, c *child, timeout time.Duration, what string, ready func() bool) error {
 	deadline := time.Now().Add(timeout)
 	for {
-		if ready() {
-			return nil
-		}
 		select {
 		case <-c.done:
-			return c.failure(dir)
+			return c.failure(s.dir)
+		case <-s.fatal:
+			return s.fatalErr
+		case <-ctx.Done():
+			return fmt.Errorf("interrupted while waiting for the %s's %s", c.name, what)
 		default:
+		}
+		if ready() {
+			return nil
 		}
 		if time.Now().After(deadline) {
 			return fmt.Errorf("%s: no %s after %s; last output:\n%s", c.name, what, timeout, c.tail())
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// tcpReady reports whether something accepts connections at hostport.
+func tcpReady(hostport string) func() bool {
+	return func() bool {
+		conn, err := net.DialTimeout("tcp", hostport, 100*time.Millisecond)
+		if err != nil {
+			return false
+		}
+		conn.Close()
+		return true
 	}
 }
 
@@ -194,6 +259,40 @@ func removeStaleSocket(path string) {
 	if fi, err := os.Lstat(path); err == nil && fi.Mode()&fs.ModeSocket != 0 && !socketReady(path)() {
 		os.Remove(path)
 	}
+}
+
+// checkNoOneListens refuses to start while another process answers where
+// the stack is about to listen: signer dev holds the directory's lock and
+// has started nothing yet, so whatever answers there is not its own (a
+// stack left running by an earlier signer dev killed before it could stop
+// it, or another program), and Ready must never be said of it.
+func checkNoOneListens(dir, httpAddr, signerdListen string) error {
+	socks := []string{filepath.Join(dir, "kms-proxy.sock"), filepath.Join(dir, "signerd.sock")}
+	if p, ok := strings.CutPrefix(httpAddr, "unix://"); ok {
+		socks = append(socks, p)
+	}
+	for _, p := range socks {
+		if !socketReady(p)() {
+			continue
+		}
+		who := "another process"
+		if pid := socketOwner(p); pid > 0 {
+			who = fmt.Sprintf("process %d", pid)
+		}
+		return fmt.Errorf("%s answers, but this signer dev has started nothing yet: %s listens there (left running by an earlier signer dev?); stop it and start again, or use another --dir", p, who)
+	}
+	if hostport, ok := strings.CutPrefix(signerdListen, "tcp://"); ok && tcpReady(hostport)() {
+		return fmt.Errorf("--signerd-listen %s: another process already listens there (a signerd left running by an earlier signer dev?); stop it, or choose another port", signerdListen)
+	}
+	if _, ok := strings.CutPrefix(httpAddr, "unix://"); ok {
+		return nil
+	}
+	hostport := strings.TrimPrefix(httpAddr, "tcp://")
+	if conn, err := net.DialTimeout("tcp", hostport, 500*time.Millisecond); err == nil {
+		conn.Close()
+		return fmt.Errorf("--http %s: another process already listens there (a shim left running by an earlier signer dev?); stop it, or choose another --http", httpAddr)
+	}
+	return nil
 }
 
 // findSignerd returns the signerd binary: the given path, else the one
@@ -220,6 +319,9 @@ var endpointLine = regexp.MustCompile(`endpoint=(http://\S+)`)
 // startDevStack starts the whole stack and waits for it to be ready, or to
 // settle in a state that is not ready (a policy that refuses the enclave is
 // a legitimate thing to try): the returned stack is running either way.
+// From then on signerd is restarted whenever it exits, as an enclave is,
+// and the shim provisions it again; the other processes' exit ends the
+// stack (failed reports it).
 func startDevStack(ctx context.Context, o devOptions) (*devStack, error) {
 	if o.ReadyTimeout == 0 {
 		o.ReadyTimeout = 20 * time.Second
@@ -231,13 +333,28 @@ func startDevStack(ctx context.Context, o devOptions) (*devStack, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}
-	s := &devStack{opts: o, dir: dir}
+	// Before anything else: one signer dev per directory. A second one
+	// would overwrite the first's files and remove its sockets.
+	lock, err := lockDevDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	s := &devStack{opts: o, dir: dir, lock: lock, stopped: make(chan struct{}), fatal: make(chan struct{})}
 	ok := false
 	defer func() {
 		if !ok {
 			s.stop()
 		}
 	}()
+	if err := checkDevFiles(dir); err != nil {
+		return nil, err
+	}
+	if err := checkExtraKeyrings(dir, o.Keyrings); err != nil {
+		return nil, err
+	}
+	if err := checkNoOneListens(dir, o.HTTP, o.SignerdListen); err != nil {
+		return nil, err
+	}
 	self, err := os.Executable()
 	if err != nil {
 		return nil, err
@@ -246,6 +363,9 @@ func startDevStack(ctx context.Context, o devOptions) (*devStack, error) {
 	if err != nil {
 		return nil, err
 	}
+	var nonce [8]byte
+	rand.Read(nonce[:])
+	s.instance = "dev-" + hex.EncodeToString(nonce[:])
 	caDir := filepath.Join(dir, "ca")
 	if _, err := os.Stat(filepath.Join(caDir, nsmsim.RootCertFile)); err != nil {
 		s.created = append(s.created, "ca/ (the simulator's development CA; ca/root.pem)")
@@ -260,16 +380,17 @@ func startDevStack(ctx context.Context, o devOptions) (*devStack, error) {
 
 	// 1. The KMS emulator, plain HTTP on loopback for aws --endpoint-url.
 	statePath := filepath.Join(dir, "kms-state.json")
-	emu, err := startChild(ctx, dir, "kms-emulator", env, endpointLine, self,
+	emu, err := s.startFixed(ctx, "kms-emulator", env, endpointLine, self,
 		"kms-emulator", "--listen", "127.0.0.1:0", "--state", statePath, "--trust-root", rootPEM)
 	if err != nil {
 		return nil, err
 	}
-	s.children = append(s.children, emu)
 	select {
 	case s.kmsEndpoint = <-emu.matched:
 	case <-emu.done:
 		return nil, emu.failure(dir)
+	case <-ctx.Done():
+		return nil, errors.New("interrupted while waiting for the kms-emulator's endpoint")
 	case <-time.After(10 * time.Second):
 		return nil, fmt.Errorf("kms-emulator reported no endpoint; last output:\n%s", emu.tail())
 	}
@@ -280,87 +401,303 @@ func startDevStack(ctx context.Context, o devOptions) (*devStack, error) {
 	// 2. Its TLS front, where vsock-proxy would be.
 	proxySock := filepath.Join(dir, "kms-proxy.sock")
 	removeStaleSocket(proxySock)
-	front, err := startChild(ctx, dir, "tls-front", env, nil, self,
+	front, err := s.startFixed(ctx, "tls-front", env, nil, self,
 		"tls-front", "--listen", "unix://"+proxySock, "--backend", s.kmsEndpoint, "--ca-dir", caDir, "--name", "kms."+devRegion+".amazonaws.com")
 	if err != nil {
 		return nil, err
 	}
-	s.children = append(s.children, front)
 
 	// 3. The key, its policy, the sealed identity and the keyring.
 	if err := s.setupKMS(ctx); err != nil {
 		return nil, err
 	}
-	if err := front.waitFor(dir, 10*time.Second, "socket", socketReady(proxySock)); err != nil {
+	if err := s.waitFor(ctx, front, 10*time.Second, "socket", socketReady(proxySock)); err != nil {
 		return nil, err
 	}
 
 	// 4. signerd, the real binary, in simulated attestation.
 	enclaveSock := filepath.Join(dir, "signerd.sock")
-	removeStaleSocket(enclaveSock)
-	args := []string{"--listen", "unix://" + enclaveSock, "--kms-proxy", "unix://" + proxySock,
+	enclaveAddr, enclaveReady, enclaveSockFile := "unix://"+enclaveSock, socketReady(enclaveSock), enclaveSock
+	if o.SignerdListen != "" {
+		enclaveAddr, enclaveReady, enclaveSockFile = o.SignerdListen, tcpReady(strings.TrimPrefix(o.SignerdListen, "tcp://")), ""
+	}
+	args := []string{"--listen", enclaveAddr, "--kms-proxy", "unix://" + proxySock,
 		"--attestation", "simulated", "--sim-ca-dir", caDir, "--kms-ca", rootPEM}
 	if o.DebugMode {
 		args = append(args, "--sim-debug-mode")
 	}
-	path := signerd
 	senv := env
 	if len(o.SignerdCPUs) > 0 {
 		senv = append(senv, fmt.Sprintf("GOMAXPROCS=%d", len(o.SignerdCPUs)))
 	}
-	sd, err := startChild(ctx, dir, "signerd", senv, nil, path, args...)
+	s.signerd = signerdCmd{path: signerd, args: args, env: senv, sock: enclaveSockFile}
+	sd, err := s.startSignerd()
 	if err != nil {
 		return nil, err
 	}
-	s.children = append(s.children, sd)
-	if len(o.SignerdCPUs) > 0 {
-		if err := setAffinity(sd.cmd.Process.Pid, o.SignerdCPUs); err != nil {
-			return nil, fmt.Errorf("pin signerd to CPUs %v: %w", o.SignerdCPUs, err)
-		}
-	}
-	if err := sd.waitFor(dir, 10*time.Second, "socket", socketReady(enclaveSock)); err != nil {
+	if err := s.waitFor(ctx, sd, 10*time.Second, "socket", enclaveReady); err != nil {
 		return nil, err
 	}
+	s.bg.Add(1)
+	go s.superviseSignerd(sd)
 
 	// 5. The host shim.
 	cfg := map[string]any{
-		"enclave":  "unix://" + enclaveSock,
+		"enclave":  enclaveAddr,
 		"listen":   o.HTTP,
 		"region":   devRegion,
 		"identity": filepath.Join(dir, "identity.enc"),
 		"keyrings": append([]string{filepath.Join(dir, "keyring.age")}, absAll(o.Keyrings)...),
+		"instance": s.instance,
 	}
 	cfgJSON, _ := json.MarshalIndent(cfg, "", "  ")
 	cfgPath := filepath.Join(dir, "shim.json")
 	if err := os.WriteFile(cfgPath, append(cfgJSON, '\n'), 0o644); err != nil {
 		return nil, err
 	}
-	shim, err := startChild(ctx, dir, "shim", env, nil, self, "serve", "--config", cfgPath)
+	shim, err := s.startFixed(ctx, "shim", env, nil, self, "serve", "--config", cfgPath)
 	if err != nil {
 		return nil, err
 	}
-	s.children = append(s.children, shim)
 	s.httpURL, err = httpURL(o.HTTP)
 	if err != nil {
 		return nil, err
 	}
+	// Settled: this start's shim answers (its instance label), and the
+	// enclave is ready, failed, or waiting after a failure on the host
+	// side (shim.last_error).
 	client := httpClientFor(o.HTTP)
-	readyOrSettled := func() bool {
+	var last *devStatus
+	var foreign *foreignShimError
+	settled := func() bool {
 		st, err := s.status(client)
-		return err == nil && (st.State == "ready" || st.State == "failed")
+		if err != nil {
+			errors.As(err, &foreign)
+			return false
+		}
+		last = st
+		return st.State == "ready" || st.State == "failed" || st.State == "waiting" && st.Shim.LastError != ""
 	}
-	if err := shim.waitFor(dir, o.ReadyTimeout, "ready or failed enclave", readyOrSettled); err != nil {
+	if err := s.waitFor(ctx, shim, o.ReadyTimeout, "ready or failed enclave", settled); err != nil {
+		if last != nil {
+			err = fmt.Errorf("%w\nthe last status: enclave %s %s", err, last.State, strings.TrimSpace(string(last.Error)))
+		}
+		if foreign != nil {
+			err = fmt.Errorf("%w\n%v", err, foreign)
+		}
 		return nil, err
 	}
 	ok = true
 	return s, nil
 }
 
+// startFixed starts a child whose exit ends the stack: the emulator, the
+// TLS front, the shim.
+func (s *devStack) startFixed(ctx context.Context, name string, env []string, watch *regexp.Regexp, path string, args ...string) (*child, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.stopping {
+		return nil, errStackStopping
+	}
+	c, err := startChild(ctx, s.dir, name, env, watch, path, args...)
+	if err != nil {
+		return nil, err
+	}
+	s.children = append(s.children, c)
+	s.bg.Add(1)
+	go func() {
+		defer s.bg.Done()
+		<-c.done
+		if !s.isStopping() {
+			s.fail(fmt.Errorf("the %s exited (%s), and the stack cannot run without it, so signer dev stopped everything; its last output (full log in %s):\n%s",
+				name, exitDescription(c.err), filepath.Join(s.dir, "logs", name+".log"), c.tail()))
+		}
+	}()
+	return c, nil
+}
+
+var errStackStopping = errors.New("the stack is stopping")
+
+// Restarts of signerd: at once the first time, then after a pause that
+// doubles; more than maxSignerdRestarts within a minute ends the stack (a
+// signerd that cannot start: its log says why).
+const maxSignerdRestarts = 5
+
+func signerdRestartDelay(recent int) time.Duration {
+	if recent == 0 {
+		return 0
+	}
+	return min(250*time.Millisecond<<(recent-1), 4*time.Second)
+}
+
+// startSignerd starts signerd, or starts it again, in its place among the
+// children.
+func (s *devStack) startSignerd() (*child, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.stopping {
+		return nil, errStackStopping
+	}
+	removeStaleSocket(s.signerd.sock) // a killed signerd leaves its socket file
+	c, err := startChild(context.Background(), s.dir, "signerd", s.signerd.env, nil, s.signerd.path, s.signerd.args...)
+	if err != nil {
+		return nil, err
+	}
+	if len(s.opts.SignerdCPUs) > 0 {
+		if err := setAffinity(c.pid, s.opts.SignerdCPUs); err != nil {
+			c.cmd.Process.Kill()
+			<-c.done
+			return nil, fmt.Errorf("pin signerd to CPUs %v: %w", s.opts.SignerdCPUs, err)
+		}
+	}
+	for i, old := range s.children {
+		if old.name == "signerd" {
+			s.children[i] = c
+			return c, nil
+		}
+	}
+	s.children = append(s.children, c)
+	return c, nil
+}
+
+// superviseSignerd restarts signerd whenever it exits, until the stack
+// stops: an enclave that restarts comes back in state waiting, and the
+// shim provisions it again by itself (docs/operations.md, restart
+// recovery). Each exit and restart is told on the terminal and in
+// logs/signerd.log.
+func (s *devStack) superviseSignerd(c *child) {
+	defer s.bg.Done()
+	logPath := filepath.Join(s.dir, "logs", "signerd.log")
+	var recent []time.Time // restarts within the last minute
+	for {
+		select {
+		case <-c.done:
+		case <-s.stopped:
+			return
+		}
+		if s.isStopping() {
+			return
+		}
+		now := time.Now()
+		recent = slices.DeleteFunc(recent, func(t time.Time) bool { return now.Sub(t) >= time.Minute })
+		if len(recent) >= maxSignerdRestarts {
+			s.event("signerd", "signerd (pid %d) exited (%s), the %d%s time within a minute: not restarting it again", c.pid, exitDescription(c.err), len(recent)+1, ordinal(len(recent)+1))
+			s.fail(fmt.Errorf("signerd exited %d times within a minute, so signer dev stopped restarting it and stopped everything: %w", len(recent)+1, c.failure(s.dir)))
+			return
+		}
+		delay := signerdRestartDelay(len(recent))
+		when := "now"
+		if delay > 0 {
+			when = "in " + delay.String()
+		}
+		s.event("signerd", "signerd (pid %d) exited (%s); restarting it %s (restart %d of at most %d a minute; log %s)",
+			c.pid, exitDescription(c.err), when, len(recent)+1, maxSignerdRestarts, logPath)
+		select {
+		case <-time.After(delay):
+		case <-s.stopped:
+			return
+		}
+		nc, err := s.startSignerd()
+		if errors.Is(err, errStackStopping) {
+			return
+		}
+		if err != nil {
+			s.fail(fmt.Errorf("restarting signerd: %w", err))
+			return
+		}
+		recent = append(recent, time.Now())
+		s.event("signerd", "signerd restarted (pid %d); the shim provisions it again", nc.pid)
+		c = nc
+	}
+}
+
+func ordinal(n int) string {
+	switch n {
+	case 1:
+		return "st"
+	case 2:
+		return "nd"
+	case 3:
+		return "rd"
+	}
+	return "th"
+}
+
+// event tells the terminal (opts.Events) and the child's log about an
+// event of the stack.
+func (s *devStack) event(logName, format string, a ...any) {
+	line := "signer dev: " + fmt.Sprintf(format, a...) + "\n"
+	if s.opts.Events != nil {
+		io.WriteString(s.opts.Events, line)
+	}
+	if f, err := os.OpenFile(filepath.Join(s.dir, "logs", logName+".log"), os.O_WRONLY|os.O_APPEND, 0); err == nil {
+		f.WriteString(line)
+		f.Close()
+	}
+}
+
+func (s *devStack) isStopping() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.stopping
+}
+
+// fail ends the stack's life: the first error is kept, failed() fires.
+func (s *devStack) fail(err error) {
+	s.fatalOnce.Do(func() {
+		s.fatalErr = err
+		close(s.fatal)
+	})
+}
+
+// failed is closed when the stack cannot go on; err says why.
+func (s *devStack) failed() <-chan struct{} { return s.fatal }
+
+func (s *devStack) err() error {
+	select {
+	case <-s.fatal:
+		return s.fatalErr
+	default:
+		return nil
+	}
+}
+
+// processes lists the children and their pids, in start order.
+func (s *devStack) processes() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	parts := make([]string, len(s.children))
+	for i, c := range s.children {
+		parts[i] = fmt.Sprintf("%s %d", c.name, c.pid)
+	}
+	return strings.Join(parts, ", ")
+}
+
 type devStatus struct {
 	State string          `json:"state"`
 	Error json.RawMessage `json:"error"`
+	Shim  struct {
+		Instance  string `json:"instance"`
+		LastError string `json:"last_error"`
+	} `json:"shim"`
 }
 
+// foreignShimError is a /v1/status answered by another process than this
+// stack's shim.
+type foreignShimError struct {
+	url, instance, want string
+}
+
+func (e *foreignShimError) Error() string {
+	who := "an answer with no instance label"
+	if e.instance != "" {
+		who = fmt.Sprintf("shim instance %q", e.instance)
+	}
+	return fmt.Sprintf("%s answers, but as %s, not as this start's shim (%s): another process listens there (a shim left running by an earlier signer dev?); stop it, or choose another --http", e.url, who, e.want)
+}
+
+// status is /v1/status as this stack's shim answers it; an answer from
+// another process is a *foreignShimError.
 func (s *devStack) status(c *http.Client) (*devStatus, error) {
 	resp, err := c.Get(s.httpURL + "/v1/status")
 	if err != nil {
@@ -371,23 +708,28 @@ func (s *devStack) status(c *http.Client) (*devStatus, error) {
 	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
 		return nil, err
 	}
+	if st.Shim.Instance != s.instance {
+		return nil, &foreignShimError{url: s.httpURL, instance: st.Shim.Instance, want: s.instance}
+	}
 	return &st, nil
 }
 
-// stop ends every child, last started first.
+// stop ends every child, last started first, and releases the directory.
 func (s *devStack) stop() {
-	for i := len(s.children) - 1; i >= 0; i-- {
-		s.children[i].stop()
+	s.mu.Lock()
+	if s.stopping {
+		s.mu.Unlock()
+		return
 	}
-}
-
-// exited returns a channel closed when any child exits.
-func (s *devStack) exited() <-chan *child {
-	ch := make(chan *child, len(s.children))
-	for _, c := range s.children {
-		go func() { <-c.done; ch <- c }()
+	s.stopping = true
+	children := slices.Clone(s.children)
+	s.mu.Unlock()
+	close(s.stopped)
+	for i := len(children) - 1; i >= 0; i-- {
+		children[i].stop()
 	}
-	return ch
+	s.bg.Wait()
+	s.lock.release()
 }
 
 // devEnv is the environment of the stack's processes: the emulator's
@@ -450,6 +792,9 @@ func (s *devStack) setupKMS(ctx context.Context) error {
 		}
 	}
 	if s.keyID == "" {
+		if err := checkNoKeyNoFiles(s.dir); err != nil {
+			return err
+		}
 		out, err := c.CreateKey(ctx, &kms.CreateKeyInput{Description: aws.String("enclave-signer dev: seals the age identity"), Policy: aws.String(string(pol)), BypassPolicyLockoutSafetyCheck: s.opts.PolicyFile != ""})
 		if err != nil {
 			return fmt.Errorf("kms CreateKey: %w", err)

@@ -8,6 +8,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -15,6 +16,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -29,6 +32,16 @@ var (
 	binDir    string
 	buildErr  error
 )
+
+// TestMain removes the binaries built for the end-to-end tests (35 MB a
+// run, left in the temporary directory otherwise).
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if binDir != "" {
+		os.RemoveAll(binDir)
+	}
+	os.Exit(code)
+}
 
 func builtBinaries(t *testing.T) string {
 	t.Helper()
@@ -52,6 +65,31 @@ func builtBinaries(t *testing.T) string {
 	return binDir
 }
 
+// TestBuiltBinariesRemoved runs this test binary again, in a temporary
+// directory of its own, to build the binaries only; after it exits
+// nothing of them is left there.
+func TestBuiltBinariesRemoved(t *testing.T) {
+	if os.Getenv("SIGNER_TEST_BUILD_ONLY") == "1" {
+		fmt.Printf("built in %s\n", builtBinaries(t)) // the child: build, and let TestMain clean up
+		return
+	}
+	tmp := t.TempDir()
+	cmd := exec.Command(os.Args[0], "-test.run=^TestBuiltBinariesRemoved$", "-test.count=1")
+	cmd.Env = append(os.Environ(), "SIGNER_TEST_BUILD_ONLY=1", "TMPDIR="+tmp)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("the build-only run failed: %v\n%s", err, out)
+	}
+	_, built, ok := strings.Cut(string(out), "built in ")
+	if built, _, _ = strings.Cut(built, "\n"); !ok || !strings.HasPrefix(built, tmp) {
+		t.Fatalf("the build-only run did not build in %s:\n%s", tmp, out)
+	}
+	left, _ := filepath.Glob(filepath.Join(tmp, "enclave-signer-e2e-*"))
+	if len(left) > 0 {
+		t.Fatalf("the test run left its built binaries behind: %v", left)
+	}
+}
+
 func freePort(t *testing.T) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -71,26 +109,41 @@ type devProc struct {
 	out    *lockedBuffer
 	took   time.Duration
 	cancel context.CancelFunc
+	// pids are the children's, from the summary's Processes line.
+	pids    map[string]int
+	exited  chan struct{} // closed when signer dev has exited
+	exitErr error
 }
 
-// startDev runs signer dev and waits until /v1/status answers ready or
-// failed.
-func startDev(t *testing.T, dir string, args ...string) *devProc {
+// devCommand is signer dev with args, its output collected, not started.
+func devCommand(t *testing.T, dir string, args ...string) (*exec.Cmd, *lockedBuffer, context.CancelFunc) {
 	t.Helper()
 	bin := builtBinaries(t)
-	addr := freePort(t)
 	ctx, cancel := context.WithCancel(context.Background())
-	cmd := exec.CommandContext(ctx, filepath.Join(bin, "signer"), append([]string{"dev", "--dir", dir, "--http", addr}, args...)...)
+	cmd := exec.CommandContext(ctx, filepath.Join(bin, "signer"), append([]string{"dev", "--dir", dir}, args...)...)
 	cmd.Cancel = func() error { return cmd.Process.Signal(os.Interrupt) }
 	cmd.WaitDelay = 10 * time.Second
 	out := &lockedBuffer{}
 	cmd.Stdout, cmd.Stderr = out, out
 	cmd.Env = append(os.Environ(), "AWS_EC2_METADATA_DISABLED=true")
+	return cmd, out, cancel
+}
+
+// startDev runs signer dev and waits until /v1/status answers ready or
+// failed and the summary is printed.
+func startDev(t *testing.T, dir string, args ...string) *devProc {
+	t.Helper()
+	addr := freePort(t)
+	cmd, out, cancel := devCommand(t, dir, append([]string{"--http", addr}, args...)...)
 	start := time.Now()
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	p := &devProc{t: t, dir: dir, url: "http://" + addr, cmd: cmd, out: out, cancel: cancel}
+	p := &devProc{t: t, dir: dir, url: "http://" + addr, cmd: cmd, out: out, cancel: cancel, exited: make(chan struct{})}
+	go func() {
+		p.exitErr = cmd.Wait()
+		close(p.exited)
+	}()
 	t.Cleanup(p.stop)
 	deadline := time.Now().Add(30 * time.Second)
 	for {
@@ -99,19 +152,99 @@ func startDev(t *testing.T, dir string, args ...string) *devProc {
 			p.took = time.Since(start)
 			break
 		}
-		if time.Now().After(deadline) || cmd.ProcessState != nil {
+		if time.Now().After(deadline) || p.hasExited() {
 			t.Fatalf("signer dev not up after 30 s; output:\n%s", out.String())
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
 	// signer dev prints its summary after the stack answers.
 	for !strings.Contains(out.String(), "Ctrl-C stops everything.") {
-		if time.Now().After(deadline) {
+		if time.Now().After(deadline) || p.hasExited() {
 			t.Fatalf("signer dev printed no summary; output:\n%s", out.String())
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+	p.pids = parseProcesses(t, out.String())
 	return p
+}
+
+// parseProcesses reads the summary's "Processes: NAME PID, ..." line.
+func parseProcesses(t *testing.T, out string) map[string]int {
+	t.Helper()
+	m := regexp.MustCompile(`(?m)^Processes: +(.*) \(`).FindStringSubmatch(out)
+	if m == nil {
+		t.Fatalf("no Processes line in the summary:\n%s", out)
+	}
+	pids := map[string]int{}
+	for _, part := range strings.Split(m[1], ", ") {
+		name, pid, _ := strings.Cut(part, " ")
+		n, err := strconv.Atoi(pid)
+		if err != nil {
+			t.Fatalf("Processes line %q: %v", m[1], err)
+		}
+		pids[name] = n
+	}
+	for _, name := range []string{"kms-emulator", "tls-front", "signerd", "shim"} {
+		if pids[name] == 0 {
+			t.Fatalf("the Processes line names no %s: %q", name, m[1])
+		}
+	}
+	return pids
+}
+
+func (p *devProc) hasExited() bool {
+	select {
+	case <-p.exited:
+		return true
+	default:
+		return false
+	}
+}
+
+// waitExit waits for signer dev to exit by itself and returns its exit
+// code; past the bound the test fails.
+func (p *devProc) waitExit(bound time.Duration) int {
+	p.t.Helper()
+	select {
+	case <-p.exited:
+	case <-time.After(bound):
+		p.t.Fatalf("signer dev still running %s later; output:\n%s", bound, p.out.String())
+	}
+	if p.exitErr == nil {
+		return 0
+	}
+	var ee *exec.ExitError
+	if errors.As(p.exitErr, &ee) {
+		return ee.ExitCode()
+	}
+	p.t.Fatalf("signer dev: %v", p.exitErr)
+	return -1
+}
+
+// runDevToExit runs signer dev with args, expecting it to exit by itself
+// within bound (a refusal), and returns its exit code and output.
+func runDevToExit(t *testing.T, dir string, bound time.Duration, args ...string) (int, string) {
+	t.Helper()
+	cmd, out, cancel := devCommand(t, dir, args...)
+	defer cancel()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		var ee *exec.ExitError
+		if err != nil && !errors.As(err, &ee) {
+			t.Fatal(err)
+		}
+		return cmd.ProcessState.ExitCode(), out.String()
+	case <-time.After(bound):
+		cancel()
+		<-done
+		t.Fatalf("signer dev %v still running after %s; output:\n%s", args, bound, out.String())
+		return 0, ""
+	}
 }
 
 func (p *devProc) stop() {
@@ -120,7 +253,7 @@ func (p *devProc) stop() {
 	}
 	p.cancel()
 	p.cancel = nil
-	p.cmd.Wait()
+	<-p.exited
 	if p.t.Failed() {
 		p.t.Logf("signer dev output:\n%s", p.out.String())
 		for _, name := range []string{"signerd", "shim", "kms-emulator", "tls-front"} {

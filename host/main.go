@@ -18,7 +18,9 @@ import (
 )
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	// SIGHUP (a closed terminal) stops a command like SIGINT and SIGTERM:
+	// signer dev then stops its children instead of leaving them running.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 	code := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
 	stop()
 	os.Exit(code)
@@ -64,12 +66,17 @@ var commands = map[string]command{
 
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	e := &env{ctx: ctx, stdin: stdin, stdout: stdout, stderr: stderr, getenv: os.Getenv}
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+	if len(args) == 0 {
 		printUsage(stderr)
-		if len(args) == 0 {
-			return 2
+		return 2
+	}
+	if isHelp(args[0]) {
+		// `signer help CMD [SUB]` is `signer CMD [SUB] --help`.
+		if len(args) == 1 {
+			printUsage(stderr)
+			return 0
 		}
-		return 0
+		args = append(args[1:], "--help")
 	}
 	cmd, ok := commands[args[0]]
 	if !ok {
@@ -82,7 +89,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 }
 
 func printUsage(w io.Writer) {
-	fmt.Fprintln(w, "usage: signer COMMAND [flags]\n\ncommands:")
+	fmt.Fprintln(w, "usage: signer COMMAND [flags]    (signer COMMAND --help for its flags)\n\ncommands:")
 	names := make([]string, 0, len(commands))
 	for n := range commands {
 		names = append(names, n)
@@ -93,13 +100,27 @@ func printUsage(w io.Writer) {
 	}
 }
 
-// subcommand dispatches e.args[0] among subs.
+// isHelp reports whether arg asks for usage where a command or subcommand
+// name is expected.
+func isHelp(arg string) bool {
+	return arg == "-h" || arg == "-help" || arg == "--help" || arg == "help"
+}
+
+// subcommand dispatches e.args[0] among subs; -h, --help or help prints the
+// subcommands (exit 0).
 func subcommand(e *env, parent string, subs map[string]func(*env) error) error {
 	names := make([]string, 0, len(subs))
 	for n := range subs {
 		names = append(names, n)
 	}
 	sort.Strings(names)
+	if len(e.args) > 0 && isHelp(e.args[0]) {
+		fmt.Fprintf(e.stderr, "usage: signer %s SUBCOMMAND [flags]    (signer %s SUBCOMMAND --help for its flags)\n\nsubcommands:\n", parent, parent)
+		for _, n := range names {
+			fmt.Fprintf(e.stderr, "  %s\n", n)
+		}
+		return nil
+	}
 	if len(e.args) == 0 {
 		return usageErrorf("signer %s: want a subcommand: %s", parent, strings.Join(names, ", "))
 	}

@@ -26,6 +26,53 @@ func TestUsage(t *testing.T) {
 	}
 }
 
+// TestHelpEverywhere: -h, --help (and help where a command name is
+// expected) print usage and exit 0 at every level: the top, each command,
+// each command group and each of its subcommands.
+func TestHelpEverywhere(t *testing.T) {
+	groups := map[string]bool{"attestation": true, "keyring": true, "pcr": true, "policy": true}
+	helped := func(args ...string) string {
+		t.Helper()
+		code, stdout, stderr := signer(t, "", args...)
+		if code != 0 {
+			t.Errorf("signer %s: exit %d, want 0; stderr:\n%s", strings.Join(args, " "), code, stderr)
+		}
+		if !strings.Contains(stdout+stderr, "usage") && !strings.Contains(stdout+stderr, "Usage") {
+			t.Errorf("signer %s printed no usage:\n%s%s", strings.Join(args, " "), stdout, stderr)
+		}
+		return stderr
+	}
+	for _, flag := range []string{"--help", "-h", "help"} {
+		helped(flag)
+	}
+	for name := range commands {
+		for _, flag := range []string{"--help", "-h"} {
+			usage := helped(name, flag)
+			if !strings.Contains(usage, "signer "+name) {
+				t.Errorf("signer %s %s does not name the command:\n%s", name, flag, usage)
+			}
+		}
+		helped("help", name)
+		if !groups[name] {
+			continue
+		}
+		helped(name, "help")
+		_, subs, ok := strings.Cut(helped(name, "--help"), "subcommands:\n")
+		if !ok || len(strings.Fields(subs)) == 0 {
+			t.Errorf("signer %s --help lists no subcommands", name)
+			continue
+		}
+		for _, sub := range strings.Fields(subs) {
+			for _, flag := range []string{"--help", "-h"} {
+				if usage := helped(name, sub, flag); !strings.Contains(usage, "signer "+name+" "+sub) {
+					t.Errorf("signer %s %s %s does not name the subcommand:\n%s", name, sub, flag, usage)
+				}
+			}
+			helped("help", name, sub)
+		}
+	}
+}
+
 func TestParseFlagsInterspersed(t *testing.T) {
 	e := &env{stderr: &bytes.Buffer{}}
 	fs := newFlagSet(e, "x")

@@ -20,7 +20,20 @@
 // errors.Is(err, wire.ErrUnknownKey), errors.Is(err, wire.ErrNotReady) and
 // the like work. An enclave that cannot be reached gives an
 // [*UnavailableError] (errors.Is(err, ErrUnavailable)); a call whose
-// context ended gives an error wrapping ctx.Err().
+// context ended gives an error wrapping ctx.Err(). An enclave that refused
+// the connection because it serves its maximum of connections from
+// unprivileged source ports gives an *UnavailableError that also matches
+// wire.ErrTooManyConnections, whose message says the limit: dial from a
+// privileged port ([Options.PrivilegedSourcePort]) to be exempt.
+//
+// # Source ports
+//
+// signerd counts, and past its limit refuses, connections from source
+// ports of 1024 and up, which any local user can open; connections from
+// ports below 1024, which only root or CAP_NET_BIND_SERVICE can bind, are
+// never refused. With [Options.PrivilegedSourcePort] the Client dials from
+// such a port, and falls back to an ephemeral one, with one warning, when
+// the process may not bind it.
 package client
 
 import (
@@ -56,8 +69,16 @@ type Options struct {
 	// row. 0 means DefaultMinBackoff and DefaultMaxBackoff.
 	MinBackoff, MaxBackoff time.Duration
 	// Dial opens a connection to the enclave. nil means transport.Dial to
-	// the Client's address.
+	// the Client's address, or transport.DialPrivileged with
+	// PrivilegedSourcePort.
 	Dial wire.DialFunc
+	// PrivilegedSourcePort dials vsock and TCP addresses from a source
+	// port below 1024 (transport.DialPrivileged), so that signerd never
+	// counts the connections against its limit nor refuses them. If the
+	// process may not bind such a port (it needs root or
+	// CAP_NET_BIND_SERVICE), or none is free, the Client logs one warning
+	// and dials from an ephemeral port. Ignored when Dial is set.
+	PrivilegedSourcePort bool
 	// Log receives connection events (dials, losses). nil discards them.
 	Log *slog.Logger
 }
@@ -103,6 +124,9 @@ type Client struct {
 	cancel   context.CancelFunc
 	dialsWG  sync.WaitGroup
 	connects atomic.Uint64
+
+	privDenied atomic.Bool // binding a privileged port was refused
+	privWarn   sync.Once   // the warning about it
 }
 
 // slot is one connection of the pool.
@@ -133,6 +157,9 @@ func New(addr transport.Addr, opts *Options) *Client {
 	}
 	if c.dial == nil {
 		c.dial = func(ctx context.Context) (net.Conn, error) { return transport.Dial(ctx, addr) }
+		if o.PrivilegedSourcePort {
+			c.dial = c.dialPrivileged
+		}
 	}
 	if c.dialTO <= 0 {
 		c.dialTO = DefaultDialTimeout
@@ -154,6 +181,33 @@ func New(addr transport.Addr, opts *Options) *Client {
 	c.slots = make([]slot, n)
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	return c
+}
+
+// dialPrivilegedPort is transport.DialPrivileged; tests replace it.
+var dialPrivilegedPort = transport.DialPrivileged
+
+// dialPrivileged dials from a privileged source port, or from an ephemeral
+// one (with a warning, once) if that is not possible.
+func (c *Client) dialPrivileged(ctx context.Context) (net.Conn, error) {
+	if !c.privDenied.Load() {
+		nc, err := dialPrivilegedPort(ctx, c.addr)
+		switch {
+		case err == nil:
+			return nc, nil
+		case errors.Is(err, transport.ErrPrivilegedPortDenied):
+			// The process's privileges will not change: stop trying.
+			c.privDenied.Store(true)
+		case !errors.Is(err, transport.ErrNoPrivilegedPort):
+			return nil, err
+		}
+		c.privWarn.Do(func() {
+			c.log.Warn("cannot dial the enclave from a privileged source port; dialing from an ephemeral port instead, "+
+				"which signerd counts against its --max-conns and refuses when other local processes hold them all: "+
+				"run the shim as root or grant it CAP_NET_BIND_SERVICE (systemd: AmbientCapabilities=CAP_NET_BIND_SERVICE)",
+				"enclave", c.addrStr, "err", err)
+		})
+	}
+	return transport.Dial(ctx, c.addr)
 }
 
 // Addr returns the enclave's address.

@@ -246,7 +246,7 @@ func mapError(err error, timeout time.Duration) (status int, code, msg string) {
 			return http.StatusBadRequest, codeMalformed, msg
 		case wire.CodeFrameTooLarge:
 			return http.StatusRequestEntityTooLarge, codeTooLarge, msg
-		case wire.CodeNotReady:
+		case wire.CodeNotReady, wire.CodeTooManyConnections:
 			return http.StatusServiceUnavailable, codeNotReady, msg
 		case wire.CodeUnknownKey:
 			return http.StatusNotFound, codeUnknownKey, msg

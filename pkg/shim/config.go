@@ -89,6 +89,12 @@ type Config struct {
 	// old ones expire. Default "5m".
 	CredentialRefresh Duration `json:"credential_refresh,omitzero"`
 
+	// Instance is an opaque label the shim reports in /v1/status
+	// (shim.instance), so whoever started it can tell it from another
+	// process answering on the same address (signer dev sets a random one
+	// at each start). At most 128 printable ASCII characters. Optional.
+	Instance string `json:"instance,omitempty"`
+
 	// LogLevel is debug, info, warn or error. Default info.
 	LogLevel string `json:"log_level,omitempty"`
 	// LogFormat is json or text. Default json.
@@ -292,6 +298,9 @@ func (c *Config) Validate() error {
 	}
 	if c.RetryMax < c.RetryMin {
 		bad("provision_retry_max", "%s is shorter than provision_retry_min (%s)", c.RetryMax.D(), c.RetryMin.D())
+	}
+	if len(c.Instance) > 128 || strings.IndexFunc(c.Instance, func(r rune) bool { return r < 0x20 || r > 0x7e }) >= 0 {
+		bad("instance", "want at most 128 printable ASCII characters, got %q", c.Instance)
 	}
 	switch c.LogLevel {
 	case "":

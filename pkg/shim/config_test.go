@@ -71,6 +71,8 @@ func TestConfigErrors(t *testing.T) {
 		{"log level", `{` + base + `,"log_level":"verbose"}`, "config: log_level: want debug, info, warn or error"},
 		{"log format", `{` + base + `,"log_format":"xml"}`, "config: log_format: want json or text"},
 		{"two values", `{` + base + `} {}`, "more than one JSON value"},
+		{"instance with a newline", `{` + base + `,"instance":"a\nb"}`, "config: instance: want at most 128 printable ASCII characters"},
+		{"instance too long", `{` + base + `,"instance":"` + strings.Repeat("x", 129) + `"}`, "config: instance: want at most 128"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := shim.ParseConfig(strings.NewReader(tc.json))

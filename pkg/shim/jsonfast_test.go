@@ -131,7 +131,8 @@ func TestMapErrorCoversEveryCode(t *testing.T) {
 		"malformed_frame": {400, codeMalformed}, "frame_too_large": {413, codeTooLarge},
 		"unsupported": {500, codeInternal}, "version_mismatch": {500, codeInternal},
 		"invalid_request": {400, codeMalformed}, "internal": {500, codeInternal},
-		"not_ready": {503, codeNotReady}, "unknown_key": {404, codeUnknownKey},
+		"too_many_connections": {503, codeNotReady},
+		"not_ready":            {503, codeNotReady}, "unknown_key": {404, codeUnknownKey},
 		"invalid_digest": {422, codeInvalidDigest}, "digest_not_allowed": {422, codeDigestNotAllowed},
 		"provisioning_failed": {500, codeInternal},
 	}

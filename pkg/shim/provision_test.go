@@ -424,3 +424,66 @@ func TestNoNextAttemptWhileReady(t *testing.T) {
 		t.Errorf("status of an enclave ready again after failures: %s; want no next_attempt", r.body)
 	}
 }
+
+// TestInstanceInStatus: the label given in the configuration is in
+// /v1/status's shim section, so whoever started the shim can tell it from
+// another process answering on the same address.
+func TestInstanceInStatus(t *testing.T) {
+	h := startReady(t, func(c *shim.Config, _ *shim.Options) { c.Instance = "dev-3f9a" })
+	st := decode[struct {
+		Shim map[string]any `json:"shim"`
+	}](t, h.do("GET", "/v1/status", ""))
+	if st.Shim["instance"] != "dev-3f9a" {
+		t.Fatalf("shim section %v, want instance dev-3f9a", st.Shim)
+	}
+}
+
+// TestEmptySealedFileNamed: a keyring or identity file of 0 bytes fails on
+// the host side, before the enclave is asked; the error names the file,
+// says it is empty and what it should hold, in /v1/status and /readyz.
+func TestEmptySealedFileNamed(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		empty func(c *shim.Config) string
+		want  []string
+	}{
+		{"keyring", func(c *shim.Config) string { return c.Keyrings[0] }, []string{"keyring ", "is empty (0 bytes)", "holds no keys", "signer keyring new"}},
+		{"identity", func(c *shim.Config) string { return c.Identity }, []string{"identity ", "is empty (0 bytes)", "signer seal"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var path string
+			h := start(t, nil, func(c *shim.Config, _ *shim.Options) {
+				path = tc.empty(c)
+				if err := os.WriteFile(path, nil, 0o600); err != nil {
+					t.Fatal(err)
+				}
+			})
+			deadline := time.Now().Add(5 * time.Second)
+			for {
+				st := decode[struct {
+					State string         `json:"state"`
+					Shim  map[string]any `json:"shim"`
+				}](t, h.do("GET", "/v1/status", ""))
+				msg, _ := st.Shim["last_error"].(string)
+				if msg != "" {
+					for _, want := range append(tc.want, path) {
+						if !strings.Contains(msg, want) {
+							t.Errorf("last_error %q does not contain %q", msg, want)
+						}
+					}
+					if st.State != "waiting" {
+						t.Errorf("state %s: a host-side failure leaves the enclave waiting", st.State)
+					}
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("no last_error after 5 s: %v", st)
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+			if r := h.do("GET", "/readyz", ""); r.status != 503 || !strings.Contains(r.errorMessage(), "is empty (0 bytes)") {
+				t.Errorf("/readyz: %d %s, want 503 saying the file is empty", r.status, r.body)
+			}
+		})
+	}
+}

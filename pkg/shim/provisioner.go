@@ -332,6 +332,9 @@ func (p *provisioner) build(ctx context.Context) (*wire.ProvisionRequest, aws.Cr
 		return nil, aws.Credentials{}, err
 	}
 	identity, err := p.fetch.fetch(ctx, p.cfg.Identity)
+	if errors.Is(err, errEmptySource) {
+		return nil, aws.Credentials{}, fmt.Errorf("identity %s is empty (0 bytes): want the KMS ciphertext of the sealed identity, as signer seal writes it", p.cfg.Identity)
+	}
 	if err != nil {
 		return nil, aws.Credentials{}, fmt.Errorf("identity (config field identity; signer seal writes it): %w", err)
 	}
@@ -339,6 +342,9 @@ func (p *provisioner) build(ctx context.Context) (*wire.ProvisionRequest, aws.Cr
 	keyrings := make([]wire.SealedKeyring, 0, len(p.cfg.Keyrings))
 	for _, src := range p.cfg.Keyrings {
 		data, err := p.fetch.fetch(ctx, src)
+		if errors.Is(err, errEmptySource) {
+			return nil, aws.Credentials{}, fmt.Errorf("keyring %s is empty (0 bytes), so it holds no keys: want an age-encrypted keyring of at least one key (signer keyring new makes one)", src)
+		}
 		if err != nil {
 			return nil, aws.Credentials{}, fmt.Errorf("keyring (config field keyrings; signer keyring new writes one): %w", err)
 		}
@@ -391,6 +397,7 @@ func (p *provisioner) credentials(ctx context.Context) (aws.Credentials, error) 
 
 // shimState is the provisioner's own state, shown in /v1/status.
 type shimState struct {
+	Instance              string     `json:"instance,omitempty"`
 	Enclave               string     `json:"enclave"`
 	LastAttempt           *time.Time `json:"last_attempt,omitempty"`
 	LastSuccess           *time.Time `json:"last_success,omitempty"`
@@ -413,6 +420,7 @@ func (p *provisioner) state() shimState {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	s := shimState{
+		Instance:              p.cfg.Instance,
 		Enclave:               p.cfg.EnclaveAddr().String(),
 		LastAttempt:           timePtr(p.lastAttempt),
 		LastSuccess:           timePtr(p.lastSuccess),

@@ -93,7 +93,10 @@ func New(cfg *Config, opts Options) (*Shim, error) {
 	c := client.New(cfg.EnclaveAddr(), &client.Options{
 		Conns: cfg.EnclaveConnections,
 		Dial:  opts.Dial,
-		Log:   lg.With("component", "client"),
+		// signerd never refuses a privileged peer: no other local user
+		// can crowd the shim out (docs/protocol.md#limits).
+		PrivilegedSourcePort: true,
+		Log:                  lg.With("component", "client"),
 	})
 	m := &metrics{}
 	p := &provisioner{

@@ -19,6 +19,10 @@ import (
 // frame anyway.
 const maxSourceSize = wire.MaxFrameSize
 
+// errEmptySource is a sealed file of 0 bytes (a failed copy, a placeholder):
+// the provisioner names what it should have held.
+var errEmptySource = errors.New("empty (0 bytes)")
+
 // fetcher reads the sealed identity and keyrings from local files or S3.
 // What it reads is ciphertext (KMS- or age-encrypted): it may be held in
 // memory and sizes may be logged.
@@ -86,7 +90,7 @@ func readLimited(r io.Reader, name string) ([]byte, error) {
 		return nil, permanentError{fmt.Errorf("%s: larger than %d bytes, the most one provisioning can carry", name, maxSourceSize)}
 	}
 	if len(data) == 0 {
-		return nil, fmt.Errorf("%s: empty", name)
+		return nil, fmt.Errorf("%s: %w", name, errEmptySource)
 	}
 	return data, nil
 }

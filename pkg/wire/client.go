@@ -42,6 +42,10 @@ type call struct {
 
 var callPool = sync.Pool{New: func() any { return &call{ready: make(chan struct{}, 1)} }}
 
+// refusalReadTimeout bounds the look for a server's error frame after the
+// Hello could not be written.
+const refusalReadTimeout = 100 * time.Millisecond
+
 // DialFunc opens a connection, e.g. a closure over transport.Dial.
 type DialFunc func(ctx context.Context) (net.Conn, error)
 
@@ -115,6 +119,17 @@ func (c *Conn) handshake(ctx context.Context, br *bufio.Reader) error {
 		return fmt.Errorf("wire: handshake: %w", err)
 	}
 	if _, err := c.nc.Write(buf.Bytes()); err != nil {
+		// A server that refuses the connection (too_many_connections)
+		// writes why and closes at once, which can fail our write: read
+		// what it sent, briefly.
+		c.nc.SetReadDeadline(time.Now().Add(refusalReadTimeout))
+		if body, rerr := ReadFrame(br, nil); rerr == nil {
+			if _, m, _ := Unmarshal(body); m != nil {
+				if e, ok := m.(*Error); ok {
+					return fmt.Errorf("wire: handshake refused: %w", e)
+				}
+			}
+		}
 		return ctxErr(err)
 	}
 	body, err := ReadFrame(br, nil)

@@ -34,6 +34,10 @@ const (
 	// code; the detail stays in the enclave's log. The connection keeps
 	// serving.
 	CodeInternal Code = 6
+	// CodeTooManyConnections: the server already serves its maximum of
+	// connections from unprivileged peers (Server.MaxConns); sent with id 0
+	// instead of reading the Hello. The connection is closed.
+	CodeTooManyConnections Code = 7
 
 	// CodeNotReady: the enclave holds no keyring yet (waiting, provisioning
 	// or failed).
@@ -57,6 +61,7 @@ var codeNames = map[Code]string{
 	CodeVersionMismatch:    "version_mismatch",
 	CodeInvalidRequest:     "invalid_request",
 	CodeInternal:           "internal",
+	CodeTooManyConnections: "too_many_connections",
 	CodeNotReady:           "not_ready",
 	CodeUnknownKey:         "unknown_key",
 	CodeInvalidDigest:      "invalid_digest",
@@ -69,7 +74,7 @@ var codeNames = map[Code]string{
 func Codes() []Code {
 	return []Code{
 		CodeMalformedFrame, CodeFrameTooLarge, CodeUnsupported, CodeVersionMismatch,
-		CodeInvalidRequest, CodeInternal,
+		CodeInvalidRequest, CodeInternal, CodeTooManyConnections,
 		CodeNotReady, CodeUnknownKey, CodeInvalidDigest, CodeDigestNotAllowed,
 		CodeProvisioningFailed,
 	}
@@ -88,7 +93,7 @@ func (c Code) String() string {
 // closes the connection after it.
 func (c Code) ClosesConn() bool {
 	switch c {
-	case CodeMalformedFrame, CodeFrameTooLarge, CodeVersionMismatch:
+	case CodeMalformedFrame, CodeFrameTooLarge, CodeVersionMismatch, CodeTooManyConnections:
 		return true
 	}
 	return false
@@ -114,6 +119,7 @@ var (
 	ErrVersionMismatch    = &Error{Code: CodeVersionMismatch}
 	ErrInvalidRequest     = &Error{Code: CodeInvalidRequest}
 	ErrInternal           = &Error{Code: CodeInternal}
+	ErrTooManyConnections = &Error{Code: CodeTooManyConnections}
 	ErrNotReady           = &Error{Code: CodeNotReady}
 	ErrUnknownKey         = &Error{Code: CodeUnknownKey}
 	ErrInvalidDigest      = &Error{Code: CodeInvalidDigest}

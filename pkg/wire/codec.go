@@ -83,6 +83,14 @@ func Unmarshal(body []byte) (id uint64, m Message, err error) {
 		if m, ok := decodeSignResponse(rest); ok {
 			return id, m, nil
 		}
+	case TypeHello:
+		if m, ok := decodeHello(rest); ok {
+			return id, m, nil
+		}
+	case TypeHelloAck:
+		if m, ok := decodeHelloAck(rest); ok {
+			return id, m, nil
+		}
 	}
 	mi, ok := messages[t]
 	if !ok {
@@ -116,6 +124,10 @@ func appendFrame(buf *bytes.Buffer, id uint64, m Message) error {
 		buf.Write(appendSignRequest(append(buf.AvailableBuffer(), h...), v))
 	case *SignResponse:
 		buf.Write(appendSignResponse(append(buf.AvailableBuffer(), h...), v))
+	case *Hello:
+		buf.Write(appendHello(append(buf.AvailableBuffer(), h...), v))
+	case *HelloAck:
+		buf.Write(appendHelloAck(append(buf.AvailableBuffer(), h...), v))
 	default:
 		buf.Write(h)
 		if err := encMode.MarshalToBuffer(m, buf); err != nil {

@@ -8,15 +8,18 @@
 // exactly that length: the array [type, id, body], where type is the
 // message Type, id the request id (answers echo it; 0 for the handshake and
 // connection-level errors) and body the message, a CBOR map with small
-// integer keys. Frames over MaxFrameSize are refused before allocation.
+// integer keys. A frame's body is read as its bytes arrive, never into a
+// buffer sized from its length prefix alone; frames over MaxFrameSize (over
+// MaxHelloSize for the first) are refused from their prefix.
 // docs/protocol.md is the full specification.
 //
 // # Connections
 //
 // A client opens with Hello; the server answers HelloAck or a
-// CodeVersionMismatch Error and closes. After that the client sends
-// requests with fresh ids, many at once, and the server answers each, in
-// any order. [Server] serves a [Handler] on a net.Listener; [Conn] is the
+// CodeVersionMismatch Error and closes (or, at its limit of unprivileged
+// connections, a CodeTooManyConnections Error in place of either). After
+// that the client sends requests with fresh nonzero ids, many at once, and
+// the server answers each, in any order. [Server] serves a [Handler] on a net.Listener; [Conn] is the
 // multiplexed client.
 //
 // # Errors

@@ -15,9 +15,23 @@ const MaxFrameSize = 1 << 20
 // HeaderSize is the size of the big-endian length prefix before each frame.
 const HeaderSize = 4
 
+// MaxHelloSize is the largest first frame (the Hello) a Server reads: 4
+// KiB. A Hello is a few dozen bytes; a larger length prefix on a
+// connection's first frame is refused with ErrFrameTooLarge before anything
+// more is read.
+const MaxHelloSize = 4 << 10
+
+// readGrowStep is how much ReadFrame grows a frame's buffer at a time, at
+// least: a frame's buffer is at most this, or twice the bytes that have
+// arrived, larger than what has arrived.
+const readGrowStep = 32 << 10
+
 // ReadFrame reads one frame from r and returns its body (the CBOR item,
 // without the length prefix). The body is read into buf when its capacity
-// suffices, else into a new slice; it is never longer than MaxFrameSize.
+// suffices; else into a buffer grown as the bytes arrive, so that a length
+// prefix alone never makes it allocate more than 32 KiB (the buffer stays
+// within twice the bytes received, or 32 KiB). The body is never longer
+// than MaxFrameSize.
 //
 // A length over MaxFrameSize is refused before anything is allocated, with
 // an error matching ErrFrameTooLarge; a zero length gives an error matching
@@ -28,19 +42,25 @@ func ReadFrame(r io.Reader, buf []byte) ([]byte, error) {
 	if _, err := io.ReadFull(r, hdr[:]); err != nil {
 		return nil, err
 	}
-	n := binary.BigEndian.Uint32(hdr[:])
+	n := int(binary.BigEndian.Uint32(hdr[:]))
 	if err := checkLen(uint64(n)); err != nil {
 		return nil, err
 	}
-	if uint64(cap(buf)) < uint64(n) {
-		buf = make([]byte, n)
-	}
-	buf = buf[:n]
-	if _, err := io.ReadFull(r, buf); err != nil {
-		if errors.Is(err, io.EOF) {
-			err = io.ErrUnexpectedEOF
+	buf = buf[:0]
+	for len(buf) < n {
+		if len(buf) == cap(buf) {
+			grown := make([]byte, len(buf), min(n, max(2*len(buf), readGrowStep)))
+			copy(grown, buf)
+			buf = grown
 		}
-		return nil, err
+		m, err := r.Read(buf[len(buf):min(n, cap(buf))])
+		buf = buf[:len(buf)+m]
+		if err != nil && len(buf) < n {
+			if errors.Is(err, io.EOF) {
+				err = io.ErrUnexpectedEOF
+			}
+			return nil, err
+		}
 	}
 	return buf, nil
 }
@@ -73,6 +93,11 @@ func checkLen(n uint64) error {
 func frameTooLarge(n uint64) error {
 	return &Error{Code: CodeFrameTooLarge, Message: "frame of " + strconv.FormatUint(n, 10) +
 		" bytes exceeds the limit of " + strconv.Itoa(MaxFrameSize)}
+}
+
+func helloTooLarge(n uint64) error {
+	return &Error{Code: CodeFrameTooLarge, Message: "first frame (hello) of " + strconv.FormatUint(n, 10) +
+		" bytes exceeds the limit of " + strconv.Itoa(MaxHelloSize)}
 }
 
 func malformed(format string, args ...any) *Error {

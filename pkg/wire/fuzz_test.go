@@ -2,14 +2,17 @@ package wire
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // goldenFrames returns the frames in testdata/*.golden, length prefix
@@ -135,4 +138,82 @@ func FuzzUnmarshal(f *testing.F) {
 			t.Fatalf("encoding is not a fixed point\n first %x\nsecond %x", enc, enc2)
 		}
 	})
+}
+
+// pipeConn is a net.Conn that reads from r, at most step bytes per Read,
+// and ignores deadlines.
+type pipeConn struct {
+	net.Conn // nil: only the methods below are called
+	r        io.Reader
+	step     int
+}
+
+func (c *pipeConn) Read(p []byte) (int, error)      { return c.r.Read(p[:min(len(p), c.step)]) }
+func (c *pipeConn) SetReadDeadline(time.Time) error { return nil }
+
+// FuzzConnReader checks the server's frame reader against ReadFrame: over
+// any stream, delivered in pieces of any size, it yields the same frames
+// and then an error of the same class, and gives back every byte of frame
+// memory it took.
+func FuzzConnReader(f *testing.F) {
+	frames := goldenFrames(f)
+	for _, fr := range frames {
+		f.Add(fr, uint16(1))
+		f.Add(fr, uint16(4096))
+	}
+	f.Add(bytes.Join(frames, nil), uint16(7))
+	var big bytes.Buffer
+	WriteFrame(&big, bytes.Repeat([]byte{0xa5}, 3*connBufSize))
+	WriteFrame(&big, []byte{1, 2, 3})
+	WriteFrame(&big, bytes.Repeat([]byte{0x5a}, chunkSize+10))
+	f.Add(big.Bytes(), uint16(1000))
+	f.Add(big.Bytes()[:big.Len()-5], uint16(65535))
+	f.Add([]byte{0, 0, 0, 0}, uint16(3))
+	f.Add([]byte{0, 0x10, 0, 1, 0}, uint16(3))
+	f.Fuzz(func(t *testing.T, data []byte, step uint16) {
+		budget := newFrameBudget(MinFrameMemory)
+		cr := &connReader{
+			nc:       &pipeConn{r: bytes.NewReader(data), step: int(step)%9000 + 1},
+			buf:      make([]byte, connBufSize),
+			budget:   budget,
+			timeout:  time.Minute,
+			ctx:      context.Background(),
+			shutting: func() bool { return false },
+		}
+		ref := bytes.NewReader(data)
+		for i := 0; ; i++ {
+			want, werr := ReadFrame(ref, nil)
+			got, gerr := cr.next(MaxFrameSize, frameTooLarge)
+			if werr != nil || gerr != nil {
+				if !sameErrorClass(werr, gerr) {
+					t.Fatalf("frame %d: connReader error %v, ReadFrame error %v", i, gerr, werr)
+				}
+				if got.body != nil || got.res.bytes != 0 {
+					t.Fatalf("frame %d: error %v with a frame", i, gerr)
+				}
+				break
+			}
+			if !bytes.Equal(got.body, want) {
+				t.Fatalf("frame %d: connReader read %d bytes, ReadFrame %d", i, len(got.body), len(want))
+			}
+			if (got.res.bytes > 0) != (len(want) > connBufSize) {
+				t.Fatalf("frame %d of %d bytes reserved %d bytes of frame memory", i, len(want), got.res.bytes)
+			}
+			cr.done(&got)
+			budget.release(got.res)
+		}
+		if h, b := budget.held.Load(), budget.buffered.Load(); h != 0 || b != 0 {
+			t.Fatalf("after the stream: %d bytes of frame memory held, %d counted as read", h, b)
+		}
+	})
+}
+
+// sameErrorClass reports whether two framing errors are the same case:
+// both nil, the same *Error code, or the same I/O error.
+func sameErrorClass(a, b error) bool {
+	var ea, eb *Error
+	if errors.As(a, &ea) || errors.As(b, &eb) {
+		return errors.As(a, &ea) && errors.As(b, &eb) && ea.Code == eb.Code
+	}
+	return a == b
 }

@@ -1,12 +1,13 @@
 package wire
 
 import (
-	"bufio"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"os"
 	"runtime/debug"
@@ -14,6 +15,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/enclave-signer/enclave-signer/pkg/transport"
 )
 
 // Handler serves requests. ServeWire gets a decoded request (a
@@ -44,6 +47,8 @@ var ErrServerClosed = errors.New("wire: server closed")
 const (
 	DefaultMaxInFlight      = 64
 	DefaultHandshakeTimeout = 10 * time.Second
+	DefaultMaxConns         = 64
+	DefaultFrameTimeout     = 10 * time.Second
 )
 
 // Server serves the wire protocol on any number of listeners and
@@ -55,6 +60,19 @@ const (
 // the order they were read. The workers write the responses themselves,
 // combined into as few writes as WriteDelay allows. Responses go out as
 // they are ready, not in request order.
+//
+// # Memory
+//
+// What a peer can make the server hold is bounded before it authenticates
+// anything (docs/threat-model.md): frames are read as their bytes arrive,
+// never into a buffer sized from the length prefix alone; the first frame
+// (the Hello) may not exceed MaxHelloSize; each connection has a small
+// buffer of its own for the frames that fit in it (every sign request), and
+// larger frames draw on FrameMemory, shared by all connections, waiting for
+// it when it is in use (back-pressure) and given FrameTimeout to arrive in
+// full; and Serve accepts at most MaxConns connections from unprivileged
+// peers at once. Connections from privileged peers (Privileged) are never
+// refused, and a part of FrameMemory is theirs alone.
 type Server struct {
 	// Handler serves the requests. Required.
 	Handler Handler
@@ -74,17 +92,49 @@ type Server struct {
 	// 0 means DefaultWriteDelay; negative, no wait (a write per answer
 	// unless answers finish during a write).
 	WriteDelay time.Duration
+	// MaxConns bounds the connections from unprivileged peers that Serve
+	// serves at once; a further one is answered a too_many_connections
+	// error and closed. Privileged peers are not counted, and never
+	// refused. 0 means DefaultMaxConns; negative, no limit.
+	MaxConns int
+	// FrameMemory bounds the bytes held by the frames in flight on all
+	// connections together: frames being read, and requests decoded from
+	// them and not yet answered. Frames that fit in a connection's own
+	// 4 KiB buffer (every sign request) do not count. 0 means
+	// DefaultFrameMemory; less than MinFrameMemory means MinFrameMemory.
+	FrameMemory int64
+	// FrameTimeout bounds the time from a frame's length prefix to its
+	// last byte, for frames that draw on FrameMemory (waiting for it
+	// included); the connection is closed when it runs out. 0 means
+	// DefaultFrameTimeout.
+	FrameTimeout time.Duration
+	// Privileged reports whether a peer's address is privileged. nil means
+	// transport.PrivilegedPeer: vsock or TCP from a source port below 1024,
+	// or a unix socket.
+	Privileged func(remote net.Addr) bool
 
 	shutting  atomic.Bool
 	mu        sync.Mutex
 	listeners map[net.Listener]struct{}
 	conns     map[*serverConn]struct{}
 	connWG    sync.WaitGroup // goroutines Serve started, one per connection
+
+	initOnce     sync.Once
+	budget       *frameBudget
+	stopReading  context.Context // cancelled by Shutdown and Close
+	stopReadingF context.CancelFunc
+	unprivileged atomic.Int64  // unprivileged connections Serve is serving
+	live         atomic.Int64  // connections being served
+	refused      atomic.Uint64 // connections refused by MaxConns
+	badPeers     atomic.Uint64 // unprivileged connections ended by bad framing
+	refusal      []byte        // the too_many_connections frame, encoded once
+	pressure     pressureLog
 }
 
 type job struct {
 	id  uint64
 	req Message
+	res reservation // the frame's share of FrameMemory, held until answered
 }
 
 type serverConn struct {
@@ -94,6 +144,11 @@ type serverConn struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	done   chan struct{} // closed when the connection is fully torn down
+
+	privileged bool
+	cr         *connReader
+	rctx       context.Context // ends budget waits: connection torn down or server stopping
+	rcancel    context.CancelFunc
 
 	// Requests run in the order they were read: the reader puts each in
 	// queue and hands a token on wake to an idle worker (or starts one),
@@ -134,6 +189,83 @@ func (s *Server) maxInFlight() int {
 	return DefaultMaxInFlight
 }
 
+func (s *Server) maxConns() int64 {
+	switch {
+	case s.MaxConns > 0:
+		return int64(s.MaxConns)
+	case s.MaxConns < 0:
+		return math.MaxInt64
+	}
+	return DefaultMaxConns
+}
+
+func (s *Server) frameTimeout() time.Duration {
+	if s.FrameTimeout > 0 {
+		return s.FrameTimeout
+	}
+	return DefaultFrameTimeout
+}
+
+func (s *Server) privileged(a net.Addr) bool {
+	if s.Privileged != nil {
+		return s.Privileged(a)
+	}
+	return transport.PrivilegedPeer(a)
+}
+
+// init sets up what the fields configure, once.
+func (s *Server) init() {
+	s.initOnce.Do(func() {
+		mem := s.FrameMemory
+		if mem == 0 {
+			mem = DefaultFrameMemory
+		}
+		s.budget = newFrameBudget(mem)
+		s.stopReading, s.stopReadingF = context.WithCancel(context.Background())
+		s.pressure.s = s
+		refusal, err := Marshal(0, &Error{Code: CodeTooManyConnections, Message: fmt.Sprintf(
+			"the enclave serves at most %d connections from unprivileged source ports and all are in use; "+
+				"retry later, or connect from a port below 1024 (root or CAP_NET_BIND_SERVICE), as the host shim does", s.maxConns())})
+		if err != nil {
+			panic(err) // a constant message
+		}
+		s.refusal = binary.BigEndian.AppendUint32(nil, uint32(len(refusal)))
+		s.refusal = append(s.refusal, refusal...)
+	})
+}
+
+// ServerStats are a Server's counters: gauges of the moment, and totals
+// since it started.
+type ServerStats struct {
+	Conns             int    // connections being served
+	UnprivilegedConns int    // of which from unprivileged peers (Serve's only)
+	MaxConns          int64  // the limit on UnprivilegedConns
+	FrameMemory       int64  // the budget of frame memory
+	FrameMemoryHeld   int64  // the part of it reserved now
+	FrameBytesRead    int64  // bytes of frames drawing on it, read and not yet decoded
+	RefusedConns      uint64 // connections refused by MaxConns
+	FrameMemoryWaits  uint64 // frames that waited for frame memory
+	FrameTimeouts     uint64 // frames (or waits for memory) that ran out of FrameTimeout
+	BadPeerConns      uint64 // unprivileged connections closed for bad framing or a failed handshake
+}
+
+// Stats returns the server's counters.
+func (s *Server) Stats() ServerStats {
+	s.init()
+	return ServerStats{
+		Conns:             int(s.live.Load()),
+		UnprivilegedConns: int(s.unprivileged.Load()),
+		MaxConns:          s.maxConns(),
+		FrameMemory:       s.budget.total,
+		FrameMemoryHeld:   s.budget.held.Load(),
+		FrameBytesRead:    s.budget.buffered.Load(),
+		RefusedConns:      s.refused.Load(),
+		FrameMemoryWaits:  s.budget.waits.Load(),
+		FrameTimeouts:     s.budget.timeouts.Load(),
+		BadPeerConns:      s.badPeers.Load(),
+	}
+}
+
 // Serve accepts connections on ln and serves each in its own goroutines. It
 // returns ErrServerClosed after Shutdown or Close, else the error that
 // stopped Accept. ln is closed when Serve returns.
@@ -141,6 +273,7 @@ func (s *Server) Serve(ln net.Listener) error {
 	if s.Handler == nil {
 		return errors.New("wire: Server.Handler is nil")
 	}
+	s.init()
 	s.mu.Lock()
 	if s.shutting.Load() {
 		s.mu.Unlock()
@@ -176,48 +309,96 @@ func (s *Server) Serve(ln net.Listener) error {
 			return fmt.Errorf("wire: accept: %w", err)
 		}
 		delay = 0
+		priv := s.privileged(nc.RemoteAddr())
+		if !priv && s.unprivileged.Add(1) > s.maxConns() {
+			s.unprivileged.Add(-1)
+			s.refuse(nc)
+			continue
+		}
 		s.connWG.Add(1)
 		go func() {
 			defer s.connWG.Done()
-			if err := s.ServeConn(nc); err != nil && !errors.Is(err, ErrServerClosed) {
-				s.logger().Debug("wire: connection ended", "remote", addrString(nc.RemoteAddr()), "err", err)
+			if !priv {
+				defer s.unprivileged.Add(-1)
+			}
+			if err := s.serveConn(nc, priv); err != nil && !errors.Is(err, ErrServerClosed) {
+				s.logger().Debug("wire: connection ended", "remote", addrString(nc.RemoteAddr()), "privileged", priv, "err", err)
 			}
 		}()
 	}
 }
 
+// refuseWriteTimeout bounds the write of a refusal. It never waits in
+// practice: a new connection's send buffer is empty.
+const refuseWriteTimeout = 100 * time.Millisecond
+
+// refuse answers a connection over MaxConns with a too_many_connections
+// error frame and closes it, from the accept loop: no goroutine, no buffer
+// beyond the frame's. Closing may reset the connection if the peer's Hello
+// has arrived unread, but a peer still reads what arrived before the reset
+// (on Linux; and wire.Conn looks for it when its Hello cannot be sent).
+func (s *Server) refuse(nc net.Conn) {
+	s.refused.Add(1)
+	s.pressure.note()
+	nc.SetWriteDeadline(time.Now().Add(refuseWriteTimeout))
+	nc.Write(s.refusal)
+	nc.Close()
+}
+
 // ServeConn serves one connection until it ends, then closes it. It
 // returns nil when the peer hung up or the server shut down gracefully,
 // else what ended the connection (a failed handshake, a malformed frame, a
-// read or write error).
+// read or write error). MaxConns does not apply to it.
 func (s *Server) ServeConn(nc net.Conn) error {
 	if s.Handler == nil {
 		nc.Close()
 		return errors.New("wire: Server.Handler is nil")
 	}
+	s.init()
+	return s.serveConn(nc, s.privileged(nc.RemoteAddr()))
+}
+
+func (s *Server) serveConn(nc net.Conn, privileged bool) error {
 	ctx, cancel := context.WithCancel(context.Background())
-	n := s.maxInFlight()
+	rctx, rcancel := context.WithCancel(s.stopReading)
 	sc := &serverConn{
-		s:      s,
-		nc:     nc,
-		log:    s.logger().With("remote", addrString(nc.RemoteAddr())),
-		ctx:    ctx,
-		cancel: cancel,
-		done:   make(chan struct{}),
-		queue:  make(chan job, n),
-		wake:   make(chan struct{}, n),
-		slots:  make(chan struct{}, n),
+		s:          s,
+		nc:         nc,
+		log:        s.logger().With("remote", addrString(nc.RemoteAddr())),
+		ctx:        ctx,
+		cancel:     cancel,
+		done:       make(chan struct{}),
+		privileged: privileged,
+		rctx:       rctx,
+		rcancel:    rcancel,
 	}
+	s.live.Add(1)
+	defer s.live.Add(-1)
 	defer close(sc.done)
 	defer cancel()
+	defer rcancel()
 	defer nc.Close()
 	if !s.track(sc, true) {
 		return ErrServerClosed
 	}
 	defer s.track(sc, false)
 
-	br := bufio.NewReaderSize(nc, readBufSize)
-	if err := sc.handshake(br); err != nil {
+	buf := connBufPool.Get().(*[connBufSize]byte)
+	defer func() {
+		clear(buf[:]) // it may have carried credentials
+		connBufPool.Put(buf)
+	}()
+	sc.cr = &connReader{
+		nc:         nc,
+		buf:        buf[:],
+		budget:     s.budget,
+		privileged: privileged,
+		timeout:    s.frameTimeout(),
+		ctx:        rctx,
+		shutting:   s.shutting.Load,
+		onWait:     s.pressure.note,
+	}
+	if err := sc.handshake(); err != nil {
 		if s.shutting.Load() {
 			return ErrServerClosed
 		}
@@ -225,29 +406,45 @@ func (s *Server) ServeConn(nc net.Conn) error {
 		if errors.Is(err, io.EOF) {
 			level = slog.LevelDebug // connected and left, e.g. a probe
 		}
-		sc.log.Log(context.Background(), level, "wire: handshake failed", "err", err)
+		sc.badPeer(level, "wire: handshake failed", "err", err)
 		return err
 	}
 
 	sc.w = newFrameWriter(nc, s.writeDelay(), func() bool { return sc.busy.Load() > 0 }, func(error) {
 		// Nobody will read what we write: stop reading and running too.
 		cancel()
+		rcancel()
 		nc.Close()
 	})
 
-	err := sc.readLoop(br)
+	err := sc.readLoop()
 	if err != nil {
 		// Lost framing, or lost the peer: in-flight answers have nowhere
 		// useful to go, so cancel them.
 		cancel()
 	}
-	close(sc.wake)
+	if sc.wake != nil {
+		close(sc.wake)
+	}
 	sc.wg.Wait()
 	werr := sc.w.close()
 	if err == nil && werr != nil {
 		err = fmt.Errorf("wire: write: %w", werr)
 	}
 	return err
+}
+
+// badPeer logs a connection-level failure: at level for a privileged peer
+// (the host shim: worth an operator's attention), and for an unprivileged
+// one at debug level only, counted into the pressure log's next line, so
+// that a flood of bad connections cannot flood the log.
+func (sc *serverConn) badPeer(level slog.Level, msg string, args ...any) {
+	if !sc.privileged && level > slog.LevelDebug {
+		sc.s.badPeers.Add(1)
+		sc.s.pressure.note()
+		level = slog.LevelDebug
+	}
+	sc.log.Log(context.Background(), level, msg, args...)
 }
 
 func addrString(a net.Addr) string {
@@ -278,14 +475,16 @@ func (s *Server) track(sc *serverConn, add bool) bool {
 
 // handshake reads the client's Hello and answers HelloAck, or an Error
 // frame and an error if the Hello is missing or offers no common version.
-func (sc *serverConn) handshake(br *bufio.Reader) error {
+func (sc *serverConn) handshake() error {
 	timeout := sc.s.HandshakeTimeout
 	if timeout <= 0 {
 		timeout = DefaultHandshakeTimeout
 	}
 	deadline := time.Now().Add(timeout)
 	sc.nc.SetDeadline(deadline)
-	body, err := ReadFrame(br, nil)
+	// MaxHelloSize fits in the connection's own buffer: nothing before
+	// the Hello draws on the frame budget.
+	f, err := sc.cr.next(MaxHelloSize, helloTooLarge)
 	if err != nil {
 		var we *Error
 		if errors.As(err, &we) {
@@ -293,7 +492,7 @@ func (sc *serverConn) handshake(br *bufio.Reader) error {
 		}
 		return fmt.Errorf("wire: read hello: %w", err)
 	}
-	id, m, err := Unmarshal(body)
+	id, m, err := Unmarshal(f.body)
 	if err != nil {
 		we := err.(*Error)
 		if we.Code == CodeUnsupported {
@@ -347,17 +546,22 @@ func (sc *serverConn) writeDirect(id uint64, m Message) error {
 
 // readLoop reads and dispatches frames until the peer hangs up (nil),
 // Shutdown stops it (nil), or framing is lost or the read fails (error).
-func (sc *serverConn) readLoop(br *bufio.Reader) error {
-	var buf []byte
+func (sc *serverConn) readLoop() error {
 	for {
-		body, err := ReadFrame(br, buf)
+		f, err := sc.cr.next(MaxFrameSize, frameTooLarge)
 		if err != nil {
 			var we *Error
+			var te *errFrameTimeout
 			switch {
 			case errors.As(err, &we):
-				sc.log.Warn("wire: refused frame; closing connection", "code", we.Code.String(), "err", we.Message)
-				sc.send(0, we)
+				sc.badPeer(slog.LevelWarn, "wire: refused frame; closing connection", "code", we.Code.String(), "err", we.Message)
+				sc.closeWith(0, we)
 				return we
+			case errors.As(err, &te):
+				sc.s.pressure.note()
+				sc.badPeer(slog.LevelWarn, "wire: frame timed out; closing connection", "err", te.Error())
+				sc.closeWith(0, malformed("%v", te))
+				return err
 			case errors.Is(err, io.EOF):
 				return nil
 			case sc.s.shutting.Load() && errors.Is(err, os.ErrDeadlineExceeded):
@@ -365,35 +569,65 @@ func (sc *serverConn) readLoop(br *bufio.Reader) error {
 			}
 			return fmt.Errorf("wire: read: %w", err)
 		}
-		if cap(body) <= maxKeptReadBuf {
-			buf = body[:0]
-		} else {
-			buf = nil
+		id, req, err := Unmarshal(f.body)
+		sc.cr.done(&f)
+		if err == nil && id == 0 {
+			// An answer carries its request's id, and id 0 marks
+			// connection-level errors: an answer to this request could not
+			// be told from one, so the client's framing of requests is
+			// broken.
+			err = malformed("request id 0: ids 0 is reserved for the handshake and connection-level errors; number requests from 1")
 		}
-		id, req, err := Unmarshal(body)
 		if err != nil {
+			sc.s.budget.release(f.res)
 			we := err.(*Error)
-			sc.send(id, we)
-			if we.Code == CodeUnsupported {
+			if we.Code == CodeUnsupported && id != 0 {
+				sc.send(id, we)
 				continue
 			}
-			sc.log.Warn("wire: malformed frame; closing connection", "err", we.Message)
+			if we.Code == CodeUnsupported {
+				we = malformed("request id 0 (%s): ids 0 is reserved for the handshake and connection-level errors", we.Message)
+			}
+			sc.badPeer(slog.LevelWarn, "wire: malformed frame; closing connection", "err", we.Message)
+			sc.closeWith(id, we)
 			return we
 		}
 		if t := req.MessageType(); !t.IsRequest() {
+			sc.s.budget.release(f.res)
 			sc.send(id, &Error{Code: CodeUnsupported, Message: fmt.Sprintf("%s (type %d) is not a request", t, uint16(t))})
 			continue
 		}
-		if !sc.dispatch(job{id: id, req: req}) {
+		if !sc.dispatch(job{id: id, req: req, res: f.res}) {
+			sc.s.budget.release(f.res)
 			return sc.ctx.Err()
 		}
 	}
+}
+
+// closingWriteTimeout bounds the write of the error frame that precedes
+// closing a connection: a peer that does not read must not keep it open.
+const closingWriteTimeout = time.Second
+
+// closeWith sends the error frame that precedes closing the connection:
+// id is the offending frame's, if its envelope could be read, else 0.
+func (sc *serverConn) closeWith(id uint64, we *Error) {
+	sc.nc.SetWriteDeadline(time.Now().Add(closingWriteTimeout))
+	sc.send(id, we)
 }
 
 // dispatch queues j for a worker: it waits while MaxInFlight requests are
 // in flight, then wakes an idle worker or starts one. It returns false if
 // the connection ended while it waited.
 func (sc *serverConn) dispatch(j job) bool {
+	if sc.queue == nil {
+		// Made at the first request, not at the handshake: a connection
+		// that never sends one (or stalls inside its first frame) costs
+		// none of this.
+		n := sc.s.maxInFlight()
+		sc.queue = make(chan job, n)
+		sc.wake = make(chan struct{}, n)
+		sc.slots = make(chan struct{}, n)
+	}
 	select {
 	case sc.slots <- struct{}{}:
 	case <-sc.ctx.Done():
@@ -430,6 +664,7 @@ func (sc *serverConn) worker() {
 }
 
 func (sc *serverConn) handle(j job) {
+	defer sc.s.budget.release(j.res)
 	resp, err := sc.call(j.req)
 	if sc.ctx.Err() != nil {
 		// The connection is being torn down; nobody waits for this.
@@ -487,8 +722,10 @@ func (sc *serverConn) send(id uint64, m Message) {
 // finish and their answers go out, then closes the connections. If ctx ends
 // first, it closes everything at once (as Close) and returns ctx.Err().
 func (s *Server) Shutdown(ctx context.Context) error {
+	s.init()
 	s.mu.Lock()
 	s.shutting.Store(true)
+	s.stopReadingF()
 	for ln := range s.listeners {
 		ln.Close()
 	}
@@ -512,9 +749,11 @@ func (s *Server) Shutdown(ctx context.Context) error {
 // Close stops the server at once: it closes the listeners and every
 // connection, and cancels the contexts of requests in flight.
 func (s *Server) Close() error {
+	s.init()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.shutting.Store(true)
+	s.stopReadingF()
 	for ln := range s.listeners {
 		ln.Close()
 	}

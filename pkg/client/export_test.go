@@ -1,0 +1,4 @@
+package client
+
+// DialPrivilegedPort lets tests replace transport.DialPrivileged.
+var DialPrivilegedPort = &dialPrivilegedPort
