@@ -260,7 +260,7 @@ func TestKMSEmulatorThrottleFraction(t *testing.T) {
 	}
 }
 
-var imdsLine = regexp.MustCompile(`imds=(http://\S+)`)
+var imdsURLRE = regexp.MustCompile(`imds=(http://\S+)`)
 
 // imdsCredentials fetches the credentials document from an IMDSv2
 // endpoint, as the SDKs do: a session token first, then the role.
@@ -304,7 +304,7 @@ func TestKMSEmulatorIMDS(t *testing.T) {
 	dir := t.TempDir()
 	endpoint, stderr, stop := startKMSEmulator(t, "--listen", "127.0.0.1:0", "--state", filepath.Join(dir, "s.json"),
 		"--imds", "127.0.0.1:0", "--imds-role", "dev", "--imds-lifetime", "3s")
-	m := imdsLine.FindStringSubmatch(stderr.String())
+	m := imdsURLRE.FindStringSubmatch(stderr.String())
 	if m == nil || !strings.HasPrefix(m[1], "http://127.0.0.1:") {
 		t.Fatalf("no imds= URL on loopback in the log:\n%s", stderr)
 	}
