@@ -5,7 +5,9 @@
 // # What it models
 //
 // SigV4 authentication (package sigv4) with access keys mapped to principal
-// ARNs; symmetric SYMMETRIC_DEFAULT keys; aliases; key policies evaluated by
+// ARNs, fixed ones and those issued while it runs ([Server.LookupCredential]:
+// the instance-role credentials of package imdsemu, refused with
+// ExpiredTokenException once expired); symmetric SYMMETRIC_DEFAULT keys; aliases; key policies evaluated by
 // package policy for every key operation; the operations CreateKey,
 // DescribeKey, ListKeys, CreateAlias, ListAliases, Encrypt, Decrypt,
 // GenerateDataKey, GenerateRandom, GetKeyPolicy and PutKeyPolicy. Keys live
