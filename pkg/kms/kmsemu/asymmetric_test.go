@@ -406,6 +406,16 @@ func TestSDKSignKeyPolicy(t *testing.T) {
 	_, err = other.GetPublicKey(ctx, &kms.GetPublicKeyInput{KeyId: aws.String(arn)})
 	wantAccessDenied(t, err, "User: "+otherPrincipal+" is not authorized to perform: kms:GetPublicKey on resource: "+arn+" because no resource-based policy allows the kms:GetPublicKey action")
 
+	// The policy is checked before the key's usage: a caller without
+	// permission learns nothing about the key from the refusal.
+	sym := aws.ToString(must[*kms.CreateKeyOutput](t)(admin.CreateKey(ctx, &kms.CreateKeyInput{})).KeyMetadata.Arn)
+	_, err = other.Sign(ctx, &kms.SignInput{KeyId: aws.String(sym), Message: msg, SigningAlgorithm: types.SigningAlgorithmSpecEcdsaSha256})
+	wantAccessDenied(t, err, "User: "+otherPrincipal+" is not authorized to perform: kms:Sign on resource: "+sym+" because no resource-based policy allows the kms:Sign action")
+	_, err = other.Encrypt(ctx, &kms.EncryptInput{KeyId: aws.String(arn), Plaintext: msg})
+	wantAccessDenied(t, err, "User: "+otherPrincipal+" is not authorized to perform: kms:Encrypt on resource: "+arn+" because no resource-based policy allows the kms:Encrypt action")
+	_, err = other.Sign(ctx, &kms.SignInput{KeyId: aws.String(arn), Message: msg, SigningAlgorithm: types.SigningAlgorithmSpecEcdsaSha384})
+	wantCode(t, err, CodeAccessDenied)
+
 	// A deny on kms:Sign wins over the allow.
 	deny := strings.Replace(signPolicy, `  ]
 }`, `  ,{"Sid": "NoSigning", "Effect": "Deny", "Principal": "*", "Action": "kms:Sign", "Resource": "*"}]
