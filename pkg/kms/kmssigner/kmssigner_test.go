@@ -97,6 +97,16 @@ func TestSignerSignsWithTheKMSKey(t *testing.T) {
 			if !pub.Equal(s.Public()) {
 				t.Fatal("Public() is not the key GetPublicKey answers")
 			}
+			// The SPKI of Public() is byte for byte what GetPublicKey (and
+			// aws kms get-public-key) answers, so a pin made from either
+			// is the same string.
+			spki, err := x509.MarshalPKIXPublicKey(s.Public())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want := mustT[*kms.GetPublicKeyOutput](t)(c.GetPublicKey(ctx, &kms.GetPublicKeyInput{KeyId: aws.String(arn)})).PublicKey; !bytes.Equal(spki, want) {
+				t.Fatalf("SPKI of Public():\n %x\nGetPublicKey:\n %x", spki, want)
+			}
 			if want := "kms:" + name; !strings.HasPrefix(s.String(), want) || !strings.Contains(s.String(), arn) {
 				t.Errorf("String() = %q", s.String())
 			}
