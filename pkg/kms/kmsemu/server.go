@@ -7,12 +7,14 @@
 // SigV4 authentication (package sigv4) with access keys mapped to principal
 // ARNs, fixed ones and those issued while it runs ([Server.LookupCredential]:
 // the instance-role credentials of package imdsemu, refused with
-// ExpiredTokenException once expired); symmetric SYMMETRIC_DEFAULT keys; aliases; key policies evaluated by
+// ExpiredTokenException once expired); symmetric SYMMETRIC_DEFAULT keys;
+// elliptic-curve signing keys (ECC_NIST_P256, ECC_NIST_P384, ECC_NIST_P521
+// with SIGN_VERIFY, see asymmetric.go); aliases; key policies evaluated by
 // package policy for every key operation; the operations CreateKey,
 // DescribeKey, ListKeys, CreateAlias, ListAliases, Encrypt, Decrypt,
-// GenerateDataKey, GenerateRandom, GetKeyPolicy and PutKeyPolicy. Keys live
-// in the caller's account (from its principal ARN) and region (from the
-// SigV4 scope).
+// GenerateDataKey, GenerateRandom, GetKeyPolicy, PutKeyPolicy, Sign, Verify
+// and GetPublicKey. Keys live in the caller's account (from its principal
+// ARN) and region (from the SigV4 scope).
 //
 // # Failing loudly
 //
@@ -143,8 +145,10 @@ type Server struct {
 	// creation dates. Nil means time.Now.
 	Now func() time.Time
 
-	// Rand is the source of key material, data keys, random bytes, nonces,
-	// key ids and request ids. Nil means crypto/rand.
+	// Rand is the source of symmetric key material, data keys, random
+	// bytes, nonces, key ids and request ids. Nil means crypto/rand. (ECC
+	// key pairs and signatures always come from crypto/rand: Go's
+	// crypto/ecdsa ignores other readers.)
 	Rand io.Reader
 
 	// TrustRoots are attestation roots trusted beside the AWS Nitro root.
