@@ -17,7 +17,7 @@ import (
 func runDev(e *env) error {
 	fs := newFlagSet(e, "dev")
 	dir := fs.String("dir", ".signer-dev", "the stack's directory (created; reused by later starts)")
-	httpAddr := fs.String("http", "127.0.0.1:8080", "the host shim's HTTP address: HOST:PORT, tcp://HOST:PORT or unix:///PATH")
+	httpAddr := fs.String("http", "127.0.0.1:8080", "the host shim's HTTP address: HOST:PORT (PORT 0: any free port, printed in the summary), tcp://HOST:PORT or unix:///PATH")
 	debug := fs.Bool("debug-mode", false, "simulate a debug-mode enclave (all-zero PCR0) and a policy that admits only that")
 	var keyrings multiFlag
 	fs.Var(&keyrings, "keyring", "an extra age-encrypted keyring, encrypted to DIR/recipient.txt (repeatable)")
@@ -100,6 +100,7 @@ func (s *devStack) printSummary(e *env) {
 	}
 	fmt.Fprintf(w, "Key policy:     %s (key %s)\n", filepath.Join(s.dir, "policy.json"), s.keyID)
 	fmt.Fprintf(w, "Logs:           %s\n", filepath.Join(s.dir, "logs"))
+	fmt.Fprintf(w, "Host shim:      %s (instance %s)\n", s.httpURL, s.instance)
 	fmt.Fprintf(w, "Processes:      %s (signerd is restarted when it exits)\n", s.processes())
 	st, err := s.status(httpClientFor(s.opts.HTTP))
 	if err == nil && st.State != "ready" && st.Shim.LastError != "" {

@@ -321,6 +321,9 @@ func checkNoOneListens(dir, httpAddr, signerdListen string) error {
 		return nil
 	}
 	hostport := strings.TrimPrefix(httpAddr, "tcp://")
+	if anyPort(hostport) {
+		return nil // the shim picks a free port itself
+	}
 	if conn, err := net.DialTimeout("tcp", hostport, 500*time.Millisecond); err == nil {
 		conn.Close()
 		return fmt.Errorf("--http %s: another process already listens there (a shim left running by an earlier signer dev?); stop it, or choose another --http", httpAddr)
@@ -520,9 +523,25 @@ func startDevStack(ctx context.Context, o devOptions) (*devStack, error) {
 	if err := os.WriteFile(cfgPath, append(cfgJSON, '\n'), 0o644); err != nil {
 		return nil, err
 	}
-	shim, err := s.startFixed(ctx, "shim", shimEnv, nil, self, "serve", "--config", cfgPath)
+	var watch *regexp.Regexp
+	if anyPort(strings.TrimPrefix(o.HTTP, "tcp://")) {
+		watch = shimListenLine
+	}
+	shim, err := s.startFixed(ctx, "shim", shimEnv, watch, self, "serve", "--config", cfgPath)
 	if err != nil {
 		return nil, err
+	}
+	if watch != nil {
+		// --http HOST:0: the shim bound a free port; its log says which,
+		// and from here on the stack is reached there.
+		select {
+		case addr := <-shim.matched:
+			o.HTTP, s.opts.HTTP = addr, addr
+		case <-shim.done:
+			return nil, shim.failure(dir)
+		case <-time.After(10 * time.Second):
+			return nil, fmt.Errorf("the shim did not report its address after 10 s; last output:\n%s", shim.tail())
+		}
 	}
 	s.httpURL, err = httpURL(o.HTTP)
 	if err != nil {
@@ -1015,6 +1034,16 @@ func (s *devStack) makeKeyring(path string) error {
 	}
 	s.created = append(s.created, "keyring.age (dev-ed25519, dev-p256, dev-secp256k1)")
 	return nil
+}
+
+// shimListenLine finds the address in the shim's "serving the HTTP API"
+// log line (text or JSON).
+var shimListenLine = regexp.MustCompile(`serving the HTTP API"?.*?\blisten"?[=:]"?([^\s",]+)`)
+
+// anyPort reports whether hostport asks for any free port (HOST:0).
+func anyPort(hostport string) bool {
+	_, port, err := net.SplitHostPort(hostport)
+	return err == nil && port == "0"
 }
 
 // httpURL turns a listen address into the URL clients use.
