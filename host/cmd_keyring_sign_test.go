@@ -12,6 +12,9 @@ import (
 	"time"
 
 	"filippo.io/age"
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/kms"
+	kmstypes "github.com/aws/aws-sdk-go-v2/service/kms/types"
 
 	"github.com/enclave-signer/enclave-signer/pkg/keyring"
 )
@@ -336,6 +339,69 @@ func TestKeyringNewSigned(t *testing.T) {
 		}
 		if after, _ := os.ReadFile(out); !bytes.Equal(before, after) {
 			t.Errorf("keyring new %q replaced the keyring", tc.args)
+		}
+	}
+}
+
+// TestKeyringKMSSigner: kms:KEY signers against the KMS emulator: the pin
+// is the key GetPublicKey answers; keyring sign and keyring new sign with
+// it; a symmetric key, or a key the caller may not use, is refused with
+// KMS's reason.
+func TestKeyringKMSSigner(t *testing.T) {
+	setAWSTestEnv(t)
+	k := newTestKMS(t)
+	c := k.client("test", "test")
+	out, err := c.CreateKey(t.Context(), &kms.CreateKeyInput{KeySpec: kmstypes.KeySpecEccNistP256, KeyUsage: kmstypes.KeyUsageTypeSignVerify})
+	if err != nil {
+		t.Fatal(err)
+	}
+	arn := aws.ToString(out.KeyMetadata.Arn)
+	if _, err := c.CreateAlias(t.Context(), &kms.CreateAliasInput{AliasName: aws.String("alias/keyring-signer"), TargetKeyId: out.KeyMetadata.KeyId}); err != nil {
+		t.Fatal(err)
+	}
+	pub, err := c.GetPublicKey(t.Context(), &kms.GetPublicKeyInput{KeyId: aws.String(arn)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantPin := "ecdsa-p256:" + base64.StdEncoding.EncodeToString(pub.PublicKey)
+	for _, key := range []string{arn, "alias/keyring-signer"} {
+		code, stdout, stderr := signer(t, "", "keyring", "signer-key", "--endpoint-url", k.url, "kms:"+key)
+		if code != 0 || stdout != wantPin+"\n" {
+			t.Errorf("signer-key kms:%s: exit %d, %q %s; want %s", key, code, stdout, stderr, wantPin)
+		}
+	}
+
+	dir := t.TempDir()
+	_, x, id := memIdentity(t)
+	file := filepath.Join(dir, "k.age")
+	code, _, stderr := signer(t, "", "keyring", "new", "--endpoint-url", k.url, "--recipient", x.Recipient().String(), "--key", "a:ecdsa-p256",
+		"--out", file, "--id", "k", "--version", "1", "--sign-with", "kms:alias/keyring-signer")
+	if code != 0 {
+		t.Fatalf("keyring new --sign-with kms: exit %d\n%s", code, stderr)
+	}
+	if code, v, _ := verifyKeyring(t, file, "--keyring-signer", wantPin, "--recipient", x.Recipient().String()); code != 0 || v.Verified[0] != wantPin {
+		t.Errorf("verify: exit %d, %+v", code, v)
+	}
+	ct, _ := os.ReadFile(file)
+	if kr, err := keyring.DecryptKeyring(id, "k.age", ct); err != nil || kr.KeyringID() != "k" {
+		t.Errorf("the keyring: %v", err)
+	}
+
+	// A symmetric key cannot sign; an unknown key is not found; nothing
+	// is written.
+	sym := k.createKey(t, "")
+	other := filepath.Join(dir, "other.age")
+	for _, tc := range []struct{ key, msg string }{
+		{sym, "not an asymmetric signing key"},
+		{"alias/nope", "NotFoundException"},
+	} {
+		code, _, stderr := signer(t, "", "keyring", "new", "--endpoint-url", k.url, "--recipient", x.Recipient().String(), "--key", "a:ed25519",
+			"--out", other, "--id", "k", "--version", "1", "--sign-with", "kms:"+tc.key)
+		if code != 1 || !strings.Contains(stderr, tc.msg) {
+			t.Errorf("--sign-with kms:%s: exit %d, %s; want %q", tc.key, code, stderr, tc.msg)
+		}
+		if _, err := os.Stat(other); err == nil {
+			t.Fatalf("--sign-with kms:%s: the keyring was written", tc.key)
 		}
 	}
 }

@@ -3,67 +3,71 @@ package main
 import (
 	"context"
 	"crypto"
-	"crypto/x509"
+	"errors"
 	"fmt"
-	"slices"
+	"net"
+	"strings"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/kms"
-	"github.com/aws/aws-sdk-go-v2/service/kms/types"
+	"github.com/aws/smithy-go"
 
 	"github.com/enclave-signer/enclave-signer/pkg/keyringsig"
+	"github.com/enclave-signer/enclave-signer/pkg/kms/kmssigner"
 )
 
-// kmsSigner is a keyring signer whose private key stays in KMS: an
-// ECC_NIST_P256 SIGN_VERIFY key, used with ECDSA_SHA_256 on the
-// statement's bytes (MessageType RAW: KMS hashes them, and CloudTrail logs
-// each use).
-type kmsSigner struct {
+// kmsKeyringSigner is a kms:KEY keyring signer: pkg/kms/kmssigner (the
+// private key stays in KMS, each use logged there), with KMS's refusals
+// explained as every KMS-calling command explains them.
+type kmsKeyringSigner struct {
 	e    *env
 	conn *kmsConn
-	arn  string
-	pub  crypto.PublicKey
+	s    *kmssigner.Signer
 }
 
 // openKMSSigner looks the key up (GetPublicKey) and checks it can sign
-// keyring statements.
+// keyring statements: ECC_NIST_P256, SIGN_VERIFY, ECDSA_SHA_256.
 func openKMSSigner(e *env, cmd, key string, awsf *awsFlags) (keyringsig.Signer, error) {
 	conn, err := newKMSConn(e, awsf)
 	if err != nil {
 		return nil, fmt.Errorf("%s: kms:%s: %w", cmd, key, err)
 	}
-	out, err := kmsCall(e, conn, "get-public-key", func(ctx context.Context, c *kms.Client) (*kms.GetPublicKeyOutput, error) {
-		return c.GetPublicKey(ctx, &kms.GetPublicKeyInput{KeyId: aws.String(key)})
-	})
+	ctx, cancel := context.WithTimeout(e.ctx, kmsCallTimeout)
+	defer cancel()
+	s, err := kmssigner.New(ctx, conn.client, key)
 	if err != nil {
-		return nil, fmt.Errorf("%s: kms:%s: %w", cmd, key, err)
+		return nil, fmt.Errorf("%s: kms:%s: %w", cmd, key, explainKMS("get-public-key", conn, err))
 	}
-	switch {
-	case out.KeySpec != types.KeySpecEccNistP256:
-		return nil, fmt.Errorf("%s: kms:%s is a %s key; a keyring signer is an ECC_NIST_P256 key (aws kms create-key --key-spec ECC_NIST_P256 --key-usage SIGN_VERIFY)", cmd, key, out.KeySpec)
-	case out.KeyUsage != types.KeyUsageTypeSignVerify:
-		return nil, fmt.Errorf("%s: kms:%s has key usage %s, want SIGN_VERIFY", cmd, key, out.KeyUsage)
-	case !slices.Contains(out.SigningAlgorithms, types.SigningAlgorithmSpecEcdsaSha256):
-		return nil, fmt.Errorf("%s: kms:%s does not offer ECDSA_SHA_256", cmd, key)
-	}
-	pub, err := x509.ParsePKIXPublicKey(out.PublicKey)
-	if err != nil {
-		return nil, fmt.Errorf("%s: kms:%s: GetPublicKey returned no DER SubjectPublicKeyInfo: %v", cmd, key, err)
-	}
-	return &kmsSigner{e: e, conn: conn, arn: aws.ToString(out.KeyId), pub: pub}, nil
+	return &kmsKeyringSigner{e: e, conn: conn, s: s}, nil
 }
 
-func (s *kmsSigner) Public() crypto.PublicKey { return s.pub }
+func (k *kmsKeyringSigner) Public() crypto.PublicKey { return k.s.Public() }
 
-func (s *kmsSigner) Sign(_ context.Context, message []byte) ([]byte, error) {
-	out, err := kmsCall(s.e, s.conn, "sign", func(ctx context.Context, c *kms.Client) (*kms.SignOutput, error) {
-		return c.Sign(ctx, &kms.SignInput{
-			KeyId: aws.String(s.arn), Message: message,
-			MessageType: types.MessageTypeRaw, SigningAlgorithm: types.SigningAlgorithmSpecEcdsaSha256,
-		})
-	})
+func (k *kmsKeyringSigner) Sign(ctx context.Context, message []byte) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(ctx, kmsCallTimeout)
+	defer cancel()
+	sig, err := k.s.Sign(ctx, message)
 	if err != nil {
-		return nil, err
+		return nil, explainKMS("sign", k.conn, err)
 	}
-	return out.Signature, nil
+	return sig, nil
+}
+
+// explainKMS turns KMS's refusals (AccessDenied, NotFound, credentials)
+// and unreachable endpoints into kmsError's messages and hints;
+// kmssigner's own errors (a key of the wrong spec, an answer that does
+// not verify) stay as they are.
+func explainKMS(op string, conn *kmsConn, err error) error {
+	var api smithy.APIError
+	var oe *net.OpError
+	var dnsErr *net.DNSError
+	switch {
+	case errors.As(err, &api):
+		if c := api.ErrorCode(); c == "UnsupportedOperationException" || c == "InvalidKeyUsageException" {
+			return err
+		}
+	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &oe), errors.As(err, &dnsErr),
+		strings.Contains(err.Error(), "get credentials"), strings.Contains(err.Error(), "failed to refresh cached credentials"):
+	default:
+		return err
+	}
+	return kmsError(op, conn, err)
 }
