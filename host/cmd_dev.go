@@ -20,7 +20,7 @@ func runDev(e *env) error {
 	httpAddr := fs.String("http", "127.0.0.1:8080", "the host shim's HTTP address: HOST:PORT (PORT 0: any free port, printed in the summary), tcp://HOST:PORT or unix:///PATH")
 	debug := fs.Bool("debug-mode", false, "simulate a debug-mode enclave (all-zero PCR0) and a policy that admits only that")
 	var keyrings multiFlag
-	fs.Var(&keyrings, "keyring", "an extra age-encrypted keyring, encrypted to DIR/recipient.txt (repeatable)")
+	fs.Var(&keyrings, "keyring", "an extra age-encrypted keyring, encrypted to DIR/recipient.txt and signed by the dev keyring signer (FILE.sig next to it; the summary says how); repeatable")
 	policyFile := fs.String("policy", "", "a key policy to use instead of the generated one")
 	signerd := fs.String("signerd", "", "the signerd binary (default: beside signer, else on PATH)")
 	signerdListen := fs.String("signerd-listen", "", "where signerd listens: tcp://127.0.0.1:PORT, to exercise vsock's source-port rules on loopback (default: unix://DIR/signerd.sock)")
@@ -99,6 +99,10 @@ func (s *devStack) printSummary(e *env) {
 			s.imdsURL, filepath.Join(s.dir, "imds-endpoint"), s.opts.IMDSCredentials, credentialRefresh(s.opts.IMDSCredentials))
 	}
 	fmt.Fprintf(w, "Key policy:     %s (key %s)\n", filepath.Join(s.dir, "policy.json"), s.keyID)
+	signerFile := filepath.Join(s.dir, "keyring-signer")
+	fmt.Fprintf(w, "Keyring signer: kms:%s (%s); signerd pins %s\n", s.keyringSigner.KeyARN(), signerFile, s.signerPin)
+	fmt.Fprintf(w, "  sign a keyring made by hand for --keyring (writes FILE.sig):\n    AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_REGION=%s signer keyring sign --endpoint-url $(cat %s) --sign-with $(cat %s) --id ID --version N --recipient-file %s FILE\n",
+		devRegion, filepath.Join(s.dir, "kms-endpoint"), signerFile, filepath.Join(s.dir, "recipient.txt"))
 	fmt.Fprintf(w, "Logs:           %s\n", filepath.Join(s.dir, "logs"))
 	fmt.Fprintf(w, "Host shim:      %s (instance %s)\n", s.httpURL, s.instance)
 	fmt.Fprintf(w, "Processes:      %s (signerd is restarted when it exits)\n", s.processes())

@@ -31,8 +31,11 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws/ratelimit"
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
+	kmstypes "github.com/aws/aws-sdk-go-v2/service/kms/types"
 	"github.com/enclave-signer/enclave-signer/pkg/attestation/nsmsim"
 	"github.com/enclave-signer/enclave-signer/pkg/keyring"
+	"github.com/enclave-signer/enclave-signer/pkg/keyringsig"
+	"github.com/enclave-signer/enclave-signer/pkg/kms/kmssigner"
 	"github.com/enclave-signer/enclave-signer/pkg/pcr"
 	"github.com/enclave-signer/enclave-signer/pkg/policy"
 )
@@ -47,6 +50,14 @@ const (
 	devRoleName  = "dev"
 	devPrincipal = "arn:aws:iam::" + devAccount + ":role/" + devRoleName // the emulator's test/test credential, and the role of its IMDS
 	devKeyAlias  = "alias/enclave-signer-dev"
+	// devSignerAlias names the emulator's signing key that signs the dev
+	// keyrings and that signerd pins (--keyring-signer).
+	devSignerAlias = "alias/enclave-signer-dev-keyring-signer"
+	// devKeyringID is keyring.age's keyring id; devKeyringValidity how
+	// long its statement is signed for (signer dev signs it again when
+	// less than a day is left).
+	devKeyringID       = "dev"
+	devKeyringValidity = 365 * 24 * time.Hour
 )
 
 // devOptions configures a development stack.
@@ -107,8 +118,12 @@ type devStack struct {
 	httpURL     string
 	keyID       string
 	recipient   string
-	pcr0        []byte
-	created     []string
+	// keyringSigner signs the dev keyrings (the emulator's key under
+	// devSignerAlias); signerPin is its pin, which signerd gets.
+	keyringSigner *kmssigner.Signer
+	signerPin     keyringsig.SignerKey
+	pcr0          []byte
+	created       []string
 	// instance is this start's random label, given to its shim and
 	// checked in /v1/status, so Ready is never said of another process.
 	instance string
@@ -485,7 +500,8 @@ func startDevStack(ctx context.Context, o devOptions) (*devStack, error) {
 		enclaveAddr, enclaveReady, enclaveSockFile = o.SignerdListen, tcpReady(strings.TrimPrefix(o.SignerdListen, "tcp://")), ""
 	}
 	args := []string{"--listen", enclaveAddr, "--kms-proxy", "unix://" + proxySock,
-		"--attestation", "simulated", "--sim-ca-dir", caDir, "--kms-ca", rootPEM}
+		"--attestation", "simulated", "--sim-ca-dir", caDir, "--kms-ca", rootPEM,
+		"--keyring-signer", s.signerPin.String()}
 	if o.DebugMode {
 		args = append(args, "--sim-debug-mode")
 	}
@@ -931,12 +947,126 @@ func (s *devStack) setupKMS(ctx context.Context) error {
 		return fmt.Errorf("%s: %w (remove %s to start over)", filepath.Join(s.dir, "recipient.txt"), err, s.dir)
 	}
 	s.recipient = strings.TrimSpace(string(rec))
-	krPath := filepath.Join(s.dir, "keyring.age")
-	if _, err := os.Stat(krPath); err != nil || created {
-		if err := s.makeKeyring(krPath); err != nil {
-			return err
-		}
+	if err := s.setupKeyringSigner(ctx, c); err != nil {
+		return err
 	}
+	return s.setupKeyring(ctx, filepath.Join(s.dir, "keyring.age"), created)
+}
+
+// setupKeyringSigner makes sure the emulator has the signing key that
+// signs the dev keyrings, and writes its SIGNER value (kms:ARN) to
+// DIR/keyring-signer.
+func (s *devStack) setupKeyringSigner(ctx context.Context, c *kms.Client) error {
+	arn := ""
+	out, err := c.DescribeKey(ctx, &kms.DescribeKeyInput{KeyId: aws.String(devSignerAlias)})
+	var nf *kmstypes.NotFoundException
+	switch {
+	case err == nil:
+		arn = aws.ToString(out.KeyMetadata.Arn)
+	case errors.As(err, &nf):
+		k, err := c.CreateKey(ctx, &kms.CreateKeyInput{
+			Description: aws.String("enclave-signer dev: signs the dev keyrings (signerd pins it)"),
+			KeySpec:     kmstypes.KeySpecEccNistP256, KeyUsage: kmstypes.KeyUsageTypeSignVerify,
+		})
+		if err != nil {
+			return fmt.Errorf("kms CreateKey (the keyring signer): %w", err)
+		}
+		if _, err := c.CreateAlias(ctx, &kms.CreateAliasInput{AliasName: aws.String(devSignerAlias), TargetKeyId: k.KeyMetadata.KeyId}); err != nil {
+			return fmt.Errorf("kms CreateAlias (the keyring signer): %w", err)
+		}
+		arn = aws.ToString(k.KeyMetadata.Arn)
+		s.created = append(s.created, "the keyring signer, KMS key "+arn+" ("+devSignerAlias+", ECC_NIST_P256; kms:ARN in keyring-signer)")
+	default:
+		return fmt.Errorf("kms DescribeKey %s: %w", devSignerAlias, err)
+	}
+	signer, err := kmssigner.New(ctx, c, arn)
+	if err != nil {
+		return err
+	}
+	pin, err := keyringsig.NewSignerKey(signer.Public())
+	if err != nil {
+		return err
+	}
+	s.keyringSigner, s.signerPin = signer, pin
+	return os.WriteFile(filepath.Join(s.dir, "keyring-signer"), []byte("kms:"+arn+"\n"), 0o644)
+}
+
+// setupKeyring makes sure keyring.age exists, signed by the keyring
+// signer in keyring.age.sig with more than a day of validity left: a new
+// keyring (format 2, keyring id dev, version 1) when there is none, when
+// the identity is new, or when keyring.age.sig is not this signer's
+// statement about it (a keyring from before signed keyrings); the same
+// keyring signed again when only its window is ending.
+func (s *devStack) setupKeyring(ctx context.Context, path string, fresh bool) error {
+	ct, err := os.ReadFile(path)
+	if fresh || errors.Is(err, fs.ErrNotExist) {
+		return s.makeKeyring(ctx, path, "")
+	}
+	if err != nil {
+		return err
+	}
+	pins := keyringsig.Policy{Signers: []keyringsig.SignerKey{s.signerPin}}
+	sigBytes, _ := os.ReadFile(path + sigSuffix)
+	_, verr := pins.Verify(ct, sigBytes, time.Now().Add(24*time.Hour))
+	if verr == nil {
+		return nil
+	}
+	f, perr := keyringsig.ParseSigned(sigBytes)
+	if perr != nil || errors.Is(verr, keyringsig.ErrSignature) || !f.Statement.HasRecipient(s.recipient) {
+		return s.makeKeyring(ctx, path, "the old one was not signed by the keyring signer")
+	}
+	// Only the window: sign the same statement for another year.
+	st := f.Statement
+	return s.signKeyring(ctx, path, ct, st.KeyringID, st.Version, st.Recipients, "keyring.age.sig (signed again: its window was ending)")
+}
+
+func (s *devStack) makeKeyring(ctx context.Context, path, why string) error {
+	r, err := age.ParseX25519Recipient(s.recipient)
+	if err != nil {
+		return fmt.Errorf("recipient.txt: %w", err)
+	}
+	ct, _, err := keyring.GenerateKeyring(keyring.GenerateOptions{
+		Keys: []keyring.KeySpec{
+			{ID: "dev-ed25519", Algorithm: keyring.Ed25519},
+			{ID: "dev-p256", Algorithm: keyring.ECDSAP256},
+			{ID: "dev-secp256k1", Algorithm: keyring.ECDSASecp256k1},
+		},
+		Recipients: []age.Recipient{r},
+		KeyringID:  devKeyringID, KeyringVersion: 1,
+	})
+	if err != nil {
+		return err
+	}
+	if err := writeCiphertextFile(path, ct, true); err != nil {
+		return err
+	}
+	what := "keyring.age (dev-ed25519, dev-p256, dev-secp256k1; keyring " + devKeyringID + " version 1)"
+	if why != "" {
+		what += " anew: " + why
+	}
+	s.created = append(s.created, what)
+	return s.signKeyring(ctx, path, ct, devKeyringID, 1, []string{s.recipient}, "keyring.age.sig (its statement, signed by the keyring signer)")
+}
+
+// signKeyring writes path.sig: a statement about ct, valid from now for
+// devKeyringValidity, signed by the keyring signer.
+func (s *devStack) signKeyring(ctx context.Context, path string, ct []byte, id string, version uint64, recipients []string, what string) error {
+	now := time.Now()
+	st, err := keyringsig.NewStatement(id, version, now.Add(-notBeforeSkew), now.Add(devKeyringValidity), recipients, ct)
+	if err != nil {
+		return err
+	}
+	f, err := keyringsig.NewSigned(st)
+	if err != nil {
+		return err
+	}
+	if _, err := keyringsig.Sign(ctx, s.keyringSigner, f); err != nil {
+		return err
+	}
+	if err := writeCiphertextFile(path+sigSuffix, f.Marshal(), true); err != nil {
+		return err
+	}
+	s.created = append(s.created, what)
 	return nil
 }
 
@@ -1010,29 +1140,6 @@ func (s *devStack) sealIdentity(ctx context.Context, c *kms.Client, path string)
 		return err
 	}
 	s.created = append(s.created, "identity.enc (an age identity sealed by "+devKeyAlias+")", "recipient.txt ("+id.Recipient().String()+")")
-	return nil
-}
-
-func (s *devStack) makeKeyring(path string) error {
-	r, err := age.ParseX25519Recipient(s.recipient)
-	if err != nil {
-		return fmt.Errorf("recipient.txt: %w", err)
-	}
-	ct, _, err := keyring.GenerateKeyring(keyring.GenerateOptions{
-		Keys: []keyring.KeySpec{
-			{ID: "dev-ed25519", Algorithm: keyring.Ed25519},
-			{ID: "dev-p256", Algorithm: keyring.ECDSAP256},
-			{ID: "dev-secp256k1", Algorithm: keyring.ECDSASecp256k1},
-		},
-		Recipients: []age.Recipient{r},
-	})
-	if err != nil {
-		return err
-	}
-	if err := writeCiphertextFile(path, ct, true); err != nil {
-		return err
-	}
-	s.created = append(s.created, "keyring.age (dev-ed25519, dev-p256, dev-secp256k1)")
 	return nil
 }
 

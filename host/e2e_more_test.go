@@ -19,6 +19,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -145,12 +146,13 @@ func TestDevPolicyFixedWithoutRestart(t *testing.T) {
 }
 
 // TestDevHandMadeKeyrings: keys made with openssl, a keyring JSON
-// encrypted with the age CLI to recipient.txt, loaded with --keyring.
+// encrypted with the age CLI to recipient.txt, signed with the command
+// signer dev's summary prints, loaded with --keyring.
 func TestDevHandMadeKeyrings(t *testing.T) {
 	openssl, ageCLI := tool(t, "openssl"), tool(t, "age")
 	dir := t.TempDir()
-	p := startDev(t, dir) // creates recipient.txt
-	p.stop()
+	p := startDev(t, dir) // creates recipient.txt and the keyring signer
+	d := newDevTools(t, p)
 
 	keyDir := t.TempDir() // throwaway test keys, for openssl
 	gen := func(name string, args ...string) string {
@@ -168,10 +170,12 @@ func TestDevHandMadeKeyrings(t *testing.T) {
 		{"hand-k1-params", "ecdsa-secp256k1", gen("k1p", "ecparam", "-name", "secp256k1", "-genkey")},
 	}
 	var kr struct {
-		Version int                 `json:"version"`
-		Keys    []map[string]string `json:"keys"`
+		Version        int                 `json:"version"`
+		KeyringID      string              `json:"keyring_id"`
+		KeyringVersion int                 `json:"keyring_version"`
+		Keys           []map[string]string `json:"keys"`
 	}
-	kr.Version = 1
+	kr.Version, kr.KeyringID, kr.KeyringVersion = 2, "hand", 1
 	for _, k := range keys {
 		kr.Keys = append(kr.Keys, map[string]string{"id": k.id, "algorithm": k.alg, "private_key_pem": k.pem})
 	}
@@ -183,6 +187,16 @@ func TestDevHandMadeKeyrings(t *testing.T) {
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("age -r: %v\n%s", err, out)
 	}
+	// The summary's command, as printed, in a shell.
+	m := regexp.MustCompile(`(?m)^    (AWS_ACCESS_KEY_ID=test .*signer keyring sign .*) --id ID --version N (--recipient-file \S+) FILE$`).FindStringSubmatch(p.out.String())
+	if m == nil {
+		t.Fatalf("the summary does not say how to sign a hand-made keyring:\n%s", p.out.String())
+	}
+	line := strings.Replace(m[1], "signer keyring sign", d.signer+" keyring sign", 1) + " --id hand --version 1 " + m[2] + " " + extra
+	if out, err := exec.Command("sh", "-c", line).CombinedOutput(); err != nil {
+		t.Fatalf("%s: %v\n%s", line, err, out)
+	}
+	p.stop()
 
 	p = startDev(t, dir, "--keyring", extra)
 	if st := p.status(); st.State != "ready" || st.Keys != 7 {
