@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/enclave-signer/enclave-signer/pkg/imagepins"
 	"github.com/enclave-signer/enclave-signer/pkg/kms"
 	"github.com/enclave-signer/enclave-signer/pkg/pcr"
 	"github.com/enclave-signer/enclave-signer/pkg/transport"
@@ -91,9 +92,9 @@ func (p Pins) KMSKeyStrings() []string {
 // variable whose flag this signerd lacks stops it from starting, so a pin
 // never goes unenforced.
 var imageEnv = []struct{ name, flag string }{
-	{"SIGNERD_KMS_KEYS", "kms-key"},
-	{"SIGNERD_KEYRING_SIGNERS", "keyring-signer"},
-	{"SIGNERD_KEYRING_THRESHOLD", "keyring-threshold"},
+	{imagepins.EnvKMSKeys, "kms-key"},
+	{imagepins.EnvKeyringSigners, "keyring-signer"},
+	{imagepins.EnvKeyringThreshold, "keyring-threshold"},
 }
 
 // kmsKeyFlags is --kms-key: repeatable, each value a key ARN.
@@ -171,10 +172,7 @@ func setImageEnv(fs *flag.FlagSet, getenv func(string) string) error {
 		if fs.Lookup(e.flag) == nil {
 			return fmt.Errorf("%s is set (%q), but this signerd has no --%s to enforce it: build the image with a signerd that has", e.name, v, e.flag)
 		}
-		for item := range strings.SplitSeq(v, ",") {
-			if item = strings.TrimSpace(item); item == "" {
-				continue
-			}
+		for _, item := range imagepins.List(v) {
 			if err := fs.Set(e.flag, item); err != nil {
 				return fmt.Errorf("%s (the image's pins, make image %s=…): %w", e.name, strings.TrimPrefix(e.name, "SIGNERD_"), err)
 			}
