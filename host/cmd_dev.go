@@ -83,6 +83,7 @@ func (s *devStack) printSummary(e *env) {
 	fmt.Fprintf(w, "Simulated %s enclave, PCR0 %s\n", mode, hex.EncodeToString(s.pcr0))
 	fmt.Fprintf(w, "KMS emulator:   %s (aws --endpoint-url $(cat %s) kms …, credentials test/test)\n", s.kmsEndpoint, filepath.Join(s.dir, "kms-endpoint"))
 	fmt.Fprintf(w, "Key policy:     %s (key %s)\n", filepath.Join(s.dir, "policy.json"), s.keyID)
+	fmt.Fprintf(w, "Pinned key:     %s (signerd --kms-key: it accepts only an identity sealed under it)\n", s.keyARN)
 	fmt.Fprintf(w, "Logs:           %s\n", filepath.Join(s.dir, "logs"))
 	fmt.Fprintf(w, "Processes:      %s (signerd is restarted when it exits)\n", s.processes())
 	st, err := s.status(httpClientFor(s.opts.HTTP))
