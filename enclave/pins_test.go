@@ -112,6 +112,22 @@ func TestPinnedKMSKey(t *testing.T) {
 		}
 	})
 
+	t.Run("KMS will not say which key", func(t *testing.T) {
+		e := start(t, "--kms-key", otherKeyARN)
+		e.kms.answer = func(w http.ResponseWriter, body decryptBody) {
+			if body.KeyId != "" {
+				kmsError(w, "IncorrectKeyException", "The key ID in the request does not identify a KMS key that can perform this operation.")
+				return
+			}
+			kmsError(w, "AccessDeniedException", "not for you")
+		}
+		st := e.provision(e.dial(), kr(e))
+		if st.State != wire.StateFailed || st.Error == nil || st.Error.Step != "kms_key" ||
+			!strings.Contains(st.Error.Message, "KMS refused the identity for every pinned key as sealed under another key ("+otherKeyARN+": IncorrectKeyException), and it did not say which key the identity is sealed under (kms decrypt: AccessDeniedException") {
+			t.Fatalf("status %+v (error %+v), want failed at kms_key saying KMS refused it as IncorrectKey", st, st.Error)
+		}
+	})
+
 	t.Run("answer names another key", func(t *testing.T) {
 		e := start(t, "--kms-key", fakeKeyARN)
 		// A KMS (or something posing as one) that ignores KeyId.

@@ -186,16 +186,20 @@ func (d *daemon) decryptIdentity(ctx context.Context, client *kms.Client, r *wir
 		return nil, &unsealError{step: stepKMSDecrypt, err: firstOther, recipient: rec}
 	}
 	why := "it did not say which key the identity is sealed under"
-	if cerr != nil {
+	switch {
+	case cerr != nil:
 		why += " (" + cerr.Error() + ")"
+	default: // a pinned key, which KMS had just refused: not KMS as it documents itself
+		why = "then named the pinned key " + answered + " as the identity's key"
 	}
 	return nil, keyErr("KMS refused the identity for every pinned key as sealed under another key (%s), and %s", strings.Join(refused, ", "), why)
 }
 
 // provisionRequest validates r, waits for any other provisioning to end,
 // unseals, and swaps the new set in. The answer is the status afterwards,
-// also when the unseal failed (its Error says why); only a request that is
-// invalid, or arrives while shutting down, gets an error frame instead.
+// also when the unseal failed (its Error says why); only a request from an
+// unprivileged peer, an invalid one, or one that arrives while shutting
+// down gets an error frame instead.
 func (d *daemon) provisionRequest(ctx context.Context, r *wire.ProvisionRequest) (*wire.Status, error) {
 	if err := checkProvisioner(ctx); err != nil {
 		d.log.Warn("provisioning refused", "err", err)
