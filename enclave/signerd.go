@@ -34,6 +34,8 @@ type daemonConfig struct {
 	// the roots compiled into the binary.
 	KMSEndpoint string
 	KMSRoots    *x509.CertPool
+	// Pins are the KMS keys (and later more) signerd takes keys from.
+	Pins Pins
 	// Version is signerd's version string.
 	Version string
 	// Log is the daemon's logger; nil discards.
@@ -151,6 +153,10 @@ func (d *daemon) status() *wire.Status {
 		PCRs:        d.pcrs,
 		Keys:        d.set.Load().Len(),
 		Version:     d.cfg.Version,
+		Pinned:      d.cfg.Pins.Pinned(),
+	}
+	if s.Pinned {
+		s.Pins = &wire.Pins{KMSKeys: d.cfg.Pins.KMSKeyStrings()}
 	}
 	if lastErr != nil {
 		e := *lastErr
