@@ -7,7 +7,7 @@ import (
 )
 
 func TestParseConfig(t *testing.T) {
-	cfg, err := parseConfig(nil, io.Discard)
+	cfg, err := parseConfig(nil, nil, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -32,12 +32,12 @@ func TestParseConfig(t *testing.T) {
 		"given twice":    {"--attestation", "simulated", "--sim-pcr", "1=" + strings.Repeat("00", 48), "--sim-pcr", "1=" + strings.Repeat("11", 48)},
 	}
 	for want, args := range bad {
-		_, err := parseConfig(args, io.Discard)
+		_, err := parseConfig(args, nil, io.Discard)
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("parseConfig(%q) = %v, want an error naming %s", args, err, want)
 		}
 	}
-	if _, err := parseConfig([]string{"--attestation", "simulated", "--kms-endpoint", "https://kms.us-east-1.amazonaws.com", "--kms-ca", "ca.pem", "--listen", "unix:///tmp/s.sock"}, io.Discard); err != nil {
+	if _, err := parseConfig([]string{"--attestation", "simulated", "--kms-endpoint", "https://kms.us-east-1.amazonaws.com", "--kms-ca", "ca.pem", "--listen", "unix:///tmp/s.sock"}, nil, io.Discard); err != nil {
 		t.Errorf("simulated with overrides: %v", err)
 	}
 }
@@ -53,7 +53,7 @@ func TestParseSize(t *testing.T) {
 			t.Errorf("parseSize(%q): no error", in)
 		}
 	}
-	cfg, err := parseConfig([]string{"--max-conns", "5", "--frame-memory", "16MiB"}, io.Discard)
+	cfg, err := parseConfig([]string{"--max-conns", "5", "--frame-memory", "16MiB"}, nil, io.Discard)
 	if err != nil || cfg.MaxConns != 5 || cfg.FrameMemory != 16<<20 {
 		t.Errorf("--max-conns 5 --frame-memory 16MiB: %+v, %v", cfg, err)
 	}
@@ -61,16 +61,27 @@ func TestParseSize(t *testing.T) {
 
 func TestParseKeyringSigners(t *testing.T) {
 	a, b := newSigner(t, "ed25519"), newSigner(t, "ecdsa-p256")
-	cfg, err := parseConfig([]string{"--keyring-signer", a.pin.String(), "--keyring-signer", b.pin.String(), "--keyring-threshold", "2"}, io.Discard)
+	cfg, err := parseConfig([]string{"--keyring-signer", a.pin.String(), "--keyring-signer", b.pin.String(), "--keyring-threshold", "2"}, nil, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if p := cfg.KeyringPolicy(); len(p.Signers) != 2 || p.M() != 2 || !p.Signers[0].Equal(a.pin) || !p.Signers[1].Equal(b.pin) {
+	if p := cfg.Pins.KeyringPolicy(); len(p.Signers) != 2 || p.M() != 2 || !p.Signers[0].Equal(a.pin) || !p.Signers[1].Equal(b.pin) {
 		t.Errorf("policy %+v", p)
 	}
-	cfg, err = parseConfig([]string{"--keyring-signer", a.pin.String()}, io.Discard)
-	if err != nil || cfg.KeyringPolicy().M() != 1 {
-		t.Errorf("one signer, default threshold: %+v, %v", cfg.KeyringPolicy(), err)
+	cfg, err = parseConfig([]string{"--keyring-signer", a.pin.String()}, nil, io.Discard)
+	if err != nil || cfg.Pins.KeyringPolicy().M() != 1 {
+		t.Errorf("one signer, default threshold: %+v, %v", cfg.Pins.KeyringPolicy(), err)
+	}
+	// From the image's environment (make image KEYRING_SIGNERS=… KEYRING_THRESHOLD=…).
+	c := newSigner(t, "ed25519")
+	env := map[string]string{"SIGNERD_KEYRING_SIGNERS": a.pin.String() + ", " + b.pin.String(), "SIGNERD_KEYRING_THRESHOLD": "2"}
+	cfg, err = parseConfig([]string{"--keyring-signer", c.pin.String()}, func(k string) string { return env[k] }, io.Discard)
+	if p := cfg.Pins.KeyringPolicy(); err != nil || len(p.Signers) != 3 || !p.Signers[2].Equal(c.pin) || p.M() != 2 {
+		t.Errorf("signers from SIGNERD_KEYRING_SIGNERS and --keyring-signer: %+v, %v", p, err)
+	}
+	env["SIGNERD_KEYRING_THRESHOLD"] = "3"
+	if _, err := parseConfig(nil, func(k string) string { return env[k] }, io.Discard); err == nil || !strings.Contains(err.Error(), "want 1 to 2") {
+		t.Errorf("a threshold above the image's signers: %v", err)
 	}
 	for want, args := range map[string][]string{
 		"pinned twice":               {"--keyring-signer", a.pin.String(), "--keyring-signer", a.pin.String()},
@@ -80,7 +91,7 @@ func TestParseKeyringSigners(t *testing.T) {
 		"labelled ecdsa-p256":        {"--keyring-signer", "ecdsa-p256:" + strings.TrimPrefix(a.pin.String(), "ed25519:")},
 		"--keyring-threshold":        {"--keyring-signer", a.pin.String(), "--keyring-threshold", "-1"},
 	} {
-		if _, err := parseConfig(args, io.Discard); err == nil || !strings.Contains(err.Error(), want) {
+		if _, err := parseConfig(args, nil, io.Discard); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("parseConfig(%q) = %v, want an error containing %q", args, err, want)
 		}
 	}

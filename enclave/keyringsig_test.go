@@ -129,12 +129,6 @@ func pinFlags(m int, signers ...signer) []string {
 	return args
 }
 
-func (f *fakeKMS) callCount() int {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.calls
-}
-
 // TestSignedKeyringRefusals: with two pinned signers and threshold 2,
 // each bad keyring fails provisioning under its own step, and those
 // refused for their signature, window or version before KMS was even
@@ -255,6 +249,10 @@ func TestSignedKeyringRefusals(t *testing.T) {
 	if !strings.Contains(e.logs.String(), `"msg":"keyring vouched for"`) {
 		t.Error("no log line for the keyring vouched for")
 	}
+	// Status names the keyring pins (no KMS key is pinned here).
+	if st.Pins == nil || !slices.Equal(st.Pins.KeyringSigners, []string{a.pin.String(), b.pin.String()}) || st.Pins.KeyringThreshold != 2 || st.Pinned || len(st.Pins.KMSKeys) != 0 {
+		t.Errorf("status pins %+v (pinned %v), want the two keyring signers, threshold 2", st.Pins, st.Pinned)
+	}
 }
 
 // TestKeyringRollback: signerd remembers the highest version of every
@@ -347,6 +345,9 @@ func TestUnpinnedKeyrings(t *testing.T) {
 	st := e.provision(c, e.keyringFor("k.age", k), signed)
 	if st.State != wire.StateReady || st.Error != nil || st.Keys != 2 {
 		t.Fatalf("unpinned: %+v %+v", st, st.Error)
+	}
+	if st.Pins != nil {
+		t.Errorf("unpinned status carries pins %+v", st.Pins)
 	}
 	logs := e.logs.String()
 	for _, want := range []string{"no keyring signer is pinned (--keyring-signer)", "keyrings are not checked"} {

@@ -35,9 +35,10 @@ type daemonConfig struct {
 	// the roots compiled into the binary.
 	KMSEndpoint string
 	KMSRoots    *x509.CertPool
-	// KeyringPolicy is who must sign keyrings (--keyring-signer,
-	// --keyring-threshold); the zero Policy loads keyrings unchecked.
-	KeyringPolicy keyringsig.Policy
+	// Pins are what signerd takes keys from: the KMS keys an identity may
+	// be sealed under, and the keyring signers (and threshold) keyrings
+	// need (the zero Pins: neither is checked).
+	Pins Pins
 	// Version is signerd's version string.
 	Version string
 	// Log is the daemon's logger; nil discards.
@@ -159,6 +160,13 @@ func (d *daemon) status() *wire.Status {
 		PCRs:        d.pcrs,
 		Keys:        d.set.Load().Len(),
 		Version:     d.cfg.Version,
+		Pinned:      d.cfg.Pins.Pinned(),
+	}
+	if kp := d.cfg.Pins.KeyringPolicy(); s.Pinned || kp.Pinned() {
+		s.Pins = &wire.Pins{KMSKeys: d.cfg.Pins.KMSKeyStrings()}
+		if kp.Pinned() {
+			s.Pins.KeyringSigners, s.Pins.KeyringThreshold = kp.SignerStrings(), kp.M()
+		}
 	}
 	if lastErr != nil {
 		e := *lastErr

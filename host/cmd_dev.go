@@ -99,6 +99,7 @@ func (s *devStack) printSummary(e *env) {
 			s.imdsURL, filepath.Join(s.dir, "imds-endpoint"), s.opts.IMDSCredentials, credentialRefresh(s.opts.IMDSCredentials))
 	}
 	fmt.Fprintf(w, "Key policy:     %s (key %s)\n", filepath.Join(s.dir, "policy.json"), s.keyID)
+	fmt.Fprintf(w, "Pinned key:     %s (signerd --kms-key: it accepts only an identity sealed under it)\n", s.keyARN)
 	signerFile := filepath.Join(s.dir, "keyring-signer")
 	fmt.Fprintf(w, "Keyring signer: kms:%s (%s); signerd pins %s\n", s.keyringSigner.KeyARN(), signerFile, s.signerPin)
 	fmt.Fprintf(w, "  sign a keyring made by hand for --keyring (writes FILE.sig):\n    AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_REGION=%s signer keyring sign --endpoint-url $(cat %s) --sign-with $(cat %s) --id ID --version N --recipient-file %s FILE\n",

@@ -32,7 +32,7 @@ func needCLI(t *testing.T, name string) string {
 	return p
 }
 
-func runTool(t *testing.T, name string, args ...string) []byte {
+func runCLI(t *testing.T, name string, args ...string) []byte {
 	t.Helper()
 	cmd := exec.CommandContext(t.Context(), name, args...)
 	var stderr bytes.Buffer
@@ -57,8 +57,8 @@ func genKey(t *testing.T, dir, name, alg string) (path, pin string) {
 		args = []string{"genpkey", "-out", path, "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256"}
 		label = "ecdsa-p256"
 	}
-	runTool(t, "openssl", args...)
-	der := runTool(t, "openssl", "pkey", "-in", path, "-pubout", "-outform", "DER")
+	runCLI(t, "openssl", args...)
+	der := runCLI(t, "openssl", "pkey", "-in", path, "-pubout", "-outform", "DER")
 	return path, label + ":" + base64.StdEncoding.EncodeToString(der)
 }
 
@@ -289,7 +289,7 @@ func TestKeyringStatementOnly(t *testing.T) {
 	}
 	stmtPath := filepath.Join(dir, "statement")
 	os.WriteFile(stmtPath, stmt, 0o644)
-	sig := runTool(t, "openssl", "dgst", "-sha256", "-sign", keyPath, stmtPath)
+	sig := runCLI(t, "openssl", "dgst", "-sha256", "-sign", keyPath, stmtPath)
 	f, _ := os.OpenFile(file+".sig", os.O_APPEND|os.O_WRONLY, 0)
 	f.WriteString("signature " + pin + " " + base64.StdEncoding.EncodeToString(sig) + "\n")
 	f.Close()

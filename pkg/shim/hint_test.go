@@ -62,6 +62,8 @@ func TestHint(t *testing.T) {
 			[]string{"older version than the enclave has accepted"}, nil},
 		{"one id twice", wire.StatusError{Step: "keyring_version", Message: `keyrings "a" and "b" are both keyring x: provision one version of each keyring`},
 			[]string{"same keyring id"}, nil},
+		{"unpinned key", wire.StatusError{Step: "kms_key", Message: "the identity is sealed under KMS key arn:aws:kms:eu-west-1:999999999999:key/x, which is not pinned"},
+			[]string{"/etc/signer/identity.enc", "signer seal --key-id ARN", "make image KMS_KEYS=", "keeps its keys"}, []string{"key policy"}},
 		{"nsm", wire.StatusError{Step: "attest", Message: "nsm: boom"}, []string{"restart the enclave"}, nil},
 		{"unknown step", wire.StatusError{Step: "future"}, []string{"docs/signerd.md"}, nil},
 	} {
