@@ -153,8 +153,25 @@ func TestKeyringSignVerify(t *testing.T) {
 	backup, _ := age.GenerateX25519Identity()
 	rcpt, bk := x.Recipient().String(), backup.Recipient().String()
 	file := ageKeyring(t, dir, "payments.age", v2Plaintext(t, "payments", 3), rcpt, bk)
+	// No output of sign ever holds a line of a signer's private key.
+	var secretLines []string
+	for _, path := range []string{aPath, bPath} {
+		b, _ := os.ReadFile(path)
+		for _, l := range strings.Split(string(b), "\n") {
+			if len(l) > 16 && !strings.HasPrefix(l, "-----") {
+				secretLines = append(secretLines, l[:16])
+			}
+		}
+	}
 	sign := func(args ...string) (int, string, string) {
-		return signer(t, "", append(append([]string{"keyring", "sign"}, args...), file)...)
+		t.Helper()
+		code, stdout, stderr := signer(t, "", append(append([]string{"keyring", "sign"}, args...), file)...)
+		for _, l := range secretLines {
+			if strings.Contains(stdout+stderr, l) {
+				t.Fatalf("keyring sign %q printed a line of a private key", args)
+			}
+		}
+		return code, stdout, stderr
 	}
 
 	// Mistakes first; nothing is written.
