@@ -271,8 +271,12 @@ func (d *daemon) decryptIdentity(ctx context.Context, client *kms.Client, r *wir
 			return out.Plaintext, nil
 		}
 		var ke *kms.Error
-		if !errors.As(err, &ke) {
-			// KMS unreachable, credentials expired: no other key does better.
+		if !errors.As(err, &ke) || transientKMSError(ke.Code) {
+			// KMS unreachable, credentials expired, KMS throttling or
+			// failing after the client's retries: no other key does
+			// better, and asking KMS again (CiphertextKey) would only
+			// spend a call the throttle may have let through on a
+			// plaintext dropped unopened.
 			return nil, &unsealError{step: stepKMSDecrypt, err: err, recipient: rec}
 		}
 		refused = append(refused, k.String()+": "+ke.Code)
@@ -301,6 +305,16 @@ func (d *daemon) decryptIdentity(ctx context.Context, client *kms.Client, r *wir
 		why = "then named the pinned key " + answered + " as the identity's key"
 	}
 	return nil, keyErr("KMS refused the identity for every pinned key as sealed under another key (%s), and %s", strings.Join(refused, ", "), why)
+}
+
+// transientKMSError reports KMS error codes that say nothing about the
+// key: the same call may pass later.
+func transientKMSError(code string) bool {
+	switch code {
+	case "ThrottlingException", "KMSInternalException", "DependencyTimeoutException", "KeyUnavailableException":
+		return true
+	}
+	return false
 }
 
 // provisionRequest validates r, waits for any other provisioning to end,
