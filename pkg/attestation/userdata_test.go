@@ -280,3 +280,25 @@ func FuzzParseUserData(f *testing.F) {
 		}
 	})
 }
+
+// TestProtocolDocShowsTheGoldenMap: docs/protocol.md prints the pinned
+// map's bytes; they must be testdata/userdata-pinned.hex.
+func TestProtocolDocShowsTheGoldenMap(t *testing.T) {
+	doc, err := os.ReadFile("../../docs/protocol.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	golden, err := os.ReadFile("testdata/userdata-pinned.hex")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := strings.TrimSpace(string(golden))
+	i := bytes.Index(doc, []byte(want[:40]))
+	if i < 0 {
+		t.Fatalf("docs/protocol.md does not show the pinned map (starting %s…)", want[:40])
+	}
+	end := bytes.Index(doc[i:], []byte("```"))
+	if got := strings.Join(strings.Fields(string(doc[i:i+end])), ""); got != want {
+		t.Fatalf("docs/protocol.md shows\n%s\nwant\n%s", got, want)
+	}
+}
