@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
+	"io"
 	"slices"
 	"strings"
 )
@@ -97,7 +98,7 @@ func ParseKeyListJSON(b []byte) (*KeyList, error) {
 	if err := dec.Decode(&raw); err != nil {
 		return nil, fmt.Errorf("key list: want the JSON of GET /v1/keys: %w", err)
 	}
-	if dec.More() {
+	if _, err := dec.Token(); err != io.EOF {
 		return nil, fmt.Errorf("key list: unexpected data after the JSON object")
 	}
 	if raw.Keys == nil {

@@ -177,6 +177,7 @@ func TestParseKeyListJSON(t *testing.T) {
 		{"duplicate id", `{"keys":[` + key("a", pemA) + `,` + key("a", pemA) + `]}`, "twice"},
 		{"short digest", `{"keys":[],"keyset_digest":"abcd"}`, "96 hex digits"},
 		{"trailing", `{"keys":[]} {}`, "after the JSON"},
+		{"trailing bracket", `{"keys":[]}]`, "after the JSON"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

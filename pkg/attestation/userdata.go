@@ -166,7 +166,6 @@ var userDataDec = func() cbor.DecMode {
 // CBOR major types, from the initial byte's top three bits.
 const (
 	majorUint  = 0
-	majorBytes = 2
 	majorText  = 3
 	majorArray = 4
 	majorMap   = 5
