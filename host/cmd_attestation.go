@@ -39,7 +39,7 @@ type verifyOutput struct {
 	Nonce     *string    `json:"nonce"`
 	DebugMode bool       `json:"debug_mode"`
 	// UserDataMap is user_data read as signerd's map; null when it is not
-	// one (a document from another enclave, or from signerd before 0.x).
+	// one (a document from another enclave, or from an older signerd).
 	UserDataMap *userDataMapJSON `json:"user_data_map"`
 }
 
@@ -85,9 +85,9 @@ func runAttestationVerify(e *env) error {
 	at := fs.String("at", "", "verify as of this RFC 3339 time (default: the document's own timestamp)")
 	var expect multiFlag
 	fs.Var(&expect, "expect-pcr", "N=HEX: require PCR N to have this value (repeatable)")
-	keysPath := fs.String("expect-keys", "", "require the key set the document attests to be this one: FILE holds what GET /v1/keys returned (needs --expect-pcr 0=HEX)")
+	keysPath := fs.String("expect-keys", "", "require the key set the document attests to be the one in `FILE`, what GET /v1/keys returned (needs --expect-pcr 0=HEX)")
 	var nonce []byte
-	fs.Func("expect-nonce", "HEX: require the document's nonce to be these bytes", func(v string) error {
+	fs.Func("expect-nonce", "require the document's nonce to be these `HEX` bytes", func(v string) error {
 		b, err := hex.DecodeString(v)
 		if err != nil || len(b) == 0 {
 			return fmt.Errorf("want hex bytes, got %q", v)
