@@ -10,7 +10,6 @@ import (
 	"flag"
 	"fmt"
 	"math"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -465,10 +464,7 @@ func (o *benchOptions) startDev(ctx context.Context, encCPUs []int, pin bool) (s
 	}
 	httpAddr := o.httpAddr
 	if httpAddr == "" {
-		if httpAddr, err = freeLoopbackAddr(); err != nil {
-			os.RemoveAll(dir)
-			return nil, nil, fmt.Errorf("bench: %w", err)
-		}
+		httpAddr = "127.0.0.1:0" // the shim picks a free port; st.opts.HTTP names it
 	}
 	opts := devOptions{Dir: dir, HTTP: httpAddr, SignerdPath: o.signerd}
 	if pin {
@@ -483,7 +479,7 @@ func (o *benchOptions) startDev(ctx context.Context, encCPUs []int, pin bool) (s
 		st.stop()
 		os.RemoveAll(dir)
 	}
-	s, err := st.status(httpClientFor(httpAddr))
+	s, err := st.status(httpClientFor(st.opts.HTTP))
 	if err != nil || s.State != "ready" {
 		detail := fmt.Sprint(err)
 		if s != nil {
@@ -493,16 +489,6 @@ func (o *benchOptions) startDev(ctx context.Context, encCPUs []int, pin bool) (s
 		return nil, nil, fmt.Errorf("bench: the dev stack is not ready: %s", detail)
 	}
 	return st, stop, nil
-}
-
-// freeLoopbackAddr returns a 127.0.0.1 port nothing listens on just now.
-func freeLoopbackAddr() (string, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer ln.Close()
-	return ln.Addr().String(), nil
 }
 
 // rawResult is what `signer bench --raw` prints: in-process signing on the

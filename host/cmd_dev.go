@@ -17,13 +17,15 @@ import (
 func runDev(e *env) error {
 	fs := newFlagSet(e, "dev")
 	dir := fs.String("dir", ".signer-dev", "the stack's directory (created; reused by later starts)")
-	httpAddr := fs.String("http", "127.0.0.1:8080", "the host shim's HTTP address: HOST:PORT, tcp://HOST:PORT or unix:///PATH")
+	httpAddr := fs.String("http", "127.0.0.1:8080", "the host shim's HTTP address: HOST:PORT (PORT 0: any free port, printed in the summary), tcp://HOST:PORT or unix:///PATH")
 	debug := fs.Bool("debug-mode", false, "simulate a debug-mode enclave (all-zero PCR0) and a policy that admits only that")
 	var keyrings multiFlag
 	fs.Var(&keyrings, "keyring", "an extra age-encrypted keyring, encrypted to DIR/recipient.txt (repeatable)")
 	policyFile := fs.String("policy", "", "a key policy to use instead of the generated one")
 	signerd := fs.String("signerd", "", "the signerd binary (default: beside signer, else on PATH)")
 	signerdListen := fs.String("signerd-listen", "", "where signerd listens: tcp://127.0.0.1:PORT, to exercise vsock's source-port rules on loopback (default: unix://DIR/signerd.sock)")
+	imdsCreds := fs.Duration("imds-credentials", 0, "the shim takes rotating instance-role credentials, each valid this `lifetime` (10s to 1h), from the emulator's instance metadata service instead of the static test/test, and refreshes them a third of the lifetime before expiry")
+	throttle := fs.Float64("kms-throttle", 0, "the KMS emulator answers this `fraction` of requests (0 to below 1) with ThrottlingException, spread evenly: 0.5 every other one")
 	args, err := parseFlags(fs, e.args)
 	if err != nil {
 		return err
@@ -43,10 +45,17 @@ func runDev(e *env) error {
 			return usageErrorf("dev: --signerd-listen %s: want a loopback address (signerd's API is unauthenticated)", *signerdListen)
 		}
 	}
+	if *imdsCreds != 0 && (*imdsCreds < minIMDSLifetime || *imdsCreds > maxIMDSLifetime) {
+		return usageErrorf("dev: --imds-credentials %s: want a lifetime from %s to %s (a provisioning must fit in a third of it; the AWS SDK reports instance-role credentials as expiring at most an hour ahead)", *imdsCreds, minIMDSLifetime, maxIMDSLifetime)
+	}
+	if !(*throttle >= 0 && *throttle < 1) {
+		return usageErrorf("dev: --kms-throttle %v: want a fraction from 0 to below 1 (1 would throttle every call, signer dev's own setup included)", *throttle)
+	}
 	fmt.Fprintf(e.stderr, "signer dev: starting the stack in %s\n", *dir)
 	s, err := startDevStack(e.ctx, devOptions{
 		Dir: *dir, HTTP: *httpAddr, DebugMode: *debug, Keyrings: keyrings,
 		PolicyFile: *policyFile, SignerdPath: *signerd, SignerdListen: *signerdListen, Events: e.stderr,
+		IMDSCredentials: *imdsCreds, KMSThrottle: *throttle,
 	})
 	if err != nil {
 		return fmt.Errorf("dev: %w", err)
@@ -82,8 +91,16 @@ func (s *devStack) printSummary(e *env) {
 	}
 	fmt.Fprintf(w, "Simulated %s enclave, PCR0 %s\n", mode, hex.EncodeToString(s.pcr0))
 	fmt.Fprintf(w, "KMS emulator:   %s (aws --endpoint-url $(cat %s) kms …, credentials test/test)\n", s.kmsEndpoint, filepath.Join(s.dir, "kms-endpoint"))
+	if s.opts.KMSThrottle > 0 {
+		fmt.Fprintf(w, "KMS throttling: %g of requests answered ThrottlingException (--kms-throttle)\n", s.opts.KMSThrottle)
+	}
+	if s.imdsURL != "" {
+		fmt.Fprintf(w, "Credentials:    the shim's come from the emulator's IMDS %s (%s), valid %s each, new ones at half that, refreshed %s before expiry\n",
+			s.imdsURL, filepath.Join(s.dir, "imds-endpoint"), s.opts.IMDSCredentials, credentialRefresh(s.opts.IMDSCredentials))
+	}
 	fmt.Fprintf(w, "Key policy:     %s (key %s)\n", filepath.Join(s.dir, "policy.json"), s.keyID)
 	fmt.Fprintf(w, "Logs:           %s\n", filepath.Join(s.dir, "logs"))
+	fmt.Fprintf(w, "Host shim:      %s (instance %s)\n", s.httpURL, s.instance)
 	fmt.Fprintf(w, "Processes:      %s (signerd is restarted when it exits)\n", s.processes())
 	st, err := s.status(httpClientFor(s.opts.HTTP))
 	if err == nil && st.State != "ready" && st.Shim.LastError != "" {

@@ -5,22 +5,29 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
+	"flag"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"sort"
 	"strings"
 	"time"
 
+	"github.com/enclave-signer/enclave-signer/pkg/imdsemu"
 	"github.com/enclave-signer/enclave-signer/pkg/kms/kmsemu"
 	"github.com/enclave-signer/enclave-signer/pkg/transport"
 )
 
 // runKMSEmulator is `signer kms-emulator --listen ADDR --state FILE
 // [--trust-root PEM]... [--credential AKID:SECRET=PRINCIPAL_ARN]...
-// [--throttle-fraction F]`: the KMS emulator alone, plain HTTP, until the
-// context ends.
+// [--throttle-fraction F] [--imds HOST:PORT [--imds-role NAME]
+// [--imds-lifetime D]]`: the KMS emulator, plain HTTP, until the context
+// ends; with --imds also an emulated instance metadata service whose
+// rotating instance-role credentials the emulator accepts until they
+// expire (docs/development.md).
 func runKMSEmulator(e *env) error {
 	fs := newFlagSet(e, "kms-emulator")
 	listen := fs.String("listen", "", "where to serve plain HTTP: `HOST:PORT`, tcp://HOST:PORT or unix:///PATH (required)")
@@ -30,12 +37,30 @@ func runKMSEmulator(e *env) error {
 	fs.Var(&creds, "credential", "accepted access key, `AKID:SECRET=PRINCIPAL_ARN` (repeatable); default test:test="+kmsemu.DefaultCredential.Principal)
 	maxAge := fs.Duration("max-attestation-age", 5*time.Minute, "refuse Recipient attestation documents older than this (AWS documents no limit)")
 	throttle := fs.Float64("throttle-fraction", 0, "answer this `fraction` (0 to 1) of requests with ThrottlingException, as KMS does when it throttles, spread evenly from the first request on: 0.5 throttles every other request")
+	imdsAddr := fs.String("imds", "", "also serve an emulated EC2 instance metadata service (IMDSv2) on this loopback `HOST:PORT` (127.0.0.1:0 picks a port), handing out instance-role credentials this emulator accepts until they expire; point the AWS SDKs at it with AWS_EC2_METADATA_SERVICE_ENDPOINT=http://HOST:PORT")
+	imdsRole := fs.String("imds-role", "dev", "with --imds: the instance role's `name`; its credentials act as arn:aws:sts::000000000000:assumed-role/NAME/INSTANCE_ID")
+	imdsLifetime := fs.Duration("imds-lifetime", imdsemu.DefaultLifetime, "with --imds: how long each set of credentials is valid; new ones are available once the current ones are past half of it (EC2: at least 5 minutes before expiry)")
 	pos, err := parseFlags(fs, e.args)
 	if err != nil {
 		return err
 	}
 	if len(pos) > 0 {
 		return usageErrorf("kms-emulator: unexpected argument %q: all settings are flags", pos[0])
+	}
+	var imds *imdsemu.Server
+	if *imdsAddr != "" {
+		if err := checkLoopbackHostPort(*imdsAddr); err != nil {
+			return usageErrorf("kms-emulator: --imds %q: %v", *imdsAddr, err)
+		}
+		if *imdsLifetime < imdsemu.MinLifetime {
+			return usageErrorf("kms-emulator: --imds-lifetime %s: want at least %s (e.g. 30s to watch rotations; EC2's credentials last hours)", *imdsLifetime, imdsemu.MinLifetime)
+		}
+		imds = &imdsemu.Server{Role: *imdsRole, Lifetime: *imdsLifetime}
+		if err := imds.Init(); err != nil {
+			return usageErrorf("kms-emulator: --imds-role %q: %v", *imdsRole, strings.TrimPrefix(err.Error(), "imdsemu: "))
+		}
+	} else if flagGiven(fs, "imds-role") || flagGiven(fs, "imds-lifetime") {
+		return usageErrorf("kms-emulator: --imds-role and --imds-lifetime configure --imds HOST:PORT, which is not given")
 	}
 	if *listen == "" {
 		return usageErrorf("kms-emulator: --listen is required: want HOST:PORT, tcp://HOST:PORT or unix:///PATH")
@@ -76,6 +101,10 @@ func runKMSEmulator(e *env) error {
 
 		ThrottleFraction: *throttle,
 	}
+	if imds != nil {
+		imds.Log = log.With("component", "imds")
+		srv.LookupCredential = imdsCredential(imds)
+	}
 	verifier := &kmsemu.AttestationVerifier{Roots: kmsemu.RootsWithAWS(trustRoots...), MaxAge: *maxAge, Log: log}
 	srv.OpenRecipient = verifier.Open
 	if err := srv.Init(); err != nil {
@@ -106,29 +135,145 @@ func runKMSEmulator(e *env) error {
 		}
 	}
 
-	hs := &http.Server{
-		Handler:           srv,
-		ReadHeaderTimeout: 10 * time.Second,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	// The KMS listener can go away and come back on the same address
+	// (SIGUSR1, SIGUSR2): a KMS that refuses connections, as when it is
+	// unreachable, while the process and its state live on.
+	kmsAddr := addr
+	if addr.Scheme == transport.TCP {
+		kmsAddr.HostPort = ln.Addr().String()
 	}
-	errc := make(chan error, 1)
-	go func() { errc <- hs.Serve(ln) }()
-	select {
-	case err := <-errc:
-		return fmt.Errorf("kms-emulator: serving on %s: %w", endpoint, err)
-	case <-e.ctx.Done():
+	newServer := func(h http.Handler) *http.Server {
+		return &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	}
+	serve := func(hs *http.Server, l net.Listener) chan error {
+		done := make(chan error, 1)
+		go func() { done <- hs.Serve(l) }()
+		return done
+	}
+	var imdsServer *http.Server
+	var imdsDone chan error
+	if imds != nil {
+		iln, err := transport.Listen(e.ctx, transport.Addr{Scheme: transport.TCP, HostPort: *imdsAddr})
+		if err != nil {
+			ln.Close()
+			return fmt.Errorf("kms-emulator: --imds: listening on %s: %w", *imdsAddr, err)
+		}
+		imdsServer = newServer(imds)
+		imdsDone = serve(imdsServer, iln)
+		// Logged after the KMS line, and without "endpoint=": signer dev
+		// and scripts take the first endpoint= as the KMS's.
+		imdsURL := "http://" + iln.Addr().String()
+		log.Info("serving an emulated instance metadata service (IMDSv2) on "+imdsURL, "imds", imdsURL,
+			"role", *imdsRole, "principal", imds.Principal(), "lifetime", imds.Lifetime, "rotation", "new credentials once the current ones are past half their lifetime")
+	}
+	kmsServer := newServer(srv)
+	kmsDone := serve(kmsServer, ln)
+	down, up, stopSignals := outageSignals()
+	defer stopSignals()
+serving:
+	for {
+		select {
+		case <-down:
+			if kmsServer == nil {
+				continue
+			}
+			kmsServer.Close() // the listener and every connection
+			<-kmsDone
+			kmsServer, kmsDone = nil, nil
+			log.Warn("KMS down on purpose (SIGUSR1): connections to "+endpoint+" are refused until SIGUSR2", "kms_down", true)
+		case <-up:
+			if kmsServer != nil {
+				continue
+			}
+			l, err := transport.Listen(e.ctx, kmsAddr)
+			if err != nil {
+				err = fmt.Errorf("kms-emulator: back up after SIGUSR2: listening on %s again: %w", kmsAddr, err)
+				if imdsServer != nil {
+					imdsServer.Close()
+				}
+				return err
+			}
+			kmsServer = newServer(srv)
+			kmsDone = serve(kmsServer, l)
+			log.Info("KMS back (SIGUSR2): listening on "+endpoint+" again", "kms_down", false)
+		case err := <-kmsDone:
+			if imdsServer != nil {
+				imdsServer.Close()
+			}
+			return fmt.Errorf("kms-emulator: serving on %s: %w", endpoint, err)
+		case err := <-imdsDone:
+			if kmsServer != nil {
+				kmsServer.Close()
+			}
+			return fmt.Errorf("kms-emulator: serving the IMDS: %w", err)
+		case <-e.ctx.Done():
+			break serving
+		}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	err = hs.Shutdown(ctx)
-	if serr := <-errc; !errors.Is(serr, http.ErrServerClosed) && err == nil {
-		err = serr
+	err = nil
+	for _, s := range []struct {
+		hs   *http.Server
+		done chan error
+	}{{kmsServer, kmsDone}, {imdsServer, imdsDone}} {
+		if s.hs == nil {
+			continue
+		}
+		if serr := s.hs.Shutdown(ctx); serr != nil && err == nil {
+			err = serr
+		}
+		if serr := <-s.done; !errors.Is(serr, http.ErrServerClosed) && err == nil {
+			err = serr
+		}
 	}
 	if err != nil {
 		return fmt.Errorf("kms-emulator: shutting down: %w", err)
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// imdsCredential makes the credentials the emulated instance issued
+// acceptable to the KMS emulator, each until its expiration.
+func imdsCredential(m *imdsemu.Server) func(string) (kmsemu.Credential, bool) {
+	return func(id string) (kmsemu.Credential, bool) {
+		c, ok := m.Lookup(id)
+		if !ok {
+			return kmsemu.Credential{}, false
+		}
+		return kmsemu.Credential{AccessKeyID: c.AccessKeyID, SecretAccessKey: c.SecretAccessKey,
+			SessionToken: c.SessionToken, Expires: c.Expiration, Principal: c.Principal}, true
+	}
+}
+
+// checkLoopbackHostPort accepts HOST:PORT on a loopback address only: the
+// emulated IMDS hands out credentials, and nothing beyond this machine
+// should fetch them.
+func checkLoopbackHostPort(hostport string) error {
+	host, port, err := net.SplitHostPort(hostport)
+	if err != nil || port == "" {
+		return fmt.Errorf("want HOST:PORT on loopback, e.g. 127.0.0.1:0")
+	}
+	if strings.EqualFold(host, "localhost") {
+		return nil
+	}
+	ip, err := netip.ParseAddr(host)
+	if err != nil || !ip.Unmap().IsLoopback() {
+		return fmt.Errorf("the emulated IMDS hands out credentials: listen on a loopback address (127.0.0.1:PORT or [::1]:PORT), not %q", host)
+	}
+	return nil
+}
+
+// flagGiven reports whether the flag was set on the command line.
+func flagGiven(fs *flag.FlagSet, name string) bool {
+	given := false
+	fs.Visit(func(f *flag.Flag) {
+		if f.Name == name {
+			given = true
+		}
+	})
+	return given
 }
 
 // parseCredentialFlag parses AKID:SECRET=PRINCIPAL_ARN. Secret access keys

@@ -3,10 +3,13 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
+	"io"
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -15,6 +18,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 	"github.com/aws/smithy-go"
@@ -253,5 +257,149 @@ func TestKMSEmulatorThrottleFraction(t *testing.T) {
 	}
 	if n := strings.Count(stderr.String(), "request throttled"); n < 2 {
 		t.Fatalf("%d requests throttled, want the first and at least one retried one:\n%s", n, stderr)
+	}
+}
+
+var imdsURLRE = regexp.MustCompile(`imds=(http://\S+)`)
+
+// imdsCredentials fetches the credentials document from an IMDSv2
+// endpoint, as the SDKs do: a session token first, then the role.
+func imdsCredentials(t *testing.T, base string) (role string, doc map[string]string) {
+	t.Helper()
+	req, _ := http.NewRequest("PUT", base+"/latest/api/token", nil)
+	req.Header.Set("X-aws-ec2-metadata-token-ttl-seconds", "60")
+	tok := httpBody(t, req)
+	get := func(path string) string {
+		req, _ := http.NewRequest("GET", base+path, nil)
+		req.Header.Set("X-aws-ec2-metadata-token", tok)
+		return httpBody(t, req)
+	}
+	role = get("/latest/meta-data/iam/security-credentials/")
+	if err := json.Unmarshal([]byte(get("/latest/meta-data/iam/security-credentials/"+role)), &doc); err != nil {
+		t.Fatal(err)
+	}
+	return role, doc
+}
+
+func httpBody(t *testing.T, req *http.Request) string {
+	t.Helper()
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 {
+		t.Fatalf("%s %s: %d %s", req.Method, req.URL, resp.StatusCode, b)
+	}
+	return string(b)
+}
+
+// TestKMSEmulatorIMDS: with --imds, the unmodified Go SDK and AWS CLI,
+// given only AWS_EC2_METADATA_SERVICE_ENDPOINT, take instance-role
+// credentials from the emulated IMDS and the emulator accepts them as the
+// role's session; they are refused with ExpiredTokenException once
+// expired, while the rotated ones work.
+func TestKMSEmulatorIMDS(t *testing.T) {
+	dir := t.TempDir()
+	endpoint, stderr, stop := startKMSEmulator(t, "--listen", "127.0.0.1:0", "--state", filepath.Join(dir, "s.json"),
+		"--imds", "127.0.0.1:0", "--imds-role", "dev", "--imds-lifetime", "3s")
+	m := imdsURLRE.FindStringSubmatch(stderr.String())
+	if m == nil || !strings.HasPrefix(m[1], "http://127.0.0.1:") {
+		t.Fatalf("no imds= URL on loopback in the log:\n%s", stderr)
+	}
+	imdsURL := m[1]
+	if got := endpointRE.FindStringSubmatch(stderr.String()); got == nil || got[1] != endpoint {
+		t.Fatalf("the first endpoint= is %v, want the KMS's %s", got, endpoint)
+	}
+	// The AWS environment of a process on an instance: no keys, IMDS at
+	// the emulator.
+	for k, v := range map[string]string{
+		"AWS_EC2_METADATA_SERVICE_ENDPOINT": imdsURL, "AWS_EC2_METADATA_DISABLED": "false",
+		"AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": "", "AWS_SESSION_TOKEN": "", "AWS_PROFILE": "",
+		"AWS_CONFIG_FILE": os.DevNull, "AWS_SHARED_CREDENTIALS_FILE": os.DevNull, "AWS_REGION": "us-east-1",
+	} {
+		t.Setenv(k, v)
+	}
+	ctx := t.Context()
+	cfg, err := config.LoadDefaultConfig(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := kms.NewFromConfig(cfg, func(o *kms.Options) { o.BaseEndpoint = aws.String(endpoint) })
+	if _, err := c.CreateKey(ctx, &kms.CreateKeyInput{}); err != nil {
+		t.Fatalf("CreateKey with the SDK's instance-role credentials: %v\n%s", err, stderr)
+	}
+	if !regexp.MustCompile(`principal=arn:aws:sts::000000000000:assumed-role/dev/i-[0-9a-f]{17}`).MatchString(stderr.String()) {
+		t.Errorf("the request did not act as the instance's assumed-role session:\n%s", stderr)
+	}
+	awsCLI := tool(t, "aws")
+	cli := exec.Command(awsCLI, "--endpoint-url", endpoint, "--region", "us-east-1", "--output", "text", "--query", "length(Keys)", "kms", "list-keys")
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "AWS_") || !strings.HasSuffix(kv, "=") { // botocore takes AWS_PROFILE= for a profile named ""
+			cli.Env = append(cli.Env, kv)
+		}
+	}
+	out, err := cli.CombinedOutput()
+	if err != nil || strings.TrimSpace(string(out)) != "1" {
+		t.Fatalf("aws kms list-keys with the CLI's instance-role credentials: %v\n%s", err, out)
+	}
+	if !regexp.MustCompile(`msg="kms request".*access_key_id=ASIA\S+.*op=ListKeys`).MatchString(stderr.String()) {
+		t.Errorf("no ListKeys by an instance-role session in the log:\n%s", stderr)
+	}
+
+	// Credentials taken now are refused once expired; the IMDS has newer
+	// ones by then, which work.
+	role, doc := imdsCredentials(t, imdsURL)
+	exp, err := time.Parse(time.RFC3339, doc["Expiration"])
+	if role != "dev" || err != nil || doc["Code"] != "Success" || !strings.HasPrefix(doc["AccessKeyId"], "ASIA") {
+		t.Fatalf("IMDS role %q, document %v", role, doc["Code"])
+	}
+	time.Sleep(time.Until(exp) + 100*time.Millisecond)
+	stale := kms.New(kms.Options{Region: "us-east-1", BaseEndpoint: aws.String(endpoint), RetryMaxAttempts: 1,
+		Credentials: credentials.NewStaticCredentialsProvider(doc["AccessKeyId"], doc["SecretAccessKey"], doc["Token"])})
+	_, err = stale.ListKeys(ctx, &kms.ListKeysInput{})
+	var ae smithy.APIError
+	if !errors.As(err, &ae) || ae.ErrorCode() != "ExpiredTokenException" {
+		t.Fatalf("credentials past their Expiration %s: %v, want ExpiredTokenException", exp, err)
+	}
+	_, fresh := imdsCredentials(t, imdsURL)
+	if fresh["AccessKeyId"] == doc["AccessKeyId"] {
+		t.Fatal("the IMDS still hands out expired credentials")
+	}
+	current := kms.New(kms.Options{Region: "us-east-1", BaseEndpoint: aws.String(endpoint), RetryMaxAttempts: 1,
+		Credentials: credentials.NewStaticCredentialsProvider(fresh["AccessKeyId"], fresh["SecretAccessKey"], fresh["Token"])})
+	if _, err := current.ListKeys(ctx, &kms.ListKeysInput{}); err != nil {
+		t.Fatalf("the rotated credentials: %v", err)
+	}
+	if code := stop(); code != 0 {
+		t.Fatalf("exit %d", code)
+	}
+	for _, secret := range []string{doc["SecretAccessKey"], doc["Token"], fresh["SecretAccessKey"], fresh["Token"]} {
+		if strings.Contains(stderr.String(), secret) {
+			t.Fatal("a secret access key or session token appears in the emulator's log")
+		}
+	}
+}
+
+func TestKMSEmulatorIMDSUsage(t *testing.T) {
+	state := filepath.Join(t.TempDir(), "s.json")
+	base := []string{"kms-emulator", "--listen", "127.0.0.1:0", "--state", state}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--imds", "0.0.0.0:0"}, `--imds "0.0.0.0:0": the emulated IMDS hands out credentials: listen on a loopback address`},
+		{[]string{"--imds", "10.1.2.3:80"}, "loopback"},
+		{[]string{"--imds", "127.0.0.1"}, "want HOST:PORT on loopback"},
+		{[]string{"--imds", "127.0.0.1:0", "--imds-lifetime", "1s"}, "--imds-lifetime 1s: want at least 2s"},
+		{[]string{"--imds", "127.0.0.1:0", "--imds-role", "a/b"}, `--imds-role "a/b": role "a/b": want a role name`},
+		{[]string{"--imds-role", "dev"}, "--imds-role and --imds-lifetime configure --imds HOST:PORT, which is not given"},
+		{[]string{"--imds-lifetime", "30s"}, "which is not given"},
+	} {
+		code, _, stderr := signer(t, "", append(base, tc.args...)...)
+		if code != 2 || !strings.Contains(stderr, tc.want) {
+			t.Errorf("signer kms-emulator %q: exit %d, stderr %q; want 2 and %q", tc.args, code, stderr, tc.want)
+		}
 	}
 }

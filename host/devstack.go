@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"math"
 	"net"
 	"net/http"
 	"os"
@@ -19,6 +20,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -26,6 +28,8 @@ import (
 
 	"filippo.io/age"
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/aws/ratelimit"
+	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 	"github.com/enclave-signer/enclave-signer/pkg/attestation/nsmsim"
 	"github.com/enclave-signer/enclave-signer/pkg/keyring"
@@ -40,7 +44,8 @@ import (
 const (
 	devRegion    = "us-east-1"
 	devAccount   = "000000000000"
-	devPrincipal = "arn:aws:iam::" + devAccount + ":role/dev" // the emulator's test/test credential
+	devRoleName  = "dev"
+	devPrincipal = "arn:aws:iam::" + devAccount + ":role/" + devRoleName // the emulator's test/test credential, and the role of its IMDS
 	devKeyAlias  = "alias/enclave-signer-dev"
 )
 
@@ -64,6 +69,33 @@ type devOptions struct {
 	// listens instead of DIR/signerd.sock: over TCP the shim dials from a
 	// privileged source port, as over vsock in production.
 	SignerdListen string
+	// IMDSCredentials, when set, is the lifetime of the instance-role
+	// credentials the emulator's IMDS hands out; the shim then takes
+	// its credentials from there (no static keys in its environment) and
+	// refreshes them a third of the lifetime before they expire. Zero:
+	// the static test/test credential.
+	IMDSCredentials time.Duration
+	// KMSThrottle is the fraction of KMS requests the emulator answers
+	// with ThrottlingException (0 to below 1).
+	KMSThrottle float64
+}
+
+// The bounds of devOptions.IMDSCredentials: a provisioning must fit in a
+// third of the lifetime, and the SDK reports instance-role credentials as
+// expiring at most an hour ahead, so a refresh margin above that would
+// refresh again at once.
+const (
+	minIMDSLifetime = 10 * time.Second
+	maxIMDSLifetime = time.Hour
+)
+
+// credentialRefresh is the shim's credential_refresh for credentials of
+// this lifetime: a third of it. The emulator offers new credentials once
+// the current ones are past half their lifetime, so a refresh at two
+// thirds finds them, with a third left for the provisioning, as EC2's
+// 5-minute margin leaves ample time for one.
+func credentialRefresh(lifetime time.Duration) time.Duration {
+	return (lifetime / 3).Truncate(time.Millisecond)
 }
 
 // devStack is a running development stack.
@@ -71,6 +103,7 @@ type devStack struct {
 	opts        devOptions
 	dir         string
 	kmsEndpoint string
+	imdsURL     string // the emulator's IMDS, with opts.IMDSCredentials
 	httpURL     string
 	keyID       string
 	recipient   string
@@ -288,6 +321,9 @@ func checkNoOneListens(dir, httpAddr, signerdListen string) error {
 		return nil
 	}
 	hostport := strings.TrimPrefix(httpAddr, "tcp://")
+	if anyPort(hostport) {
+		return nil // the shim picks a free port itself
+	}
 	if conn, err := net.DialTimeout("tcp", hostport, 500*time.Millisecond); err == nil {
 		conn.Close()
 		return fmt.Errorf("--http %s: another process already listens there (a shim left running by an earlier signer dev?); stop it, or choose another --http", httpAddr)
@@ -314,7 +350,10 @@ func findSignerd(given string) (string, error) {
 	return p, nil
 }
 
-var endpointLine = regexp.MustCompile(`endpoint=(http://\S+)`)
+var (
+	endpointLine = regexp.MustCompile(`endpoint=(http://\S+)`)
+	imdsLine     = regexp.MustCompile(`imds=(http://\S+)`)
+)
 
 // startDevStack starts the whole stack and waits for it to be ready, or to
 // settle in a state that is not ready (a policy that refuses the enclave is
@@ -380,8 +419,14 @@ func startDevStack(ctx context.Context, o devOptions) (*devStack, error) {
 
 	// 1. The KMS emulator, plain HTTP on loopback for aws --endpoint-url.
 	statePath := filepath.Join(dir, "kms-state.json")
-	emu, err := s.startFixed(ctx, "kms-emulator", env, endpointLine, self,
-		"kms-emulator", "--listen", "127.0.0.1:0", "--state", statePath, "--trust-root", rootPEM)
+	emuArgs := []string{"kms-emulator", "--listen", "127.0.0.1:0", "--state", statePath, "--trust-root", rootPEM}
+	if o.KMSThrottle > 0 {
+		emuArgs = append(emuArgs, "--throttle-fraction", strconv.FormatFloat(o.KMSThrottle, 'g', -1, 64))
+	}
+	if o.IMDSCredentials > 0 {
+		emuArgs = append(emuArgs, "--imds", "127.0.0.1:0", "--imds-role", devRoleName, "--imds-lifetime", o.IMDSCredentials.String())
+	}
+	emu, err := s.startFixed(ctx, "kms-emulator", env, endpointLine, self, emuArgs...)
 	if err != nil {
 		return nil, err
 	}
@@ -395,6 +440,24 @@ func startDevStack(ctx context.Context, o devOptions) (*devStack, error) {
 		return nil, fmt.Errorf("kms-emulator reported no endpoint; last output:\n%s", emu.tail())
 	}
 	if err := os.WriteFile(filepath.Join(dir, "kms-endpoint"), []byte(s.kmsEndpoint+"\n"), 0o644); err != nil {
+		return nil, err
+	}
+	imdsFile := filepath.Join(dir, "imds-endpoint")
+	if o.IMDSCredentials > 0 {
+		// The emulator logs its IMDS right after its KMS endpoint.
+		if err := s.waitFor(ctx, emu, 10*time.Second, "IMDS address", func() bool {
+			if m := imdsLine.FindStringSubmatch(emu.tail()); m != nil {
+				s.imdsURL = m[1]
+			}
+			return s.imdsURL != ""
+		}); err != nil {
+			return nil, err
+		}
+		if err := os.WriteFile(imdsFile, []byte(s.imdsURL+"\n"), 0o644); err != nil {
+			return nil, err
+		}
+	} else if err := os.Remove(imdsFile); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		// Never leave the address of an earlier start's IMDS behind.
 		return nil, err
 	}
 
@@ -450,14 +513,35 @@ func startDevStack(ctx context.Context, o devOptions) (*devStack, error) {
 		"keyrings": append([]string{filepath.Join(dir, "keyring.age")}, absAll(o.Keyrings)...),
 		"instance": s.instance,
 	}
+	shimEnv := env
+	if o.IMDSCredentials > 0 {
+		cfg["credential_refresh"] = credentialRefresh(o.IMDSCredentials).String()
+		shimEnv = imdsEnv(env, s.imdsURL)
+	}
 	cfgJSON, _ := json.MarshalIndent(cfg, "", "  ")
 	cfgPath := filepath.Join(dir, "shim.json")
 	if err := os.WriteFile(cfgPath, append(cfgJSON, '\n'), 0o644); err != nil {
 		return nil, err
 	}
-	shim, err := s.startFixed(ctx, "shim", env, nil, self, "serve", "--config", cfgPath)
+	var watch *regexp.Regexp
+	if anyPort(strings.TrimPrefix(o.HTTP, "tcp://")) {
+		watch = shimListenLine
+	}
+	shim, err := s.startFixed(ctx, "shim", shimEnv, watch, self, "serve", "--config", cfgPath)
 	if err != nil {
 		return nil, err
+	}
+	if watch != nil {
+		// --http HOST:0: the shim bound a free port; its log says which,
+		// and from here on the stack is reached there.
+		select {
+		case addr := <-shim.matched:
+			o.HTTP, s.opts.HTTP = addr, addr
+		case <-shim.done:
+			return nil, shim.failure(dir)
+		case <-time.After(10 * time.Second):
+			return nil, fmt.Errorf("the shim did not report its address after 10 s; last output:\n%s", shim.tail())
+		}
 	}
 	s.httpURL, err = httpURL(o.HTTP)
 	if err != nil {
@@ -747,6 +831,21 @@ func devEnv() []string {
 		"AWS_EC2_METADATA_DISABLED=true", "AWS_CONFIG_FILE="+os.DevNull, "AWS_SHARED_CREDENTIALS_FILE="+os.DevNull)
 }
 
+// imdsEnv is env for a process that takes instance-role credentials from
+// the emulator's IMDS at url, as on EC2: no static keys, instance
+// metadata on, and pointed at loopback (never 169.254.169.254).
+func imdsEnv(env []string, url string) []string {
+	var out []string
+	for _, kv := range env {
+		switch k, _, _ := strings.Cut(kv, "="); k {
+		case "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_EC2_METADATA_DISABLED":
+		default:
+			out = append(out, kv)
+		}
+	}
+	return append(out, "AWS_EC2_METADATA_SERVICE_ENDPOINT="+url)
+}
+
 func absAll(paths []string) []string {
 	out := make([]string, len(paths))
 	for i, p := range paths {
@@ -770,7 +869,7 @@ func (s *devStack) setupKMS(ctx context.Context) error {
 		Credentials: aws.CredentialsProviderFunc(func(context.Context) (aws.Credentials, error) {
 			return aws.Credentials{AccessKeyID: "test", SecretAccessKey: "test"}, nil
 		}),
-		RetryMaxAttempts: 3,
+		Retryer: setupRetryer(s.opts.KMSThrottle),
 	})
 	s.pcr0 = nsmsim.DefaultPCRs("")[0]
 	if s.opts.DebugMode {
@@ -839,6 +938,20 @@ func (s *devStack) setupKMS(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// setupRetryer retries signer dev's own KMS calls past the throttling it
+// asked the emulator for: the emulator spreads its throttles evenly, so
+// 1/(1-F) attempts in a row always include one it serves.
+func setupRetryer(throttle float64) aws.Retryer {
+	return retry.NewStandard(func(o *retry.StandardOptions) {
+		o.MaxAttempts = 3
+		if throttle > 0 {
+			o.MaxAttempts = int(math.Ceil(1/(1-throttle)-1e-9)) + 1 // 1e-9: 1/(1-0.9) is 10.000000000000002
+			o.MaxBackoff = 100 * time.Millisecond
+		}
+		o.RateLimiter = ratelimit.None
+	})
 }
 
 // policy is the key policy in force: --policy, or the guide's policy for
@@ -921,6 +1034,16 @@ func (s *devStack) makeKeyring(path string) error {
 	}
 	s.created = append(s.created, "keyring.age (dev-ed25519, dev-p256, dev-secp256k1)")
 	return nil
+}
+
+// shimListenLine finds the address in the shim's "serving the HTTP API"
+// log line (text or JSON).
+var shimListenLine = regexp.MustCompile(`serving the HTTP API"?.*?\blisten"?[=:]"?([^\s",]+)`)
+
+// anyPort reports whether hostport asks for any free port (HOST:0).
+func anyPort(hostport string) bool {
+	_, port, err := net.SplitHostPort(hostport)
+	return err == nil && port == "0"
 }
 
 // httpURL turns a listen address into the URL clients use.

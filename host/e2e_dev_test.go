@@ -78,7 +78,7 @@ func TestDevOnePerDirectory(t *testing.T) {
 	p := startDev(t, dir)
 	before := fileSums(t, dir)
 
-	code, out := runDevToExit(t, dir, 20*time.Second, "--http", freePort(t))
+	code, out := runDevToExit(t, dir, 20*time.Second, "--http", "127.0.0.1:0")
 	want := dir + " is in use by signer dev (pid " + strconv.Itoa(p.cmd.Process.Pid) + "); stop it or use --dir"
 	if code == 0 || !strings.Contains(out, want) {
 		t.Errorf("second signer dev on %s: exit %d, output:\n%s\nwant non-zero and %q", dir, code, out, want)
@@ -120,7 +120,7 @@ func TestDevRefusesSocketInUse(t *testing.T) {
 			c.Close()
 		}
 	}()
-	code, out := runDevToExit(t, dir, 20*time.Second, "--http", freePort(t))
+	code, out := runDevToExit(t, dir, 20*time.Second, "--http", "127.0.0.1:0")
 	if code == 0 || strings.Contains(out, "Ready") || !strings.Contains(out, sock+" answers, but this signer dev has started nothing yet") {
 		t.Fatalf("exit %d, output:\n%s\nwant a refusal naming %s", code, out, sock)
 	}
@@ -153,7 +153,7 @@ func TestDevRefusesBrokenIdentitySet(t *testing.T) {
 		for _, f := range []string{"identity.enc", "recipient.txt", "keyring.age", "kms-state.json"} {
 			before[f], _ = os.ReadFile(filepath.Join(dir, f))
 		}
-		code, out := runDevToExit(t, dir, 20*time.Second, "--http", freePort(t))
+		code, out := runDevToExit(t, dir, 20*time.Second, "--http", "127.0.0.1:0")
 		if code == 0 || !strings.Contains(out, path+" is missing") || !strings.Contains(out, tc.want) || !strings.Contains(out, "rm -rf "+dir) {
 			t.Errorf("without %s: exit %d, output:\n%s\nwant a refusal saying %q", tc.gone, code, out, tc.want)
 		}
@@ -176,7 +176,7 @@ func TestDevEmptyKeyring(t *testing.T) {
 	dir := t.TempDir()
 	empty := filepath.Join(t.TempDir(), "mine.age")
 	os.WriteFile(empty, nil, 0o600)
-	code, out := runDevToExit(t, dir, 15*time.Second, "--http", freePort(t), "--keyring", empty)
+	code, out := runDevToExit(t, dir, 15*time.Second, "--http", "127.0.0.1:0", "--keyring", empty)
 	for _, want := range []string{"--keyring " + empty + " is empty (0 bytes), so it holds no keys", "signer keyring new --recipient-file " + filepath.Join(dir, "recipient.txt")} {
 		if code == 0 || !strings.Contains(out, want) {
 			t.Errorf("exit %d, output:\n%s\nwant non-zero and %q", code, out, want)

@@ -109,9 +109,13 @@ func TestDevPolicyFixedWithoutRestart(t *testing.T) {
 	if code != 503 || !strings.Contains(string(body), `"not_ready"`) {
 		t.Fatalf("/readyz: %d %s", code, body)
 	}
-	// signer dev says what to fix: here the policy, with the PCR0.
-	if out := p.out.String(); !strings.Contains(out, "NOT READY") || !strings.Contains(out, "to fix: the key policy does not admit this enclave: add PCR0 "+simPCR0) {
-		t.Errorf("signer dev's NOT READY line does not name the policy and the PCR0:\n%s", out)
+	// signer dev says what to fix: the policy, the PCRs presented, and the
+	// doctor command for the key KMS named; it does not guess which PCR.
+	out := p.out.String()
+	for _, want := range []string{"NOT READY", "to fix: the key policy does not admit this enclave", "PCR0 " + simPCR0, "signer doctor --key-id arn:aws:kms:us-east-1:000000000000:key/"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("signer dev's NOT READY line lacks %q:\n%s", want, out)
+		}
 	}
 
 	endpoint, _ := os.ReadFile(filepath.Join(dir, "kms-endpoint"))

@@ -133,36 +133,38 @@ func devCommand(t *testing.T, dir string, args ...string) (*exec.Cmd, *lockedBuf
 // failed and the summary is printed.
 func startDev(t *testing.T, dir string, args ...string) *devProc {
 	t.Helper()
-	addr := freePort(t)
-	cmd, out, cancel := devCommand(t, dir, append([]string{"--http", addr}, args...)...)
+	// Any free port, which the shim picks and the summary names: a port
+	// chosen here and closed again could be taken by another test's stack
+	// before this one binds it.
+	cmd, out, cancel := devCommand(t, dir, append([]string{"--http", "127.0.0.1:0"}, args...)...)
 	start := time.Now()
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	p := &devProc{t: t, dir: dir, url: "http://" + addr, cmd: cmd, out: out, cancel: cancel, exited: make(chan struct{})}
+	p := &devProc{t: t, dir: dir, cmd: cmd, out: out, cancel: cancel, exited: make(chan struct{})}
 	go func() {
 		p.exitErr = cmd.Wait()
 		close(p.exited)
 	}()
 	t.Cleanup(p.stop)
 	deadline := time.Now().Add(30 * time.Second)
-	for {
-		var st struct{ State string }
-		if code, _ := p.getJSON("/v1/status", &st); code == 200 && (st.State == "ready" || st.State == "failed") {
-			p.took = time.Since(start)
-			break
-		}
+	// signer dev prints its summary once the stack has settled (ready,
+	// failed, or waiting after a host-side failure).
+	for !strings.Contains(out.String(), "Ctrl-C stops everything.") {
 		if time.Now().After(deadline) || p.hasExited() {
-			t.Fatalf("signer dev not up after 30 s; output:\n%s", out.String())
+			t.Fatalf("signer dev printed no summary after 30 s; output:\n%s", out.String())
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	// signer dev prints its summary after the stack answers.
-	for !strings.Contains(out.String(), "Ctrl-C stops everything.") {
-		if time.Now().After(deadline) || p.hasExited() {
-			t.Fatalf("signer dev printed no summary; output:\n%s", out.String())
-		}
-		time.Sleep(10 * time.Millisecond)
+	p.took = time.Since(start)
+	m := regexp.MustCompile(`(?m)^Host shim: +(http://\S+)`).FindStringSubmatch(out.String())
+	if m == nil {
+		t.Fatalf("signer dev's summary names no host shim:\n%s", out.String())
+	}
+	p.url = m[1]
+	var st struct{ State string }
+	if code, _ := p.getJSON("/v1/status", &st); code != 200 || st.State == "" {
+		t.Fatalf("%s/v1/status: %d %q after the summary; output:\n%s", p.url, code, st.State, out.String())
 	}
 	p.pids = parseProcesses(t, out.String())
 	return p

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/enclave-signer/enclave-signer/pkg/imdsemu"
 )
 
 func TestCheckCredentials(t *testing.T) {
@@ -67,4 +69,19 @@ func TestCheckCredentials(t *testing.T) {
 	t.Run("no client", func(t *testing.T) {
 		checkResults(t, checkCredentials(context.Background(), &Config{}).results, []want{{Skipped, "no HTTP client", ""}})
 	})
+}
+
+// TestCheckCredentialsEmulatedIMDS: doctor's credentials check reads the
+// emulated instance metadata service of signer kms-emulator --imds as it
+// reads EC2's.
+func TestCheckCredentialsEmulatedIMDS(t *testing.T) {
+	now := time.Date(2026, 11, 20, 10, 0, 0, 0, time.UTC)
+	m := &imdsemu.Server{Role: "dev", InstanceID: "i-0123456789abcdef0", Region: "eu-west-1", Lifetime: 6 * time.Hour, Now: func() time.Time { return now }}
+	url := serve(t, m)
+	cfg := &Config{HTTP: &http.Client{}, IMDSEndpoint: url + "/", Now: func() time.Time { return now }}
+	f := checkCredentials(context.Background(), cfg)
+	checkResults(t, f.results, []want{{OK, "role dev (account 000000000000, instance i-0123456789abcdef0, eu-west-1): credentials expire at 2026-11-20T16:00:00Z (in 6h0m0s)", ""}})
+	if f.role != "dev" || f.account != "000000000000" || f.region != "eu-west-1" || f.instanceID != "i-0123456789abcdef0" || f.partition != "aws" {
+		t.Errorf("facts %+v", f)
+	}
 }

@@ -11,6 +11,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"math/big"
 	"net"
 	"net/http"
@@ -242,6 +243,27 @@ func TestErrors(t *testing.T) {
 				t.Errorf("AccessDenied error does not carry the presented PCR0: %+v", ke)
 			}
 		})
+	}
+
+	// An answer that is not from KMS (a proxy's 502, an empty 503) names
+	// the HTTP status and where to look, not "UnknownError".
+	for _, status := range []int{502, 503} {
+		f.answer = func(w http.ResponseWriter, _ string, _ map[string]any) {
+			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+			w.WriteHeader(status)
+			if status == 502 { // 503: no body at all
+				fmt.Fprintln(w, "Bad Gateway: dial tcp 127.0.0.1:4000: connect: connection refused")
+			}
+		}
+		_, err := f.client(t, nil).Decrypt(t.Context(), DecryptInput{CiphertextBlob: []byte("x")}, recipient(t, f.simCA, false))
+		if !errors.Is(err, ErrNoKMSAnswer) {
+			t.Fatalf("HTTP %d without a KMS error: %v, want ErrNoKMSAnswer", status, err)
+		}
+		for _, w := range []string{fmt.Sprintf("HTTP %d", status), "not an answer from KMS", "vsock-proxy", "signer doctor"} {
+			if !strings.Contains(err.Error(), w) {
+				t.Errorf("HTTP %d: error %q lacks %q", status, err, w)
+			}
+		}
 	}
 
 	// A response with Plaintext despite the Recipient is refused.

@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/aws/smithy-go"
+	smithyhttp "github.com/aws/smithy-go/transport/http"
 )
 
 // Classes of KMS failure an operator acts on differently. An *Error
@@ -28,6 +29,10 @@ var (
 	ErrKeyState = errors.New("key not usable")
 	// ErrNotFound: the key does not exist.
 	ErrNotFound = errors.New("key not found")
+	// ErrNoKMSAnswer: something answered the call with an HTTP error that
+	// carries no KMS error (a proxy's 502, a gateway's error page): KMS
+	// itself may never have seen it.
+	ErrNoKMSAnswer = errors.New("no answer from KMS")
 )
 
 // Error is a KMS API error with what the operator needs to fix it.
@@ -70,12 +75,20 @@ func (e *Error) Unwrap() error        { return e.err }
 func (c *Client) wrap(op string, err error, r *Recipient) error {
 	var api smithy.APIError
 	if !errors.As(err, &api) {
+		if ne := noKMSAnswer(op, err, c.host); ne != nil {
+			return ne
+		}
 		if errors.Is(err, ErrProxyUnreachable) {
 			return fmt.Errorf("kms %s: %w", op, unwrapTo(err, ErrProxyUnreachable))
 		}
 		return fmt.Errorf("kms %s: %w", op, err)
 	}
 	e := &Error{Op: op, Code: api.ErrorCode(), Message: api.ErrorMessage(), err: err}
+	if e.Code == "" || e.Code == "UnknownError" {
+		if ne := noKMSAnswer(op, err, c.host); ne != nil {
+			return ne
+		}
+	}
 	switch e.Code {
 	case "AccessDeniedException":
 		e.Class = ErrAccessDenied
@@ -108,6 +121,23 @@ func (c *Client) wrap(op string, err error, r *Recipient) error {
 		e.Class = ErrNotFound
 	}
 	return e
+}
+
+// noKMSAnswer returns an *Error of class ErrNoKMSAnswer when err comes
+// from an HTTP answer that carries no KMS error (the SDK could not read an
+// error code from it: a proxy's 502, a gateway's page), nil otherwise.
+func noKMSAnswer(op string, err error, host string) *Error {
+	var re *smithyhttp.ResponseError
+	if !errors.As(err, &re) || re.HTTPStatusCode() < 400 {
+		return nil
+	}
+	return &Error{
+		Op: op, Code: fmt.Sprintf("HTTP %d", re.HTTPStatusCode()),
+		Message: "not an answer from KMS (no KMS error code in it)",
+		Class:   ErrNoKMSAnswer,
+		Hint:    "something between the enclave and KMS answered instead: check that the vsock-proxy on the parent runs and reaches " + host + " (signer doctor checks it), then provision again",
+		err:     err,
+	}
 }
 
 // PolicyPCRs are the PCRs an enclave's attestation measures, which key

@@ -16,6 +16,10 @@ const credentialsSource = "the shim's AWS SDK default chain: on EC2 the instance
 // (keyring "NAME": …); the shim names keyrings by their configured source.
 var keyringName = regexp.MustCompile(`keyring "((?:[^"\\]|\\.)*)"`)
 
+// resourceARN finds the key ARN in KMS's access-denied message ("… on
+// resource: ARN because …").
+var resourceARN = regexp.MustCompile(`on resource: (arn:\S+)`)
+
 // hint says what to do about the enclave's failed provisioning step e,
 // naming the configured files: /v1/status's error.hint, the reason of a
 // not-ready /readyz, and signer dev's NOT READY line. It follows
@@ -60,11 +64,19 @@ func hint(e *wire.StatusError, cfg *Config) string {
 func kmsHint(e *wire.StatusError, msg, identity, region, then string) string {
 	switch e.KMSCode {
 	case "AccessDeniedException":
-		pcr0 := "the PCR0 in error.pcr0"
+		// The enclave cannot see the key policy, so nothing here knows
+		// which condition failed (PCR0 is only one of six PCRs a policy
+		// may pin, and the role is another): signer doctor evaluates the
+		// live policy against what the enclave presented.
+		pcr0 := ""
 		if len(e.PCR0) > 0 {
-			pcr0 = "PCR0 " + hex.EncodeToString(e.PCR0)
+			pcr0 = ", PCR0 " + hex.EncodeToString(e.PCR0)
 		}
-		return "the key policy does not admit this enclave: add " + pcr0 + " to its kms:RecipientAttestation:ImageSha384 condition (signer policy update; a debug-mode enclave's all-zero PCR0 belongs only in a development policy), and check that the role the shim's credentials come from may call kms:Decrypt" + then
+		key := "KEY"
+		if m := resourceARN.FindStringSubmatch(e.KMSMessage); m != nil {
+			key = strings.TrimRight(m[1], ".,;")
+		}
+		return "the key policy does not admit this enclave, or the role the shim's credentials come from may not call kms:Decrypt; the enclave cannot tell which condition failed. Run signer doctor --key-id " + key + " on the parent: it evaluates the live key policy against the PCRs the enclave presented (error.message lists PCR0, 1, 2, 3, 4 and 8" + pcr0 + "), then fix the policy (signer policy update; a debug-mode enclave's all-zero PCRs belong only in a development policy)" + then
 	case "InvalidCiphertextException", "IncorrectKeyException":
 		return identity + " is damaged, not the raw ciphertext, or was sealed under another KMS key or encryption context: set encryption_context to the pairs it was sealed with, or seal a new identity with signer seal and re-encrypt the keyrings to its recipient" + then
 	case "ExpiredTokenException", "UnrecognizedClientException", "InvalidClientTokenId", "InvalidSignatureException", "IncompleteSignature", "MissingAuthenticationToken":
@@ -74,6 +86,8 @@ func kmsHint(e *wire.StatusError, msg, identity, region, then string) string {
 	case "ThrottlingException":
 		return "KMS throttled the request: the shim retries by itself"
 	case "":
+	case "HTTP 500", "HTTP 502", "HTTP 503", "HTTP 504":
+		return "something between the enclave and KMS answered instead of KMS: check that vsock-proxy runs for kms." + region + ".amazonaws.com on the port signerd's --kms-proxy names (signer doctor checks it); the shim retries by itself"
 	default:
 		return "KMS refused the request (error.kms_code, error.kms_message): see docs/signerd.md, Failures and what to do"
 	}

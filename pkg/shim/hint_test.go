@@ -19,8 +19,14 @@ func TestHint(t *testing.T) {
 		want []string
 		not  []string
 	}{
-		{"access denied", wire.StatusError{Step: "kms_decrypt", Message: "kms decrypt: access denied", KMSCode: "AccessDeniedException", PCR0: []byte{0xab, 0xcd}},
-			[]string{"key policy", "PCR0 abcd", "signer policy update", "signer provision"}, nil},
+		{"access denied", wire.StatusError{Step: "kms_decrypt", Message: "kms decrypt: access denied", KMSCode: "AccessDeniedException", PCR0: []byte{0xab, 0xcd},
+			KMSMessage: "User: arn:aws:sts::1:assumed-role/r/i is not authorized to perform: kms:Decrypt on resource: arn:aws:kms:eu-west-1:1:key/k1 because no resource-based policy allows the kms:Decrypt action"},
+			[]string{"key policy", "cannot tell which condition failed", "signer doctor --key-id arn:aws:kms:eu-west-1:1:key/k1", "PCR0, 1, 2, 3, 4 and 8", "PCR0 abcd", "signer policy update", "signer provision"},
+			[]string{"ImageSha384"}},
+		{"access denied, no key named", wire.StatusError{Step: "kms_decrypt", KMSCode: "AccessDeniedException"},
+			[]string{"signer doctor --key-id KEY"}, []string{"ImageSha384"}},
+		{"no answer from KMS", wire.StatusError{Step: "kms_decrypt", Message: "kms decrypt: HTTP 502: not an answer from KMS", KMSCode: "HTTP 502"},
+			[]string{"vsock-proxy", "kms.eu-west-1.amazonaws.com", "signer doctor"}, []string{"key policy", "refused"}},
 		{"damaged identity", wire.StatusError{Step: "kms_decrypt", Message: "kms decrypt: the sealed identity is damaged", KMSCode: "InvalidCiphertextException"},
 			[]string{"/etc/signer/identity.enc", "encryption_context", "signer seal"}, []string{"key policy"}},
 		{"wrong key", wire.StatusError{Step: "kms_decrypt", KMSCode: "IncorrectKeyException"}, []string{"/etc/signer/identity.enc", "signer seal"}, []string{"key policy"}},

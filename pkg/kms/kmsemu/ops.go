@@ -31,6 +31,9 @@ var operations = map[string]handler{
 	"GenerateRandom":  (*Server).generateRandom,
 	"GetKeyPolicy":    (*Server).getKeyPolicy,
 	"PutKeyPolicy":    (*Server).putKeyPolicy,
+	"Sign":            (*Server).sign,
+	"Verify":          (*Server).verify,
+	"GetPublicKey":    (*Server).getPublicKey,
 }
 
 // Operations returns the names of the operations the emulator models.
@@ -62,11 +65,13 @@ type keyMetadata struct {
 	KeyManager            string
 	CustomerMasterKeySpec string
 	KeySpec               string
-	EncryptionAlgorithms  []string
+	EncryptionAlgorithms  []string `json:",omitempty"`
+	SigningAlgorithms     []string `json:",omitempty"`
 	MultiRegion           bool
 }
 
 func metadata(k *keyRecord) keyMetadata {
+	encryption, signing := k.algorithms()
 	return keyMetadata{
 		AWSAccountId:          k.Account,
 		KeyId:                 k.ID,
@@ -74,13 +79,14 @@ func metadata(k *keyRecord) keyMetadata {
 		CreationDate:          epoch(k.CreationDate),
 		Enabled:               true,
 		Description:           k.Description,
-		KeyUsage:              "ENCRYPT_DECRYPT",
+		KeyUsage:              k.usage(),
 		KeyState:              "Enabled",
 		Origin:                "AWS_KMS",
 		KeyManager:            "CUSTOMER",
-		CustomerMasterKeySpec: symmetricDefault,
-		KeySpec:               symmetricDefault,
-		EncryptionAlgorithms:  []string{symmetricDefault},
+		CustomerMasterKeySpec: k.spec(),
+		KeySpec:               k.spec(),
+		EncryptionAlgorithms:  encryption,
+		SigningAlgorithms:     signing,
 	}
 }
 
@@ -94,7 +100,7 @@ func checkUnmodelled(grantTokens []string, dryRun *bool, alg string) error {
 		return notModelled("DryRun")
 	}
 	if alg != "" && alg != symmetricDefault {
-		return apiErr(CodeInvalidKeyUsage, "The encryption algorithm %s is not compatible with the type of key (only %s keys exist in kmsemu)", alg, symmetricDefault)
+		return apiErr(CodeInvalidKeyUsage, "The encryption algorithm %s is not compatible with the type of key (kmsemu encrypts only under %s keys)", alg, symmetricDefault)
 	}
 	return nil
 }
@@ -125,13 +131,11 @@ func (s *Server) createKey(c *call) (any, error) {
 	if err := decode(c, &req); err != nil {
 		return nil, err
 	}
+	spec, usage, err := keyType(req.KeySpec, req.CustomerMasterKeySpec, req.KeyUsage)
+	if err != nil {
+		return nil, err
+	}
 	switch {
-	case req.KeyUsage != "" && req.KeyUsage != "ENCRYPT_DECRYPT":
-		return nil, notModelled("KeyUsage " + req.KeyUsage + " (only ENCRYPT_DECRYPT)")
-	case req.KeySpec != "" && req.KeySpec != symmetricDefault:
-		return nil, notModelled("KeySpec " + req.KeySpec + " (only SYMMETRIC_DEFAULT)")
-	case req.CustomerMasterKeySpec != "" && req.CustomerMasterKeySpec != symmetricDefault:
-		return nil, notModelled("CustomerMasterKeySpec " + req.CustomerMasterKeySpec + " (only SYMMETRIC_DEFAULT)")
 	case req.Origin != "" && req.Origin != "AWS_KMS":
 		return nil, notModelled("Origin " + req.Origin + " (only AWS_KMS)")
 	case req.MultiRegion != nil && *req.MultiRegion:
@@ -151,10 +155,11 @@ func (s *Server) createKey(c *call) (any, error) {
 		CreationDate: s.now().UTC(),
 		Description:  req.Description,
 		Tags:         req.Tags,
-		Material:     make(material, 32),
+		KeySpec:      spec,
+		KeyUsage:     usage,
 	}
-	if _, err := io.ReadFull(s.rand(), k.Material); err != nil {
-		return nil, fmt.Errorf("reading key material: %w", err)
+	if err := k.newMaterial(s.rand()); err != nil {
+		return nil, err
 	}
 	if req.Policy == nil {
 		k.Policy = DefaultKeyPolicy(c.account)
@@ -183,7 +188,7 @@ func (s *Server) createKey(c *call) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	c.log.Info("key created", "key_id", k.ID, "default_policy", req.Policy == nil)
+	c.log.Info("key created", "key_id", k.ID, "key_spec", spec, "key_usage", usage, "default_policy", req.Policy == nil)
 	return map[string]any{"KeyMetadata": metadata(k)}, nil
 }
 
@@ -416,6 +421,9 @@ func (s *Server) encrypt(c *call) (any, error) {
 	if err := s.authorize(c, "kms:Encrypt", r, nil, extra); err != nil {
 		return nil, err
 	}
+	if err := requireUsage(c, r.key, usageEncryptDecrypt); err != nil {
+		return nil, err
+	}
 	blob, err := sealBlob(s.rand(), r.key, req.Plaintext, req.EncryptionContext)
 	if err != nil {
 		return nil, err
@@ -530,6 +538,9 @@ func (s *Server) decrypt(c *call) (any, error) {
 	if err := s.authorize(c, "kms:Decrypt", r, nil, extra); err != nil {
 		return nil, err
 	}
+	if err := requireUsage(c, r.key, usageEncryptDecrypt); err != nil {
+		return nil, err
+	}
 	pt, err := openBlob(r.key, req.CiphertextBlob, req.EncryptionContext)
 	if err != nil {
 		c.log.Info("invalid ciphertext", "key_id", r.key.ID, "why", err)
@@ -602,6 +613,9 @@ func (s *Server) generateDataKey(c *call) (any, error) {
 		return nil, err
 	}
 	if err := s.authorize(c, "kms:GenerateDataKey", r, nil, withRecipient(encryptionContextKeys(req.EncryptionContext), ar)); err != nil {
+		return nil, err
+	}
+	if err := requireUsage(c, r.key, usageEncryptDecrypt); err != nil {
 		return nil, err
 	}
 	pt, err := s.random(n)

@@ -64,8 +64,11 @@ func TestProtocolRefusals(t *testing.T) {
 	}
 	_, err = c.Encrypt(ctx, &kms.EncryptInput{KeyId: aws.String(id), Plaintext: []byte("x"), DryRun: aws.Bool(true)})
 	wantCode(t, err, CodeValidation)
-	_, err = c.CreateKey(ctx, &kms.CreateKeyInput{KeySpec: types.KeySpecEccNistP256, KeyUsage: types.KeyUsageTypeSignVerify})
+	_, err = c.CreateKey(ctx, &kms.CreateKeyInput{KeySpec: types.KeySpecRsa2048, KeyUsage: types.KeyUsageTypeSignVerify})
 	wantCode(t, err, CodeValidation)
+	if !strings.Contains(err.Error(), "does not model KeySpec RSA_2048") {
+		t.Errorf("CreateKey RSA_2048: %v", err)
+	}
 	if !strings.Contains(e.logs.String(), "operation not modelled by kmsemu") {
 		t.Error("an unmodelled operation was not logged")
 	}

@@ -5,12 +5,16 @@
 // # What it models
 //
 // SigV4 authentication (package sigv4) with access keys mapped to principal
-// ARNs; symmetric SYMMETRIC_DEFAULT keys; aliases; key policies evaluated by
+// ARNs, fixed ones and those issued while it runs ([Server.LookupCredential]:
+// the instance-role credentials of package imdsemu, refused with
+// ExpiredTokenException once expired); symmetric SYMMETRIC_DEFAULT keys;
+// elliptic-curve signing keys (ECC_NIST_P256, ECC_NIST_P384, ECC_NIST_P521
+// with SIGN_VERIFY, see asymmetric.go); aliases; key policies evaluated by
 // package policy for every key operation; the operations CreateKey,
 // DescribeKey, ListKeys, CreateAlias, ListAliases, Encrypt, Decrypt,
-// GenerateDataKey, GenerateRandom, GetKeyPolicy and PutKeyPolicy. Keys live
-// in the caller's account (from its principal ARN) and region (from the
-// SigV4 scope).
+// GenerateDataKey, GenerateRandom, GetKeyPolicy, PutKeyPolicy, Sign, Verify
+// and GetPublicKey. Keys live in the caller's account (from its principal
+// ARN) and region (from the SigV4 scope).
 //
 // # Failing loudly
 //
@@ -118,6 +122,13 @@ type Server struct {
 	// principal its requests act as. Empty means DefaultCredential only.
 	Credentials []Credential
 
+	// LookupCredential, when set, is asked about an access key id that
+	// Credentials does not hold: how credentials issued while the server
+	// runs (the emulated instance metadata service of package imdsemu)
+	// are accepted, each until its Expires. It must be safe for
+	// concurrent use. Nil means only Credentials.
+	LookupCredential func(accessKeyID string) (Credential, bool)
+
 	// StatePath is the JSON file that holds keys (with their material),
 	// policies and aliases across restarts. Empty keeps state in memory.
 	// An existing file is read by Init (or on the first request); every
@@ -134,8 +145,10 @@ type Server struct {
 	// creation dates. Nil means time.Now.
 	Now func() time.Time
 
-	// Rand is the source of key material, data keys, random bytes, nonces,
-	// key ids and request ids. Nil means crypto/rand.
+	// Rand is the source of symmetric key material, data keys, random
+	// bytes, nonces, key ids and request ids. Nil means crypto/rand. (ECC
+	// key pairs and signatures always come from crypto/rand: Go's
+	// crypto/ecdsa ignores other readers.)
 	Rand io.Reader
 
 	// TrustRoots are attestation roots trusted beside the AWS Nitro root.
@@ -378,6 +391,15 @@ func (s *Server) authenticate(r *http.Request, body []byte, log *slog.Logger) (*
 			break
 		}
 	}
+	if cred == nil && s.LookupCredential != nil {
+		if c, ok := s.LookupCredential(a.AccessKeyID); ok {
+			if _, err := accountOf(c.Principal); err != nil {
+				log.Error("LookupCredential returned a credential with a bad principal", "err", err)
+				return nil, &APIError{Code: CodeInternal, Message: "internal error in kmsemu; see its log", Status: http.StatusInternalServerError}
+			}
+			cred = &c
+		}
+	}
 	if cred == nil {
 		log.Warn("unknown access key id")
 		return nil, apiErr(CodeUnrecognizedClient, "The security token included in the request is invalid.")
@@ -399,7 +421,7 @@ func (s *Server) authenticate(r *http.Request, body []byte, log *slog.Logger) (*
 	if err := sigv4.Verify(r, body, a, sigv4.Check{Secret: cred.SecretAccessKey, Service: "kms", Now: now}); err != nil {
 		return nil, sigv4Error(err, log)
 	}
-	account, _ := accountOf(cred.Principal) // checked by Init
+	account, _ := accountOf(cred.Principal) // checked by Init or above
 	return &call{
 		principal: cred.Principal,
 		account:   account,

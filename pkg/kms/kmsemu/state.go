@@ -1,6 +1,7 @@
 package kmsemu
 
 import (
+	"crypto/ecdsa"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -40,9 +41,16 @@ type keyRecord struct {
 	Description  string    `json:"description"`
 	Policy       string    `json:"policy"`
 	Tags         []Tag     `json:"tags,omitempty"`
-	Material     material  `json:"material"`
+	// KeySpec and KeyUsage are empty in state files older than
+	// asymmetric keys: SYMMETRIC_DEFAULT and ENCRYPT_DECRYPT.
+	KeySpec  string `json:"key_spec,omitempty"`
+	KeyUsage string `json:"key_usage,omitempty"`
+	// Material is the AES-256 key of a symmetric key, the PKCS#8 DER
+	// private key of an ECC key.
+	Material material `json:"material"`
 
-	parsed *policy.Policy // Policy, parsed; set by loadState and on change
+	parsed  *policy.Policy    // Policy, parsed; set by loadState and on change
+	private *ecdsa.PrivateKey // an ECC key's Material, parsed
 }
 
 // Tag is a key's tag, with KMS's member names.
@@ -97,8 +105,8 @@ func loadState(path string) (*state, error) {
 			return nil, fmt.Errorf("kmsemu: state file %s: keys[%d]: missing, duplicate or malformed id", path, i)
 		}
 		ids[k.ID] = true
-		if len(k.Material) != 32 {
-			return nil, fmt.Errorf("kmsemu: state file %s: key %s: material is %d bytes, want 32", path, k.ID, len(k.Material))
+		if err := k.loadMaterial(); err != nil {
+			return nil, fmt.Errorf("kmsemu: state file %s: key %s: %v", path, k.ID, err)
 		}
 		if k.Account == "" || k.Region == "" {
 			return nil, fmt.Errorf("kmsemu: state file %s: key %s: account and region must be set", path, k.ID)
