@@ -40,6 +40,15 @@ BUILDAH_CMD    := $(BUILDAH) $(BUILDAH_FLAGS) --storage-driver $(BUILDAH_DRIVER)
 BUD_FLAGS := --format oci --timestamp 0 --identity-label=false --omit-history \
 	--layers=false --pull=never --isolation chroot --os linux --arch $(ENCLAVE_GOARCH)
 
+# The pins (docs/image.md#pins): the KMS key ARNs an identity may be sealed
+# under, and the keyring signers (with their threshold), comma-separated.
+# They become the image's ENV, which PCR0 measures; empty means unpinned.
+KMS_KEYS          ?=
+KEYRING_SIGNERS   ?=
+KEYRING_THRESHOLD ?=
+PIN_ARGS = --build-arg 'KMS_KEYS=$(KMS_KEYS)' --build-arg 'KEYRING_SIGNERS=$(KEYRING_SIGNERS)' \
+	--build-arg 'KEYRING_THRESHOLD=$(KEYRING_THRESHOLD)'
+
 # On the parent instance (nitro-cli and Docker; not available in CI).
 NITRO_CLI      ?= nitro-cli
 EIF            ?= enclave-signer.eif
@@ -64,7 +73,7 @@ ADMIN_ROLE          ?=
 POLICY_FLAGS        ?=
 
 .PHONY: all build test vet staticcheck fuzz bench dev clean \
-	enclave-signerd image docker-image eif run-enclave run-debug stop policy
+	enclave-signerd image docker-image signer eif run-enclave run-debug stop policy
 
 all: build
 
@@ -112,21 +121,30 @@ enclave-signerd:
 # a docker-archive (IMAGE_TAR, for `docker load` on another machine). Its
 # id, the digest of its config, is the same on every machine.
 image: enclave-signerd
-	$(BUILDAH_CMD) bud $(BUD_FLAGS) --build-arg SIGNERD=$(ENCLAVE_BIN) \
+	$(BUILDAH_CMD) bud $(BUD_FLAGS) --build-arg SIGNERD=$(ENCLAVE_BIN) $(PIN_ARGS) \
 		--iidfile $(BIN)/image-id -f Dockerfile.enclave -t $(IMAGE) .
 	rm -f $(IMAGE_TAR)
 	$(BUILDAH_CMD) push $(IMAGE) docker-archive:$(IMAGE_TAR):$(IMAGE)
-	@echo "image $(IMAGE): $$(cat $(BIN)/image-id), archive $(IMAGE_TAR)"
+	@echo "image $(IMAGE): $$(cat $(BIN)/image-id), archive $(IMAGE_TAR), KMS_KEYS='$(KMS_KEYS)'"
+	$(if $(strip $(KMS_KEYS)),,@echo "make image: warning: no KMS_KEYS: this image's signerd accepts an identity sealed under any KMS key, so root on the parent can provision keys of its own choosing (docs/image.md#pins)" >&2)
 
 # nitro-cli build-enclave reads images from the Docker daemon.
 docker-image:
 	$(BUILDAH_CMD) push $(IMAGE) docker-daemon:$(IMAGE)
 
+# signer alone, for make eif (make build builds it too).
+signer:
+	$(GOBUILD) -o $(BIN)/signer ./host
+
 # The EIF and its measurements: nitro-cli prints progress on stderr and the
-# measurements JSON on stdout.
-eif: image docker-image
+# measurements JSON on stdout, to which signer adds the image's id and pins
+# (read back from IMAGE_TAR), so that signer policy update knows whether
+# the image it admits is pinned.
+eif: image docker-image signer
 	$(NITRO_CLI) build-enclave --docker-uri $(IMAGE) --output-file $(EIF) > $(MEASUREMENTS).tmp
-	mv $(MEASUREMENTS).tmp $(MEASUREMENTS)
+	$(SIGNER) image pins --measurements $(MEASUREMENTS).tmp $(IMAGE_TAR) > $(MEASUREMENTS).pins.tmp
+	rm $(MEASUREMENTS).tmp
+	mv $(MEASUREMENTS).pins.tmp $(MEASUREMENTS)
 	@cat $(MEASUREMENTS)
 
 run-enclave:

@@ -8,9 +8,12 @@ import (
 	"log/slog"
 	"math"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 
+	"github.com/enclave-signer/enclave-signer/pkg/imagepins"
+	"github.com/enclave-signer/enclave-signer/pkg/kms"
 	"github.com/enclave-signer/enclave-signer/pkg/pcr"
 	"github.com/enclave-signer/enclave-signer/pkg/transport"
 	"github.com/enclave-signer/enclave-signer/pkg/wire"
@@ -49,6 +52,65 @@ type Config struct {
 	// FrameMemory bounds the bytes held by frames in flight on all
 	// connections together (--frame-memory, default wire.DefaultFrameMemory).
 	FrameMemory int64
+	// Pins are what signerd takes keys from (--kms-key and the image's
+	// SIGNERD_KMS_KEYS).
+	Pins Pins
+}
+
+// Pins are what signerd takes keys from, fixed when signerd starts: from
+// its command line and from the environment variables of imageEnv, both
+// of which the image sets (CMD and ENV of Dockerfile.enclave, from make
+// image KMS_KEYS=…) and PCR0 measures, so that the host cannot change
+// them (docs/image.md). This is the one place that holds them: status
+// reports them, and attestation documents may carry them.
+type Pins struct {
+	// KMSKeys are the KMS keys whose Decrypt answers signerd accepts an
+	// identity from (--kms-key, repeatable; SIGNERD_KMS_KEYS), tried in
+	// this order. Empty means unpinned: an identity sealed under any key
+	// is accepted, as before pinning existed.
+	KMSKeys []kms.KeyARN
+}
+
+// Pinned reports whether an identity must be sealed under a pinned key.
+func (p Pins) Pinned() bool { return len(p.KMSKeys) > 0 }
+
+// KMSKeyStrings returns the pinned key ARNs.
+func (p Pins) KMSKeyStrings() []string {
+	out := make([]string, len(p.KMSKeys))
+	for i, k := range p.KMSKeys {
+		out[i] = k.String()
+	}
+	return out
+}
+
+// imageEnv are the environment variables through which an image pins
+// signerd: Dockerfile.enclave sets each (ENV) from make image's variable
+// of the same name without the prefix (KMS_KEYS=ARN,…), and nitro-cli
+// writes the image's environment into the enclave's measured root file
+// system. Each holds comma-separated values, given to its flag before the
+// command line is parsed: a repeatable flag gets the values of both. A
+// variable whose flag this signerd lacks stops it from starting, so a pin
+// never goes unenforced.
+var imageEnv = []struct{ name, flag string }{
+	{imagepins.EnvKMSKeys, "kms-key"},
+	{imagepins.EnvKeyringSigners, "keyring-signer"},
+	{imagepins.EnvKeyringThreshold, "keyring-threshold"},
+}
+
+// kmsKeyFlags is --kms-key: repeatable, each value a key ARN.
+type kmsKeyFlags []kms.KeyARN
+
+func (k *kmsKeyFlags) String() string { return fmt.Sprint(*k) }
+func (k *kmsKeyFlags) Set(s string) error {
+	a, err := kms.ParseKeyARN(s)
+	if err != nil {
+		return err
+	}
+	if slices.Contains(*k, a) {
+		return fmt.Errorf("%s is pinned twice", a)
+	}
+	*k = append(*k, a)
+	return nil
 }
 
 type pcrFlags []string
@@ -56,7 +118,9 @@ type pcrFlags []string
 func (p *pcrFlags) String() string     { return fmt.Sprint(*p) }
 func (p *pcrFlags) Set(s string) error { *p = append(*p, s); return nil }
 
-func parseConfig(args []string, stderr io.Writer) (Config, error) {
+// parseConfig parses signerd's command line and the pins of imageEnv
+// from getenv (nil: none).
+func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (Config, error) {
 	fs := flag.NewFlagSet("signerd", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	listen := fs.String("listen", "vsock://any:5005", "where the host connects: vsock://CID:PORT, unix:///PATH or tcp://HOST:PORT")
@@ -72,6 +136,10 @@ func parseConfig(args []string, stderr io.Writer) (Config, error) {
 	fs.StringVar(&cfg.LogLevel, "log-level", "info", "the least severe level logged: debug, info, warn or error")
 	fs.IntVar(&cfg.MaxConns, "max-conns", wire.DefaultMaxConns, "the most connections from unprivileged source ports (1024 and up) served at once; privileged ones are not counted")
 	frameMemory := fs.String("frame-memory", "8MiB", "the most memory frames in flight may hold, on all connections together: BYTES, or a number with KiB, MiB or GiB")
+	fs.Var((*kmsKeyFlags)(&cfg.Pins.KMSKeys), "kms-key", "`ARN` of a KMS key an identity may be sealed under (repeatable: two during a rotation; also SIGNERD_KMS_KEYS, comma-separated); none: any key (unpinned)")
+	if err := setImageEnv(fs, getenv); err != nil {
+		return Config{}, err
+	}
 	if err := fs.Parse(args); err != nil {
 		return Config{}, err
 	}
@@ -89,6 +157,28 @@ func parseConfig(args []string, stderr io.Writer) (Config, error) {
 		return Config{}, fmt.Errorf("--frame-memory: %w", err)
 	}
 	return cfg, cfg.Validate()
+}
+
+// setImageEnv gives fs the values of imageEnv's variables.
+func setImageEnv(fs *flag.FlagSet, getenv func(string) string) error {
+	if getenv == nil {
+		return nil
+	}
+	for _, e := range imageEnv {
+		v := getenv(e.name)
+		if strings.TrimSpace(v) == "" {
+			continue
+		}
+		if fs.Lookup(e.flag) == nil {
+			return fmt.Errorf("%s is set (%q), but this signerd has no --%s to enforce it: build the image with a signerd that has", e.name, v, e.flag)
+		}
+		for _, item := range imagepins.List(v) {
+			if err := fs.Set(e.flag, item); err != nil {
+				return fmt.Errorf("%s (the image's pins, make image %s=…): %w", e.name, strings.TrimPrefix(e.name, "SIGNERD_"), err)
+			}
+		}
+	}
+	return nil
 }
 
 // Validate checks the combination of settings.

@@ -7,7 +7,7 @@ import (
 )
 
 func TestParseConfig(t *testing.T) {
-	cfg, err := parseConfig(nil, io.Discard)
+	cfg, err := parseConfig(nil, nil, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -32,12 +32,12 @@ func TestParseConfig(t *testing.T) {
 		"given twice":    {"--attestation", "simulated", "--sim-pcr", "1=" + strings.Repeat("00", 48), "--sim-pcr", "1=" + strings.Repeat("11", 48)},
 	}
 	for want, args := range bad {
-		_, err := parseConfig(args, io.Discard)
+		_, err := parseConfig(args, nil, io.Discard)
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("parseConfig(%q) = %v, want an error naming %s", args, err, want)
 		}
 	}
-	if _, err := parseConfig([]string{"--attestation", "simulated", "--kms-endpoint", "https://kms.us-east-1.amazonaws.com", "--kms-ca", "ca.pem", "--listen", "unix:///tmp/s.sock"}, io.Discard); err != nil {
+	if _, err := parseConfig([]string{"--attestation", "simulated", "--kms-endpoint", "https://kms.us-east-1.amazonaws.com", "--kms-ca", "ca.pem", "--listen", "unix:///tmp/s.sock"}, nil, io.Discard); err != nil {
 		t.Errorf("simulated with overrides: %v", err)
 	}
 }
@@ -53,7 +53,7 @@ func TestParseSize(t *testing.T) {
 			t.Errorf("parseSize(%q): no error", in)
 		}
 	}
-	cfg, err := parseConfig([]string{"--max-conns", "5", "--frame-memory", "16MiB"}, io.Discard)
+	cfg, err := parseConfig([]string{"--max-conns", "5", "--frame-memory", "16MiB"}, nil, io.Discard)
 	if err != nil || cfg.MaxConns != 5 || cfg.FrameMemory != 16<<20 {
 		t.Errorf("--max-conns 5 --frame-memory 16MiB: %+v, %v", cfg, err)
 	}

@@ -14,6 +14,7 @@ var (
 	errNotReady       = errors.New("not ready")
 	errInvalidRequest = errors.New("invalid request")
 	errUnsupported    = errors.New("unsupported")
+	errForbidden      = errors.New("forbidden")
 )
 
 // codes maps the errors a caller can act on to wire codes; wireError tries
@@ -25,6 +26,7 @@ var codes = []struct {
 	{errNotReady, wire.CodeNotReady},
 	{errInvalidRequest, wire.CodeInvalidRequest},
 	{errUnsupported, wire.CodeUnsupported},
+	{errForbidden, wire.CodeForbidden},
 	{keyring.ErrUnknownKey, wire.CodeUnknownKey},
 	{keyring.ErrDigestNotAllowed, wire.CodeDigestNotAllowed},
 	{keyring.ErrInvalidDigest, wire.CodeInvalidDigest},
@@ -44,7 +46,7 @@ func (d *daemon) wireError(req wire.Message, err error) error {
 		if errors.Is(err, c.err) {
 			msg := err.Error()
 			// signerd's own sentinels only name the code again.
-			if c.err == errNotReady || c.err == errInvalidRequest || c.err == errUnsupported {
+			if c.err == errNotReady || c.err == errInvalidRequest || c.err == errUnsupported || c.err == errForbidden {
 				msg = strings.TrimPrefix(msg, c.err.Error()+": ")
 			}
 			return wire.NewError(c.code, msg)

@@ -80,13 +80,13 @@ func TestRunStartupErrors(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var stderr bytes.Buffer
-			err := run(t.Context(), tt.args, &stderr)
+			err := run(t.Context(), tt.args, nil, &stderr)
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Fatalf("run(%q) = %v, want an error naming %s", tt.args, err, tt.want)
 			}
 		})
 	}
-	if err := run(t.Context(), []string{"-h"}, &bytes.Buffer{}); err != nil {
+	if err := run(t.Context(), []string{"-h"}, nil, &bytes.Buffer{}); err != nil {
 		t.Errorf("-h: %v", err)
 	}
 }

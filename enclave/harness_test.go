@@ -80,9 +80,14 @@ type sealedSecret struct {
 	context   map[string]string
 }
 
+// fakeKeyARN is the key fakeKMS decrypts with. Like KMS, it refuses a
+// Decrypt naming another key (KeyId) with IncorrectKeyException.
+const fakeKeyARN = "arn:aws:kms:us-east-1:000000000000:key/00000000-0000-4000-8000-000000000001"
+
 type decryptBody struct {
 	CiphertextBlob    []byte
 	EncryptionContext map[string]string
+	KeyId             string
 	Recipient         struct {
 		AttestationDocument    []byte
 		KeyEncryptionAlgorithm string
@@ -184,6 +189,10 @@ func (f *fakeKMS) serve(w http.ResponseWriter, r *http.Request) {
 	f.mu.Lock()
 	s, ok := f.sealed[string(body.CiphertextBlob)]
 	f.mu.Unlock()
+	if ok && body.KeyId != "" && body.KeyId != fakeKeyARN {
+		kmsError(w, "IncorrectKeyException", "The key ID in the request does not identify a KMS key that can perform this operation.")
+		return
+	}
 	if !ok || !equalContext(s.context, body.EncryptionContext) {
 		kmsError(w, "InvalidCiphertextException", "")
 		return
@@ -193,7 +202,7 @@ func (f *fakeKMS) serve(w http.ResponseWriter, r *http.Request) {
 		f.t.Error(err)
 	}
 	w.Header().Set("Content-Type", "application/x-amz-json-1.1")
-	json.NewEncoder(w).Encode(map[string]any{"KeyId": "arn:aws:kms:us-east-1:000000000000:key/test", "CiphertextForRecipient": env})
+	json.NewEncoder(w).Encode(map[string]any{"KeyId": fakeKeyARN, "CiphertextForRecipient": env})
 }
 
 func equalContext(a, b map[string]string) bool {
@@ -237,6 +246,12 @@ var encryptionContext = map[string]string{"app": "enclave-signer", "purpose": "i
 // connections. It is stopped (and must exit cleanly) at the end of the test.
 func start(t *testing.T, extra ...string) *env {
 	t.Helper()
+	return startEnv(t, nil, extra...)
+}
+
+// startEnv is start with environ as signerd's environment.
+func startEnv(t *testing.T, environ map[string]string, extra ...string) *env {
+	t.Helper()
 	dir := t.TempDir()
 	caDir := filepath.Join(dir, "ca")
 	ca, err := nsmsim.LoadOrCreateCA(caDir, time.Now())
@@ -260,9 +275,17 @@ func start(t *testing.T, extra ...string) *env {
 		"--sim-ca-dir", caDir,
 		"--log-level", "debug",
 	}, extra...)
+	for i := range args[:len(args)-1] {
+		if args[i] == "--listen" {
+			if e.addr, err = transport.ParseAddr(args[i+1]); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	e.cancel = cancel
-	go func() { e.done <- run(ctx, args, e.logs) }()
+	getenv := func(name string) string { return environ[name] }
+	go func() { e.done <- run(ctx, args, getenv, e.logs) }()
 	t.Cleanup(func() {
 		if err := e.stop(); err != nil {
 			t.Errorf("run returned %v\nlogs:\n%s", err, e.logs)

@@ -7,19 +7,12 @@ import (
 	"github.com/enclave-signer/enclave-signer/pkg/keyring"
 )
 
-// Pins are what signerd takes its keys from, fixed when it starts: the KMS
-// keys it accepts an identity from and the keyring signers (M of them) it
-// accepts a keyring from. Every attestation document signerd makes for a
-// caller carries them, so a verifier sees them without trusting status.
-// The zero value is unpinned.
-type Pins struct {
-	KMSKeys          []string
-	KeyringSigners   []string
-	KeyringThreshold int
-}
-
+// attested returns the pins as every attestation document signerd makes
+// for a caller carries them (the "pins" of its user_data map). Every
+// field of Pins must appear here: TestEveryPinIsAttested fails on one
+// that does not, so that no pin goes unattested.
 func (p Pins) attested() attestation.Pins {
-	return attestation.Pins{KMSKeys: p.KMSKeys, KeyringSigners: p.KeyringSigners, KeyringThreshold: uint64(max(p.KeyringThreshold, 0))}
+	return attestation.Pins{KMSKeys: p.KMSKeyStrings()}
 }
 
 // minCallerRoom is the least room for a caller's user_data signerd starts

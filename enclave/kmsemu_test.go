@@ -123,6 +123,13 @@ func (k *emulatedKMS) flags() []string {
 // be throttling).
 func (k *emulatedKMS) seal(t *testing.T, policy string, plaintext []byte) []byte {
 	t.Helper()
+	blob, _ := k.sealUnderNewKey(t, policy, plaintext)
+	return blob
+}
+
+// sealUnderNewKey is seal, returning the new key's ARN too.
+func (k *emulatedKMS) sealUnderNewKey(t *testing.T, policy string, plaintext []byte) (blob []byte, keyARN string) {
+	t.Helper()
 	admin := awskms.New(awskms.Options{
 		Region:       "us-east-1",
 		BaseEndpoint: aws.String(k.http),
@@ -139,7 +146,7 @@ func (k *emulatedKMS) seal(t *testing.T, policy string, plaintext []byte) []byte
 	if err != nil {
 		t.Fatalf("Encrypt: %v", err)
 	}
-	return out.CiphertextBlob
+	return out.CiphertextBlob, aws.ToString(key.KeyMetadata.Arn)
 }
 
 // emuPolicy is a key policy in the shape `signer policy render` gives:
@@ -226,5 +233,52 @@ func TestAccessDeniedStatusThroughEmulator(t *testing.T) {
 	}
 	if strings.Contains(msg, "likely expects another image") || strings.Contains(msg, "debug-mode enclave") {
 		t.Errorf("status error blames the image, which matches:\n%s", msg)
+	}
+}
+
+// TestPinnedKeyThroughEmulator: signerd pinned to key A, against the KMS
+// emulator. An identity sealed under another key B whose policy admits
+// any enclave (an attacker's) is refused: KMS answers the Decrypt naming A
+// with IncorrectKeyException, as AWS does, and signerd names B, which it
+// learns from a Decrypt without KeyId whose plaintext it never opens. The
+// identity sealed under A is accepted.
+func TestPinnedKeyThroughEmulator(t *testing.T) {
+	k := newEmulatedKMS(t, nil)
+	pcr0 := hex.EncodeToString(nsmsim.DefaultPCRs("")[0])
+	idA, err := newIdentityPair()
+	if err != nil {
+		t.Fatal(err)
+	}
+	blobA, arnA := k.sealUnderNewKey(t, emuPolicy(`{"StringEqualsIgnoreCase":{"kms:RecipientAttestation:ImageSha384":"`+pcr0+`"}}`), identityFile(idA))
+	idB, err := newIdentityPair()
+	if err != nil {
+		t.Fatal(err)
+	}
+	blobB, arnB := k.sealUnderNewKey(t, emuPolicy(`{"Null":{"kms:RecipientAttestation:ImageSha384":"false"}}`), identityFile(idB))
+
+	e := start(t, append(k.flags(), "--kms-key", arnA)...)
+	c := e.dial()
+	req := e.request(wire.SealedKeyring{Name: "b.age", Data: sealKeyring(t, idB.Recipient(), keyringJSON(newKey(t, "k", keyring.Ed25519)))})
+	req.IdentityCiphertext = blobB
+	st, err := c.Provision(t.Context(), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.State != wire.StateFailed || st.Error == nil || st.Error.Step != "kms_key" {
+		t.Fatalf("identity under an unpinned key: %+v (error %+v), want failed at kms_key\nemulator log:\n%s", st, st.Error, k.logs)
+	}
+	for _, want := range []string{"sealed under KMS key " + arnB + ", which is not pinned", arnA + ": IncorrectKeyException", "signerd accepts only an identity sealed under " + arnA} {
+		if !strings.Contains(st.Error.Message, want) {
+			t.Errorf("error lacks %q:\n%s", want, st.Error.Message)
+		}
+	}
+	if !strings.Contains(k.logs.String(), "ciphertext is for another key") {
+		t.Errorf("the emulator did not refuse the Decrypt naming %s as IncorrectKey:\n%s", arnA, k.logs)
+	}
+
+	req = e.request(wire.SealedKeyring{Name: "a.age", Data: sealKeyring(t, idA.Recipient(), keyringJSON(newKey(t, "k", keyring.Ed25519)))})
+	req.IdentityCiphertext = blobA
+	if st, err = c.Provision(t.Context(), req); err != nil || st.State != wire.StateReady || st.Error != nil {
+		t.Fatalf("identity under the pinned key: %+v, %v, want ready", st, err)
 	}
 }

@@ -19,10 +19,8 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"io/fs"
 	"log/slog"
 	"math"
-	"net"
 	"os"
 	"os/signal"
 	"runtime/debug"
@@ -34,7 +32,6 @@ import (
 	"github.com/enclave-signer/enclave-signer/pkg/attestation"
 	"github.com/enclave-signer/enclave-signer/pkg/attestation/nsmsim"
 	"github.com/enclave-signer/enclave-signer/pkg/kms"
-	"github.com/enclave-signer/enclave-signer/pkg/transport"
 	"github.com/enclave-signer/enclave-signer/pkg/wire"
 )
 
@@ -42,7 +39,7 @@ func main() {
 	meminfo, _ := os.ReadFile("/proc/meminfo") // absent off Linux: no limit
 	tuneGC(os.Getenv, meminfo)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx, os.Args[1:], os.Stderr)
+	err := run(ctx, os.Args[1:], os.Getenv, os.Stderr)
 	stop()
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "signerd: %v\n", err)
@@ -50,10 +47,11 @@ func main() {
 	}
 }
 
-// run is signerd: flags, logger, the boundary objects (NSM, KMS settings,
-// listener), then serve until ctx ends.
-func run(ctx context.Context, args []string, stderr io.Writer) error {
-	cfg, err := parseConfig(args, stderr)
+// run is signerd: flags (and the image's pins from getenv), logger, the
+// boundary objects (NSM, KMS settings, listener), then serve until ctx
+// ends.
+func run(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
+	cfg, err := parseConfig(args, getenv, stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		return nil
 	}
@@ -89,6 +87,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		KMSProxy:    cfg.KMSProxy,
 		KMSEndpoint: cfg.KMSEndpoint,
 		KMSRoots:    roots,
+		Pins:        cfg.Pins,
 		Version:     ver,
 		Log:         log,
 	})
@@ -109,7 +108,14 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	if cfg.KMSEndpoint != "" {
 		attrs = append(attrs, "kms_endpoint", cfg.KMSEndpoint)
 	}
+	attrs = append(attrs, "pinned", cfg.Pins.Pinned())
+	if cfg.Pins.Pinned() {
+		attrs = append(attrs, "kms_keys", cfg.Pins.KMSKeyStrings())
+	}
 	log.Info("signerd started", attrs...)
+	if !cfg.Pins.Pinned() {
+		log.Warn("no KMS key is pinned (--kms-key, or make image KMS_KEYS=ARN): signerd accepts an identity sealed under any KMS key, so whoever can provision it (root on the parent) can load keys of its own choosing; pin the key the identity is sealed under (docs/signerd.md)")
+	}
 	return serve(ctx, ln, d, cfg, log)
 }
 
@@ -240,25 +246,6 @@ func loadKMSRoots(path string) (*x509.CertPool, error) {
 		return nil, fmt.Errorf("--kms-ca %s: no PEM CERTIFICATE block found", path)
 	}
 	return pool, nil
-}
-
-// listen opens the listener. A unix socket file left behind by a signerd
-// that died is removed first, but only when nothing answers on it.
-func listen(ctx context.Context, addr transport.Addr) (net.Listener, error) {
-	if addr.Scheme == transport.Unix {
-		if fi, err := os.Lstat(addr.Path); err == nil && fi.Mode().Type() == fs.ModeSocket {
-			if c, err := net.DialTimeout("unix", addr.Path, time.Second); err == nil {
-				c.Close()
-				return nil, fmt.Errorf("--listen %s: another process is serving on this socket", addr)
-			}
-			os.Remove(addr.Path)
-		}
-	}
-	ln, err := transport.Listen(ctx, addr)
-	if err != nil {
-		return nil, fmt.Errorf("--listen %s: %w", addr, err)
-	}
-	return ln, nil
 }
 
 // version is the main module's version from the build info, or "devel".

@@ -34,11 +34,12 @@ type daemonConfig struct {
 	// the roots compiled into the binary.
 	KMSEndpoint string
 	KMSRoots    *x509.CertPool
+	// Pins are the KMS keys (and later more) signerd takes keys from. They
+	// are attested in the user_data of every document signerd makes for a
+	// caller. The zero value is unpinned.
+	Pins Pins
 	// Version is signerd's version string.
 	Version string
-	// Pins are attested in the user_data of every document signerd makes
-	// for a caller. The zero value is unpinned.
-	Pins Pins
 	// Log is the daemon's logger; nil discards.
 	Log *slog.Logger
 }
@@ -166,6 +167,10 @@ func (d *daemon) status() *wire.Status {
 		PCRs:        d.pcrs,
 		Keys:        d.set.Load().Len(),
 		Version:     d.cfg.Version,
+		Pinned:      d.cfg.Pins.Pinned(),
+	}
+	if s.Pinned {
+		s.Pins = &wire.Pins{KMSKeys: d.cfg.Pins.KMSKeyStrings()}
 	}
 	if lastErr != nil {
 		e := *lastErr

@@ -16,6 +16,9 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"path/filepath"
+	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -574,54 +577,59 @@ func TestAttestedKeySet(t *testing.T) {
 	}
 }
 
-// TestAttestedPins: the pins signerd starts with are in every caller's
-// document, and shrink the caller's room; pins that leave too little room
-// are refused at start.
+// TestAttestedPins: the pins signerd starts with (--kms-key here) are in
+// every caller's document, and shrink the caller's room; pins that leave
+// too little room stop signerd at start.
 func TestAttestedPins(t *testing.T) {
-	ca, err := nsmsim.NewCA(time.Now())
+	e := start(t, "--kms-key", fakeKeyARN, "--kms-key", otherKeyARN)
+	c := e.dial()
+	want := attestation.Pins{KMSKeys: []string{fakeKeyARN, otherKeyARN}}
+	wantRoom, _ := (&attestation.UserData{KeySet: make([]byte, 48), Pins: want}).CallerRoom()
+	if wantRoom >= 901 || wantRoom < minCallerRoom {
+		t.Fatalf("room %d with two KMS key pins", wantRoom)
+	}
+	resp, err := c.Attest(t.Context(), &wire.AttestRequest{UserData: bytes.Repeat([]byte{1}, wantRoom)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	sim, err := nsmsim.New(nsmsim.Options{CA: ca})
-	if err != nil {
-		t.Fatal(err)
-	}
-	pins := Pins{
-		KMSKeys:          []string{"arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab"},
-		KeyringSigners:   []string{"ed25519:MCowBQYDK2VwAyEAx35pM9Nu7KF+7Z4VwYLWB1zPbRchrntIjsKQPR8b3Vc=", "ed25519:MCowBQYDK2VwAyEAEto34VBPGKpdl89Fayr8btppXxp97cZLLUBbjCyQEyc="},
-		KeyringThreshold: 2,
-	}
-	d, err := newDaemon(t.Context(), daemonConfig{NSM: sim, Keys: kms.NewKeySource(t.Context()), Pins: pins})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer d.close()
-	wantRoom, _ := (&attestation.UserData{KeySet: make([]byte, 48), Pins: pins.attested()}).CallerRoom()
-	if d.callerRoom != wantRoom || wantRoom >= 901 {
-		t.Fatalf("caller room %d, want %d (less than unpinned)", d.callerRoom, wantRoom)
-	}
-	resp, err := d.attest(&wire.AttestRequest{UserData: make([]byte, wantRoom)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	doc, err := attestation.Verify(resp.Document, attestation.VerifyOptions{Roots: ca.Roots()})
+	doc, err := attestation.Verify(resp.Document, attestation.VerifyOptions{Roots: e.simCA.Roots()})
 	if err != nil {
 		t.Fatal(err)
 	}
 	ud, err := doc.SignerdUserData()
-	if err != nil || !ud.Pins.Equal(pins.attested()) || ud.Pins.KeyringThreshold != 2 || len(ud.Caller) != wantRoom {
-		t.Fatalf("user_data map %+v, %v; want the pins and %d caller bytes", ud, err, wantRoom)
+	if err != nil || !ud.Pins.Equal(want) || len(ud.Pins.KMSKeys) != 2 || len(ud.Caller) != wantRoom {
+		t.Fatalf("user_data map %+v, %v; want the pins %v and %d caller bytes", ud, err, want, wantRoom)
 	}
-	if _, err := d.attest(&wire.AttestRequest{UserData: make([]byte, wantRoom+1)}); !errors.Is(err, errInvalidRequest) || !strings.Contains(err.Error(), fmt.Sprintf("leaves %d bytes", wantRoom)) {
+	if _, err := c.Attest(t.Context(), &wire.AttestRequest{UserData: make([]byte, wantRoom+1)}); !errors.Is(err, wire.ErrInvalidRequest) || !strings.Contains(err.Error(), fmt.Sprintf("leaves %d bytes", wantRoom)) {
 		t.Errorf("one byte over the room: %v", err)
 	}
 
-	many := Pins{}
+	// Twelve KMS keys leave a caller less than 64 bytes: signerd does not
+	// start, rather than fail every attestation.
+	args := []string{"--listen", "unix://" + filepath.Join(t.TempDir(), "s.sock"), "--attestation", "simulated"}
 	for i := range 12 {
-		many.KMSKeys = append(many.KMSKeys, fmt.Sprintf("arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-%012d", i))
+		args = append(args, "--kms-key", fmt.Sprintf("arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-%012d", i))
 	}
-	if _, err := newDaemon(t.Context(), daemonConfig{NSM: sim, Keys: kms.NewKeySource(t.Context()), Pins: many}); err == nil || !strings.Contains(err.Error(), "pin fewer") {
-		t.Errorf("12 KMS key pins: %v, want a refusal at start", err)
+	if err := run(t.Context(), args, func(string) string { return "" }, io.Discard); err == nil || !strings.Contains(err.Error(), "pin fewer") {
+		t.Errorf("12 KMS key pins: run = %v, want a refusal at start", err)
+	}
+}
+
+// TestEveryPinIsAttested: a pin added to Pins must reach the user_data
+// map (attested), or a verifier would not see it.
+func TestEveryPinIsAttested(t *testing.T) {
+	attestedFields := map[string]bool{"KMSKeys": true}
+	for f := range reflect.TypeFor[Pins]().Fields() {
+		if !attestedFields[f.Name] {
+			t.Errorf("Pins.%s is not attested: add it to Pins.attested (and to attestation.Pins if it is new there), then to this list", f.Name)
+		}
+	}
+	arn, err := kms.ParseKeyARN(fakeKeyARN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := (Pins{KMSKeys: []kms.KeyARN{arn}}).attested(); !slices.Equal(got.KMSKeys, []string{fakeKeyARN}) {
+		t.Errorf("attested KMS keys %q", got.KMSKeys)
 	}
 }
 

@@ -5,6 +5,8 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/enclave-signer/enclave-signer/pkg/keyring"
@@ -18,6 +20,7 @@ const (
 	stepAttest       = "attest"        // attest its public key with the NSM
 	stepKMSClient    = "kms_client"    // configure the KMS client
 	stepKMSDecrypt   = "kms_decrypt"   // KMS Decrypt with Recipient, open the CMS envelope
+	stepKMSKey       = "kms_key"       // the identity is sealed under a pinned KMS key
 	stepIdentity     = "identity"      // parse the age identity
 	stepKeyring      = "keyring"       // decrypt and parse the keyrings
 )
@@ -79,9 +82,9 @@ func (d *daemon) unseal(ctx context.Context, r *wire.ProvisionRequest) (*keyring
 	}
 	defer client.Close()
 	start := time.Now()
-	pt, err := client.Decrypt(ctx, kms.DecryptInput{CiphertextBlob: r.IdentityCiphertext, EncryptionContext: r.EncryptionContext}, rec)
-	if err != nil {
-		return nil, &unsealError{step: stepKMSDecrypt, err: err, recipient: rec}
+	pt, uerr := d.decryptIdentity(ctx, client, r, rec)
+	if uerr != nil {
+		return nil, uerr
 	}
 	d.log.Debug("identity decrypted by KMS", "step", stepKMSDecrypt, "duration", time.Since(start))
 	id, err := keyring.ParseIdentity(pt)
@@ -100,11 +103,108 @@ func (d *daemon) unseal(ctx context.Context, r *wire.ProvisionRequest) (*keyring
 	return set, nil
 }
 
+// checkProvisioner refuses a provisioning from an unprivileged peer: a
+// vsock or TCP source port of 1024 or above, which any local user on the
+// parent can open (wire.PeerFromContext; a request without a peer counts
+// as unprivileged). Only root (or CAP_NET_BIND_SERVICE) binds a port
+// below 1024, as the host shim does; over a unix socket, development only,
+// every peer is privileged and the socket's mode (0600) decides.
+func checkProvisioner(ctx context.Context) error {
+	p, ok := wire.PeerFromContext(ctx)
+	if ok && p.Privileged {
+		return nil
+	}
+	from := "a peer of unknown address"
+	if ok && p.Addr != nil {
+		from = p.Addr.Network() + " peer " + p.Addr.String()
+	}
+	return fmt.Errorf("%w: provisioning is accepted only from a privileged source port (below 1024, which only root or CAP_NET_BIND_SERVICE can bind), and this request came from %s; nothing changed: provision through the host shim, run as root or with CAP_NET_BIND_SERVICE", errForbidden, from)
+}
+
+// decryptIdentity has KMS decrypt the sealed identity to rec. Unpinned,
+// KMS chooses the key from the ciphertext. Pinned, each Decrypt names a
+// pinned key of the request's region (KeyId), in the order pinned, so KMS
+// decrypts only a ciphertext made under that key, and its answer must
+// name that key (the answer comes over TLS that ends here). If none
+// decrypts, one more Decrypt without KeyId asks KMS which key the
+// ciphertext is under, its plaintext dropped unopened, so that the error
+// can name it: a key of someone else's is an attack to report, a key
+// dropped from the pins a mistake to fix.
+func (d *daemon) decryptIdentity(ctx context.Context, client *kms.Client, r *wire.ProvisionRequest, rec *kms.Recipient) ([]byte, *unsealError) {
+	in := kms.DecryptInput{CiphertextBlob: r.IdentityCiphertext, EncryptionContext: r.EncryptionContext}
+	pins := d.cfg.Pins
+	if !pins.Pinned() {
+		out, err := client.Decrypt(ctx, in, rec)
+		if err != nil {
+			return nil, &unsealError{step: stepKMSDecrypt, err: err, recipient: rec}
+		}
+		return out.Plaintext, nil
+	}
+	keyErr := func(format string, a ...any) *unsealError {
+		return &unsealError{step: stepKMSKey, recipient: rec, err: fmt.Errorf(format+"; signerd accepts only an identity sealed under %s (pinned in its image: --kms-key)",
+			append(a, strings.Join(pins.KMSKeyStrings(), " or "))...)}
+	}
+	var refused []string // "ARN: code" for each pinned key KMS refused
+	tried := 0
+	var firstOther error // the first refusal other than IncorrectKeyException
+	for _, k := range pins.KMSKeys {
+		if k.Region != r.Region {
+			continue
+		}
+		tried++
+		in.KeyID = k.String()
+		out, err := client.Decrypt(ctx, in, rec)
+		if err == nil {
+			if out.KeyARN != in.KeyID {
+				clear(out.Plaintext)
+				return nil, keyErr("KMS answered a Decrypt naming key %s with key %q", in.KeyID, out.KeyARN)
+			}
+			d.log.Debug("identity is sealed under a pinned key", "step", stepKMSKey, "key_arn", out.KeyARN)
+			return out.Plaintext, nil
+		}
+		var ke *kms.Error
+		if !errors.As(err, &ke) {
+			// KMS unreachable, credentials expired: no other key does better.
+			return nil, &unsealError{step: stepKMSDecrypt, err: err, recipient: rec}
+		}
+		refused = append(refused, k.String()+": "+ke.Code)
+		if ke.Code != "IncorrectKeyException" && firstOther == nil {
+			firstOther = err
+		}
+	}
+	if tried == 0 {
+		return nil, keyErr("no pinned KMS key is in region %s, where the host asked for the identity to be decrypted", r.Region)
+	}
+	answered, cerr := client.CiphertextKey(ctx, in, rec)
+	switch {
+	case cerr == nil && !slices.Contains(pins.KMSKeyStrings(), answered):
+		d.log.Warn("provisioning offered an identity sealed under a KMS key that is not pinned", "step", stepKMSKey, "key_arn", answered, "kms_keys", pins.KMSKeyStrings())
+		return nil, keyErr("the identity is sealed under KMS key %s, which is not pinned (KMS refused it for the pinned keys: %s)", answered, strings.Join(refused, ", "))
+	case firstOther != nil:
+		// A pinned key refused otherwise (access denied, disabled): that
+		// is the error to fix.
+		return nil, &unsealError{step: stepKMSDecrypt, err: firstOther, recipient: rec}
+	}
+	why := "it did not say which key the identity is sealed under"
+	switch {
+	case cerr != nil:
+		why += " (" + cerr.Error() + ")"
+	default: // a pinned key, which KMS had just refused: not KMS as it documents itself
+		why = "then named the pinned key " + answered + " as the identity's key"
+	}
+	return nil, keyErr("KMS refused the identity for every pinned key as sealed under another key (%s), and %s", strings.Join(refused, ", "), why)
+}
+
 // provisionRequest validates r, waits for any other provisioning to end,
 // unseals, and swaps the new set in. The answer is the status afterwards,
-// also when the unseal failed (its Error says why); only a request that is
-// invalid, or arrives while shutting down, gets an error frame instead.
+// also when the unseal failed (its Error says why); only a request from an
+// unprivileged peer, an invalid one, or one that arrives while shutting
+// down gets an error frame instead.
 func (d *daemon) provisionRequest(ctx context.Context, r *wire.ProvisionRequest) (*wire.Status, error) {
+	if err := checkProvisioner(ctx); err != nil {
+		d.log.Warn("provisioning refused", "err", err)
+		return nil, err
+	}
 	if err := checkProvisionRequest(r); err != nil {
 		return nil, err
 	}

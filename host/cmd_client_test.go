@@ -9,9 +9,11 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -201,5 +203,20 @@ func TestServeConfigErrors(t *testing.T) {
 	code, _, errOut = signer(t, "", "serve", "--config", filepath.Join(dir, "missing.json"))
 	if code != 1 || !strings.Contains(errOut, "missing.json") {
 		t.Fatalf("missing config: exit %d\n%s", code, errOut)
+	}
+}
+
+// TestServeUnixSocketMode: on a unix socket, who may sign is who may
+// connect: the socket is the shim's user's alone unless listen_mode says
+// otherwise, whatever the umask.
+func TestServeUnixSocketMode(t *testing.T) {
+	old := syscall.Umask(0) // would make the socket 0777
+	defer syscall.Umask(old)
+	for extra, want := range map[string]fs.FileMode{"": 0o600, `, "listen_mode": "0660"`: 0o660} {
+		_, ep := serveShim(t, extra)
+		fi, err := os.Lstat(strings.TrimPrefix(ep, "unix://"))
+		if err != nil || fi.Mode().Perm() != want {
+			t.Errorf("config%s: socket mode %v (%v), want %v", extra, fi.Mode(), err, want)
+		}
 	}
 }

@@ -99,6 +99,7 @@ func (s *devStack) printSummary(e *env) {
 			s.imdsURL, filepath.Join(s.dir, "imds-endpoint"), s.opts.IMDSCredentials, credentialRefresh(s.opts.IMDSCredentials))
 	}
 	fmt.Fprintf(w, "Key policy:     %s (key %s)\n", filepath.Join(s.dir, "policy.json"), s.keyID)
+	fmt.Fprintf(w, "Pinned key:     %s (signerd --kms-key: it accepts only an identity sealed under it)\n", s.keyARN)
 	fmt.Fprintf(w, "Logs:           %s\n", filepath.Join(s.dir, "logs"))
 	fmt.Fprintf(w, "Host shim:      %s (instance %s)\n", s.httpURL, s.instance)
 	fmt.Fprintf(w, "Processes:      %s (signerd is restarted when it exits)\n", s.processes())

@@ -70,6 +70,9 @@ func runPolicyRender(e *env) error {
 			return usageErrorf("policy render: %s: %v", r.flag, err)
 		}
 	}
+	if !*debug && strings.EqualFold(*encryptRole, *enclaveRole) {
+		return usageErrorf("policy render: --encrypt-role is the enclave role %s: whoever may kms:Encrypt under the key can seal an identity that a signerd pinned to it accepts, and the enclave role's credentials are on the parent instance; name a separate sealing role the parent cannot assume (the check would report this as %s)", *enclaveRole, policy.RuleEncryptByEnclave)
+	}
 	if *pcr4 != "" {
 		if err := pcr.ValidateInstanceID(*pcr4); err != nil {
 			return usageErrorf("policy render: --pcr4-instance-id: %v", err)

@@ -136,6 +136,7 @@ func TestPolicyRenderErrors(t *testing.T) {
 		{"no enclave role", noArgs("--enclave-role"), 2, "--enclave-role ARN is required"},
 		{"no encrypt role", noArgs("--encrypt-role"), 2, "--encrypt-role ARN is required"},
 		{"no admin role", noArgs("--admin-role"), 2, "--admin-role ARN is required"},
+		{"encrypt role is the enclave role", append(noArgs("--encrypt-role"), "--encrypt-role", polEnclaveRole), 2, "--encrypt-role is the enclave role " + polEnclaveRole + ": whoever may kms:Encrypt under the key can seal an identity that a signerd pinned to it accepts"},
 		{"session ARN", append(noArgs("--enclave-role"), "--enclave-role", "arn:aws:sts::123456789012:assumed-role/R/i-1"), 2, "--enclave-role: \"arn:aws:sts::123456789012:assumed-role/R/i-1\" is an sts session ARN"},
 		{"bad PCR3 role", renderArgs("--pcr3-role-arn", "Role"), 2, "--pcr3-role-arn: \"Role\" is not an IAM role ARN"},
 		{"bad PCR4 id", renderArgs("--pcr4-instance-id", "i-XYZ"), 2, "--pcr4-instance-id: \"i-XYZ\" is not an EC2 instance id"},
@@ -169,6 +170,8 @@ func TestPolicyCheck(t *testing.T) {
 	defaultFile := writeTemp(t, "default.json", `{"Version":"2012-10-17","Id":"key-default-1","Statement":[{"Sid":"Enable IAM User Permissions","Effect":"Allow","Principal":{"AWS":"arn:aws:iam::123456789012:root"},"Action":"kms:*","Resource":"*"}]}`)
 	instanceFile := writeTemp(t, "instance.json", `{"Statement":[{"Sid":"Plain","Effect":"Allow","Principal":{"AWS":"`+polEnclaveRole+`"},"Action":"kms:Decrypt","Resource":"*"}]}`)
 	malformed := writeTemp(t, "bad.json", `{"Statement":[{"Sid":"X","Effect":"allow"}]}`)
+	_, rendered, _ := signer(t, "", renderArgs()...)
+	encryptByEnclave := writeTemp(t, "enc.json", strings.Replace(rendered, `"Statement": [`, `"Statement": [{"Sid": "AllowEnclaveEncrypt", "Effect": "Allow", "Principal": {"AWS": "`+polEnclaveRole+`"}, "Action": "kms:Encrypt", "Resource": "*"},`, 1))
 	tests := []struct {
 		name   string
 		args   []string
@@ -188,6 +191,8 @@ func TestPolicyCheck(t *testing.T) {
 		{"decrypt without attestation", []string{"policy", "check", "--production", instanceFile}, "", 1,
 			[]string{"error   Plain: allows kms:Decrypt without requiring a kms:RecipientAttestation condition", "warning no statement allows kms:PutKeyPolicy"}, ""},
 		{"stdin", []string{"policy", "check", "-"}, debugPolicy, 0, []string{"warning AllowDebugEnclaveDecrypt"}, ""},
+		{"encrypt by the enclave role", []string{"policy", "check", "--production", encryptByEnclave}, "", 1,
+			[]string{"error   AllowEnclaveEncrypt: allows kms:Encrypt to " + polEnclaveRole + ", the role that decrypts with an attestation document", "fix: grant kms:Encrypt only to a separate sealing role (signer policy render --encrypt-role ARN)"}, ""},
 		{"malformed", []string{"policy", "check", malformed}, "", 1, nil, `signer: error: ` + malformed + `: policy: Statement[0] (Sid "X"): Effect "allow": want "Allow" or "Deny"`},
 		{"missing file", []string{"policy", "check", "nope.json"}, "", 1, nil, "nope.json: no such file"},
 		{"no file", []string{"policy", "check"}, "", 2, nil, "want exactly one policy FILE"},

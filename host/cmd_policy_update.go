@@ -107,6 +107,9 @@ func runPolicyUpdate(e *env) error {
 	for _, w := range pinWarnings(upd, res.updated, images) {
 		fmt.Fprintf(e.stderr, "signer: warning: %s\n", w)
 	}
+	for _, w := range unpinnedImageWarnings(key, measurements, images, imageValues(upd, res.updated)) {
+		fmt.Fprintf(e.stderr, "signer: warning: %s\n", w)
+	}
 
 	before, after := cur.Marshal(), upd.Marshal()
 	if bytes.Equal(before, after) {
@@ -272,6 +275,62 @@ func pinWarnings(p *policy.Policy, updated []string, images []*policy.Measuremen
 					}
 				}
 			}
+		}
+	}
+	return out
+}
+
+// imageValues returns the ImageSha384 values of the updated statements,
+// debug (all-zero) values left out.
+func imageValues(p *policy.Policy, updated []string) []string {
+	var out []string
+	for i, s := range p.Statements {
+		if !slices.Contains(updated, p.Label(i)) {
+			continue
+		}
+		for _, c := range s.Condition {
+			for _, ck := range c.Keys {
+				if !strings.EqualFold(ck.Key, policy.KeyImageSha384) {
+					continue
+				}
+				for _, v := range ck.Values.List {
+					if !strings.EqualFold(v, policy.ZeroPCR) && !containsFold(out, v) {
+						out = append(out, strings.ToLower(v))
+					}
+				}
+			}
+		}
+	}
+	return out
+}
+
+// unpinnedImageWarnings warns about the images the updated policy lets
+// unseal that may not pin their KMS key. A signerd that pins no key
+// accepts an identity sealed under any key, so whoever provisions it
+// (root on the parent) can have an image the policy trusts sign with keys
+// of its own choosing. The new images' pins come from their measurements
+// (make eif records them: signer image pins --measurements); an image
+// whose measurements record none, and every PCR0 the policy keeps from
+// before (--add), are of unknown pins. key is the key whose policy this is
+// (its ARN, or the id given): a pinned image must pin it.
+func unpinnedImageWarnings(key string, files []string, images []*policy.Measurements, allowed []string) []string {
+	var out []string
+	const risk = "an unpinned image accepts an identity sealed under any KMS key, so it can unseal and sign with keys of the host's choosing"
+	var fresh []string
+	for i, m := range images {
+		fresh = append(fresh, m.PCRs[0])
+		switch {
+		case m.Pins == nil:
+			out = append(out, fmt.Sprintf("%s (PCR0 %s) does not record the image's pins (nitro-cli's own output; make eif adds them with signer image pins --measurements), so whether that image pins its KMS key is unknown: %s", files[i], m.PCRs[0], risk))
+		case !m.Pins.Pinned():
+			out = append(out, fmt.Sprintf("the image with PCR0 %s (%s) pins no KMS key: %s; rebuild it with make image KMS_KEYS=<this key's ARN>", m.PCRs[0], files[i], risk))
+		case !slices.ContainsFunc(m.Pins.KMSKeys, func(pin string) bool { return pin == key || strings.HasSuffix(pin, ":key/"+key) }):
+			out = append(out, fmt.Sprintf("the image with PCR0 %s (%s) pins the KMS keys %s but not %s, whose policy this is: it will refuse an identity sealed under this key (step kms_key)", m.PCRs[0], files[i], strings.Join(m.Pins.KMSKeys, ", "), key))
+		}
+	}
+	for _, v := range allowed {
+		if !containsFold(fresh, v) {
+			out = append(out, fmt.Sprintf("the policy keeps allowing PCR0 %s, an image whose pins signer does not know (not among --measurements): if it is unpinned (built before pinning, or without KMS_KEYS), %s; drop it (policy update without --add) once the new image runs", v, risk))
 		}
 	}
 	return out

@@ -354,3 +354,52 @@ func applyUnified(a []string, diff string) ([]string, error) {
 	}
 	return append(out, a[pos:]...), nil
 }
+
+// TestPolicyUpdatePinWarnings: policy update warns when the policy it
+// writes lets an image unseal that may not pin its KMS key: a new image
+// whose measurements record no pins or empty ones, one pinned to other
+// keys, and a PCR0 kept from before (--add), whose pins it cannot know.
+// An image pinned to this key, replacing the old one, draws no warning.
+func TestPolicyUpdatePinWarnings(t *testing.T) {
+	setAWSTestEnv(t)
+	k := newTestKMS(t)
+	keyID := k.createKey(t, renderFor(t, nil, updPCR0v1))
+	keyARN := "arn:aws:kms:us-east-1:000000000000:key/" + keyID
+	v2 := string(readTestdata(t, "measurements-v2-describe-eif.json"))
+	withPins := func(pins string) string {
+		i := strings.LastIndex(v2, "}")
+		return writeTemp(t, "m.json", v2[:i]+`, "ImageID": "sha256:00", "Pins": `+pins+"}\n")
+	}
+	const unknown = "whose pins signer does not know"
+	for _, tc := range []struct {
+		name     string
+		args     []string
+		want     []string
+		wantNone bool
+	}{
+		{"pinned to this key", []string{withPins(`{"KMSKeys": ["` + keyARN + `"], "KeyringSigners": []}`)}, nil, true},
+		{"pinned, old image kept", []string{withPins(`{"KMSKeys": ["` + keyARN + `"], "KeyringSigners": []}`)},
+			[]string{"the policy keeps allowing PCR0 " + updPCR0v1 + ", an image " + unknown + " (not among --measurements): if it is unpinned (built before pinning, or without KMS_KEYS), an unpinned image accepts an identity sealed under any KMS key, so it can unseal and sign with keys of the host's choosing"}, false},
+		{"no pins recorded", []string{updV2}, []string{updV2 + " (PCR0 " + updPCR0v2 + ") does not record the image's pins", "keys of the host's choosing"}, false},
+		{"unpinned image", []string{withPins(`{"KMSKeys": [], "KeyringSigners": []}`)}, []string{"pins no KMS key: an unpinned image accepts", "make image KMS_KEYS="}, false},
+		{"pinned to another key", []string{withPins(`{"KMSKeys": ["arn:aws:kms:us-east-1:000000000000:key/00000000-0000-4000-8000-000000000000"], "KeyringSigners": []}`)},
+			[]string{"but not " + keyID + ", whose policy this is: it will refuse an identity sealed under this key"}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			args := []string{"policy", "update", "--key-id", keyID, "--endpoint-url", k.url}
+			if strings.Contains(tc.name, "kept") {
+				args = append(args, "--add")
+			}
+			args = append(append(args, "--measurements"), tc.args...)
+			_, _, stderr := signer(t, "n\n", args...)
+			for _, w := range tc.want {
+				if !strings.Contains(stderr, w) {
+					t.Errorf("stderr lacks %q:\n%s", w, stderr)
+				}
+			}
+			if tc.wantNone && (strings.Contains(stderr, "pins") || strings.Contains(stderr, unknown)) {
+				t.Errorf("a warning about pins for an image pinned to this key:\n%s", stderr)
+			}
+		})
+	}
+}

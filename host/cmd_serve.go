@@ -2,10 +2,8 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"log/slog"
 	"net"
 	"os"
@@ -56,7 +54,7 @@ func runServe(e *env) error {
 		}
 	}
 
-	ln, err := listenHTTP(e.ctx, cfg.ListenAddr())
+	ln, err := listenHTTP(e.ctx, cfg)
 	if err != nil {
 		return fmt.Errorf("listen %s: %w", cfg.Listen, err)
 	}
@@ -79,23 +77,14 @@ func newServeLogger(w io.Writer, cfg *shim.Config) *slog.Logger {
 	return slog.New(slog.NewJSONHandler(w, opts))
 }
 
-// listenHTTP listens on a tcp:// or unix:// address. A unix socket file
-// left behind by a shim that is gone is replaced; one that still answers
-// is an error.
-func listenHTTP(ctx context.Context, a transport.Addr) (net.Listener, error) {
-	if a.Scheme == transport.Unix {
-		if fi, err := os.Lstat(a.Path); err == nil && fi.Mode()&fs.ModeSocket != 0 {
-			dctx, cancel := context.WithTimeout(ctx, time.Second)
-			c, err := transport.Dial(dctx, a)
-			cancel()
-			if err == nil {
-				c.Close()
-				return nil, errors.New("another process is listening on this socket")
-			}
-			os.Remove(a.Path)
-		}
+// listenHTTP opens the API's listener: a unix socket with the configured
+// mode from its first moment (transport.ListenUnix: a stale socket file is
+// replaced, a live one refused), or a TCP port.
+func listenHTTP(ctx context.Context, cfg *shim.Config) (net.Listener, error) {
+	if a := cfg.ListenAddr(); a.Scheme == transport.Unix {
+		return transport.ListenUnix(ctx, a.Path, cfg.ListenSocketMode())
 	}
-	return transport.Listen(ctx, a)
+	return transport.Listen(ctx, cfg.ListenAddr())
 }
 
 // buildVersion is the module version the binary was built from, for logs.

@@ -76,12 +76,12 @@ func TestTLSFrontEnclaveDecrypt(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pt, err := client.Decrypt(t.Context(), enclavekms.DecryptInput{CiphertextBlob: sealed.CiphertextBlob}, r)
+	out, err := client.Decrypt(t.Context(), enclavekms.DecryptInput{CiphertextBlob: sealed.CiphertextBlob}, r)
 	if err != nil {
 		t.Fatalf("Decrypt with Recipient through the TLS front: %v\nfront log: %s", err, frontErr.String())
 	}
-	if string(pt) != "AGE-SECRET-KEY-1TEST" {
-		t.Fatalf("plaintext %q", pt)
+	if string(out.Plaintext) != "AGE-SECRET-KEY-1TEST" {
+		t.Fatalf("plaintext %q", out.Plaintext)
 	}
 }
 

@@ -33,6 +33,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 	"github.com/enclave-signer/enclave-signer/pkg/attestation/nsmsim"
 	"github.com/enclave-signer/enclave-signer/pkg/keyring"
+	enclavekms "github.com/enclave-signer/enclave-signer/pkg/kms"
 	"github.com/enclave-signer/enclave-signer/pkg/pcr"
 	"github.com/enclave-signer/enclave-signer/pkg/policy"
 )
@@ -106,6 +107,7 @@ type devStack struct {
 	imdsURL     string // the emulator's IMDS, with opts.IMDSCredentials
 	httpURL     string
 	keyID       string
+	keyARN      string // signerd is pinned to it (--kms-key)
 	recipient   string
 	pcr0        []byte
 	created     []string
@@ -484,8 +486,13 @@ func startDevStack(ctx context.Context, o devOptions) (*devStack, error) {
 	if o.SignerdListen != "" {
 		enclaveAddr, enclaveReady, enclaveSockFile = o.SignerdListen, tcpReady(strings.TrimPrefix(o.SignerdListen, "tcp://")), ""
 	}
+	if _, err := enclavekms.ParseKeyARN(s.keyARN); err != nil {
+		return nil, fmt.Errorf("the dev key's ARN, to pin signerd to: %w", err)
+	}
+	// Pinned, as production should be: signerd accepts only an identity
+	// sealed under the dev key.
 	args := []string{"--listen", enclaveAddr, "--kms-proxy", "unix://" + proxySock,
-		"--attestation", "simulated", "--sim-ca-dir", caDir, "--kms-ca", rootPEM}
+		"--attestation", "simulated", "--sim-ca-dir", caDir, "--kms-ca", rootPEM, "--kms-key", s.keyARN}
 	if o.DebugMode {
 		args = append(args, "--sim-debug-mode")
 	}
@@ -818,11 +825,13 @@ func (s *devStack) stop() {
 
 // devEnv is the environment of the stack's processes: the emulator's
 // test/test credential, no AWS configuration files and no instance metadata
-// service, so nothing reaches beyond loopback.
+// service, so nothing reaches beyond loopback; and none of signerd's pins
+// (SIGNERD_*) from the developer's environment: signerd is pinned to the
+// dev key alone.
 func devEnv() []string {
 	var env []string
 	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "AWS_") && !strings.HasPrefix(kv, "GOMAXPROCS=") {
+		if !strings.HasPrefix(kv, "AWS_") && !strings.HasPrefix(kv, "GOMAXPROCS=") && !strings.HasPrefix(kv, "SIGNERD_") {
 			env = append(env, kv)
 		}
 	}
@@ -888,6 +897,10 @@ func (s *devStack) setupKMS(ctx context.Context) error {
 	for _, a := range aliases.Aliases {
 		if aws.ToString(a.AliasName) == devKeyAlias {
 			s.keyID = aws.ToString(a.TargetKeyId)
+			// The alias's ARN is the key's but for the last part.
+			if i := strings.LastIndex(aws.ToString(a.AliasArn), ":alias/"); i > 0 {
+				s.keyARN = aws.ToString(a.AliasArn)[:i] + ":key/" + s.keyID
+			}
 		}
 	}
 	if s.keyID == "" {
@@ -898,7 +911,7 @@ func (s *devStack) setupKMS(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("kms CreateKey: %w", err)
 		}
-		s.keyID = aws.ToString(out.KeyMetadata.KeyId)
+		s.keyID, s.keyARN = aws.ToString(out.KeyMetadata.KeyId), aws.ToString(out.KeyMetadata.Arn)
 		if _, err := c.CreateAlias(ctx, &kms.CreateAliasInput{AliasName: aws.String(devKeyAlias), TargetKeyId: out.KeyMetadata.KeyId}); err != nil {
 			return fmt.Errorf("kms CreateAlias: %w", err)
 		}

@@ -84,11 +84,10 @@ func TestDevAttestedKeySet(t *testing.T) {
 		}
 		script = append(script, l)
 	}
-	pinsCheck := script[len(script)-1]
-	if !strings.HasPrefix(pinsCheck, "jq -e '.user_data_map.pins") {
-		t.Fatalf("the block's last line is %q, want the pins check", pinsCheck)
+	if last := script[len(script)-1]; !strings.HasPrefix(last, "jq -e '.user_data_map.pins.kms_keys") {
+		t.Fatalf("the block's last line is %q, want the pins check", last)
 	}
-	if out, err := sh(strings.Join(script[:len(script)-1], "\n")); err != nil {
+	if out, err := sh(strings.Join(script, "\n")); err != nil {
 		t.Fatalf("docs/attestation.md's commands fail against signer dev: %v\n%s\nscript:\n%s", err, out, strings.Join(script, "\n"))
 	}
 	var verdict verifyJSON
@@ -96,10 +95,18 @@ func TestDevAttestedKeySet(t *testing.T) {
 	if err := json.Unmarshal(vb, &verdict); err != nil || !verdict.Valid || verdict.UserDataMap == nil || verdict.PCRs["0"] != pcr0 {
 		t.Fatalf("verdict %s (%v)", vb, err)
 	}
-	// signer dev runs unpinned until its KMS key is pinned: the docs'
-	// pins check must say so.
-	if out, err := sh(pinsCheck); err == nil {
-		t.Fatalf("the pins check passes on an unpinned signer dev: %s\n%s", out, vb)
+	// signer dev runs pinned to its KMS key: the attested pins are the
+	// ones status reports (which a verifier does not have to trust).
+	var pinned struct {
+		Pins struct {
+			KMSKeys []string `json:"kms_keys"`
+		} `json:"pins"`
+	}
+	if code, err := p.getJSON("/v1/status", &pinned); code != 200 || err != nil || len(pinned.Pins.KMSKeys) != 1 {
+		t.Fatalf("status pins: %d %v %+v", code, err, pinned)
+	}
+	if got := verdict.UserDataMap.Pins.KMSKeys; len(got) != 1 || got[0] != pinned.Pins.KMSKeys[0] {
+		t.Fatalf("attested kms_keys %q, want signer dev's key %q", got, pinned.Pins.KMSKeys[0])
 	}
 
 	// The independent implementation: the Python of docs/attestation.md

@@ -52,6 +52,7 @@ var commands = map[string]command{
 	"attestation":  {"verify or simulate Nitro attestation documents", runAttestation},
 	"kms-emulator": {"serve the KMS emulator (plain HTTP, SigV4, key policies) for tests and aws --endpoint-url", runKMSEmulator},
 	"keyring":      {"make a new age-encrypted keyring of generated keys (keyring new)", runKeyring},
+	"image":        {"read the pins (KMS keys the enclave accepts) out of an enclave image (image pins ARCHIVE)", runImage},
 	"pcr":          {"compute PCR3 from a role ARN or PCR4 from an instance id", runPCR},
 	"seal":         {"create an age identity in memory and seal it with KMS Encrypt", runSeal},
 	"tls-front":    {"TLS for kms.<region>.amazonaws.com in front of the KMS emulator (signer dev)", runTLSFront},

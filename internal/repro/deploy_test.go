@@ -108,6 +108,38 @@ func TestDockerfile(t *testing.T) {
 	if want := "--build-arg SIGNERD=" + argDefault; argDefault == "" || !strings.Contains(bud, want) {
 		t.Errorf("Dockerfile.enclave's ARG SIGNERD default %q is not what make image passes: %s", argDefault, bud)
 	}
+	// Each pin is a build argument, empty by default, that make image
+	// passes and an ENV signerd reads sets from.
+	envs := map[string]string{}
+	args := map[string]string{}
+	for _, in := range ins {
+		name, val, _ := strings.Cut(in.args, "=")
+		switch in.cmd {
+		case "ENV":
+			envs[name] = val
+		case "ARG":
+			args[name] = val
+		}
+	}
+	for arg, env := range pinVars {
+		if def, ok := args[arg]; !ok || def != "" {
+			t.Errorf("Dockerfile.enclave: want ARG %s= (empty: unpinned), got %q (declared %v)", arg, def, ok)
+		}
+		if envs[env] != "${"+arg+"}" {
+			t.Errorf("Dockerfile.enclave: want ENV %s=${%s}, got %q", env, arg, envs[env])
+		}
+		if !strings.Contains(bud, "--build-arg '"+arg+"=' ") && !strings.HasSuffix(bud, "--build-arg '"+arg+"='") {
+			t.Errorf("make image does not pass --build-arg '%s=…': %s", arg, bud)
+		}
+	}
+}
+
+// pinVars maps make image's pin variables (build arguments) to the
+// environment variables of the image that signerd reads.
+var pinVars = map[string]string{
+	"KMS_KEYS":          "SIGNERD_KMS_KEYS",
+	"KEYRING_SIGNERS":   "SIGNERD_KEYRING_SIGNERS",
+	"KEYRING_THRESHOLD": "SIGNERD_KEYRING_THRESHOLD",
 }
 
 func TestCheckDockerfileRefuses(t *testing.T) {

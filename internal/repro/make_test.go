@@ -92,6 +92,19 @@ func TestMakeImageCommands(t *testing.T) {
 	if !strings.HasSuffix(push, "push enclave-signer:latest docker-archive:bin/enclave-signer-amd64.tar:enclave-signer:latest") {
 		t.Errorf("image export: %s", push)
 	}
+	// The pins, passed as build arguments; an unpinned image is warned of.
+	const keys = "arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab,arn:aws:kms:us-east-1:111122223333:key/mrk-1234abcd12ab34cd56ef1234567890ab"
+	pinned := dryRun(t, "image", "KMS_KEYS="+keys, "KEYRING_SIGNERS=s1,s2", "KEYRING_THRESHOLD=2")
+	pbud := fields(commandWith(t, pinned, "buildah --storage-driver vfs bud "))
+	for _, want := range []string{"'KMS_KEYS=" + keys + "'", "'KEYRING_SIGNERS=s1,s2'", "'KEYRING_THRESHOLD=2'"} {
+		if i := slices.Index(pbud, want); i < 1 || pbud[i-1] != "--build-arg" {
+			t.Errorf("make image KMS_KEYS=…: buildah bud lacks --build-arg %s: %q", want, pbud)
+		}
+	}
+	warning := "make image: warning: no KMS_KEYS"
+	if strings.Contains(strings.Join(pinned, "\n"), warning) || !strings.Contains(strings.Join(lines, "\n"), warning) {
+		t.Errorf("make image should warn of an unpinned image, and only then:\npinned:\n%s\nunpinned:\n%s", strings.Join(pinned, "\n"), strings.Join(lines, "\n"))
+	}
 	docker := commandWith(t, dryRun(t, "docker-image"), "buildah ")
 	if !strings.HasSuffix(docker, "push enclave-signer:latest docker-daemon:enclave-signer:latest") {
 		t.Errorf("docker-image: %s", docker)
@@ -107,14 +120,20 @@ func TestMakeImageCommands(t *testing.T) {
 }
 
 func TestMakeEIFCommands(t *testing.T) {
-	lines := dryRun(t, "eif")
-	for i, want := range []string{"GOOS=linux GOARCH=amd64 ", "buildah ", "rm -f ", "buildah ", "echo ", "buildah ", "nitro-cli build-enclave ", "mv ", "cat "} {
+	lines := dryRun(t, "eif", "KMS_KEYS=arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab")
+	for i, want := range []string{"GOOS=linux GOARCH=amd64 ", "buildah ", "rm -f ", "buildah ", "echo ", "buildah ", "CGO_ENABLED=0 ", "nitro-cli build-enclave ", "bin/signer image pins ", "rm ", "mv ", "cat "} {
 		if i >= len(lines) || !strings.HasPrefix(lines[i], want) {
 			t.Fatalf("make -n eif, command %d: want %q…, got:\n%s", i+1, want, strings.Join(lines, "\n"))
 		}
 	}
 	if got := commandWith(t, lines, "nitro-cli "); got != "nitro-cli build-enclave --docker-uri enclave-signer:latest --output-file enclave-signer.eif > measurements.json.tmp" {
 		t.Errorf("eif: %s", got)
+	}
+	if got := commandWith(t, lines, "bin/signer "); got != "bin/signer image pins --measurements measurements.json.tmp bin/enclave-signer-amd64.tar > measurements.json.pins.tmp" {
+		t.Errorf("eif, the image's pins: %s", got)
+	}
+	if got := commandWith(t, lines, "CGO_ENABLED=0 "); !strings.HasSuffix(got, "-o bin/signer ./host") {
+		t.Errorf("eif builds signer: %s", got)
 	}
 	run := commandWith(t, dryRun(t, "run-enclave"), "nitro-cli ")
 	if run != "nitro-cli run-enclave --eif-path enclave-signer.eif --cpu-count 2 --memory 512 --enclave-cid 16 --enclave-name enclave-signer" {
@@ -183,9 +202,14 @@ func TestMakeEnclaveTargetsRun(t *testing.T) {
 build-enclave) echo "Start building the Enclave Image..." >&2; printf '%s\n' '`+measurements+`'; echo "Enclave Image successfully created." >&2;;
 esac`)
 	eif, meas := filepath.Join(dir, "x.eif"), filepath.Join(dir, "m.json")
-	vars := []string{"NITRO_CLI=" + nitro, "EIF=" + eif, "MEASUREMENTS=" + meas, "ENCLAVE_NAME=t1", "ENCLAVE_CPUS=4", "ENCLAVE_MEMORY=1024", "ENCLAVE_CID=20"}
-	// -o: image and docker-image need buildah and Docker; take them as done.
-	args := append([]string{"-o", "image", "-o", "docker-image", "eif", "run-enclave", "run-debug", "stop"}, vars...)
+	// A stand-in signer image pins: adds a member to the measurements it
+	// is given, as the real one adds the image's pins.
+	signerLog := filepath.Join(dir, "signer.log")
+	signer := fakeTool(t, dir, "signer", signerLog, `sed 's/^}$/  ,"Pins": {}\n}/' "$4"`)
+	vars := []string{"NITRO_CLI=" + nitro, "SIGNER=" + signer, "IMAGE_TAR=/images/x.tar", "EIF=" + eif, "MEASUREMENTS=" + meas, "ENCLAVE_NAME=t1", "ENCLAVE_CPUS=4", "ENCLAVE_MEMORY=1024", "ENCLAVE_CID=20"}
+	// -o: image and docker-image need buildah and Docker, signer a Go
+	// build; take them as done.
+	args := append([]string{"-o", "image", "-o", "docker-image", "-o", "signer", "eif", "run-enclave", "run-debug", "stop"}, vars...)
 	if _, stderr, err := runMake(t, repoRoot(t), makeEnv(), args...); err != nil {
 		t.Fatalf("make %s: %v\n%s", strings.Join(args, " "), err, stderr)
 	}
@@ -193,11 +217,17 @@ esac`)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if string(got) != measurements+"\n" {
-		t.Errorf("measurements file:\n%s\nwant exactly nitro-cli's stdout:\n%s", got, measurements)
+	withPins := strings.Replace(measurements, "\n}", "\n  ,\"Pins\": {}\n}", 1) + "\n"
+	if string(got) != withPins {
+		t.Errorf("measurements file:\n%s\nwant nitro-cli's stdout with signer's pins:\n%s", got, withPins)
 	}
-	if _, err := os.Stat(meas + ".tmp"); !errors.Is(err, os.ErrNotExist) {
-		t.Errorf("%s.tmp left behind: %v", meas, err)
+	for _, tmp := range []string{meas + ".tmp", meas + ".pins.tmp"} {
+		if _, err := os.Stat(tmp); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("%s left behind: %v", tmp, err)
+		}
+	}
+	if c := calls(t, signerLog); len(c) != 1 || !slices.Equal(c[0], []string{"image", "pins", "--measurements", meas + ".tmp", "/images/x.tar"}) {
+		t.Errorf("signer calls %q, want one image pins --measurements %s.tmp /images/x.tar", c, meas)
 	}
 	run := []string{"run-enclave", "--eif-path", eif, "--cpu-count", "4", "--memory", "1024", "--enclave-cid", "20", "--enclave-name", "t1"}
 	want := [][]string{
@@ -213,7 +243,7 @@ esac`)
 
 	// A failed build leaves the previous measurements alone.
 	failing := fakeTool(t, dir, "nitro-cli-fails", log, `echo '{"partial": ' ; echo "Failed to build" >&2; exit 1`)
-	if _, _, err := runMake(t, repoRoot(t), makeEnv(), "-o", "image", "-o", "docker-image", "eif", "NITRO_CLI="+failing, "EIF="+eif, "MEASUREMENTS="+meas); err == nil {
+	if _, _, err := runMake(t, repoRoot(t), makeEnv(), "-o", "image", "-o", "docker-image", "-o", "signer", "eif", "NITRO_CLI="+failing, "SIGNER="+signer, "EIF="+eif, "MEASUREMENTS="+meas); err == nil {
 		t.Fatal("make eif succeeded although nitro-cli failed")
 	}
 	if got2, _ := os.ReadFile(meas); string(got2) != string(got) {

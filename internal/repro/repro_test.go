@@ -17,6 +17,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/enclave-signer/enclave-signer/pkg/imagepins"
 )
 
 // TestReproducibleImage builds the enclave image twice, from two `git
@@ -82,15 +84,8 @@ func TestReproducibleImage(t *testing.T) {
 			t.Fatal(err)
 		}
 		c.env = append(makeEnv("TMPDIR="+scratch), c.env...)
-		// The make command line, as a shell runs it with this copy's umask.
 		start := time.Now()
-		cmd := exec.Command("sh", "-c", `umask "$1"; shift; exec make --no-print-directory "$@"`, "sh", c.umask,
-			"image", "ENCLAVE_GOARCH=amd64", "BUILDAH_FLAGS=--root "+filepath.Join(store, "root")+" --runroot "+filepath.Join(store, "run"))
-		cmd.Dir, cmd.Env = c.dir, c.env
-		out, err := cmd.CombinedOutput()
-		if err != nil {
-			t.Fatalf("make image in %s: %v\n%s", c.dir, err, out)
-		}
+		makeImage(t, c.dir, c.umask, store, c.env, reproPins)
 		t.Logf("copy %d: make image in %v", i+1, time.Since(start).Round(100*time.Millisecond))
 	}
 	a, b := copies[0].dir, copies[1].dir
@@ -122,12 +117,71 @@ func TestReproducibleImage(t *testing.T) {
 	if got := "sha256:" + sha256Hex([]byte(inspA.Config)); got != idA {
 		t.Errorf("the image id %s is not the config's digest %s", idA, got)
 	}
-	checkImageConfig(t, inspA.Config)
-	tarA, tarB := fileSHA256(t, filepath.Join(a, "bin", "enclave-signer-amd64.tar")), fileSHA256(t, filepath.Join(b, "bin", "enclave-signer-amd64.tar"))
+	checkImageConfig(t, inspA.Config, reproPins)
+	archiveA := filepath.Join(a, "bin", "enclave-signer-amd64.tar")
+	tarA, tarB := fileSHA256(t, archiveA), fileSHA256(t, filepath.Join(b, "bin", "enclave-signer-amd64.tar"))
 	if tarA != tarB {
 		t.Errorf("the docker-archives differ: %s and %s", tarA, tarB)
 	}
-	checkLayer(t, filepath.Join(a, "bin", "enclave-signer-amd64.tar"), sumA)
+	checkLayer(t, archiveA, sumA)
+	// The pins read back from the archive, as signer image pins does.
+	img := readArchivePins(t, archiveA)
+	if img.ID != idA || strings.Join(img.Pins.KMSKeys, ",") != reproPins["KMS_KEYS"] || strings.Join(img.Pins.KeyringSigners, ",") != reproPins["KEYRING_SIGNERS"] || img.Pins.KeyringThreshold != reproPins["KEYRING_THRESHOLD"] {
+		t.Errorf("pins read back from %s: %+v, want id %s and %v", archiveA, img, idA, reproPins)
+	}
+
+	// Other pins, other image: the image id, which fixes what nitro-cli
+	// measures into PCR0, commits to the pins.
+	otherPins := map[string]string{"KMS_KEYS": reproKeyB, "KEYRING_SIGNERS": "", "KEYRING_THRESHOLD": ""}
+	makeImage(t, a, "022", filepath.Join(tmp, "store0"), copies[0].env, otherPins)
+	idOther := readTrim(t, filepath.Join(a, "bin", "image-id"))
+	if idOther == idA {
+		t.Errorf("make image with other pins gave the same image id %s", idA)
+	}
+	checkImageConfig(t, inspect(t, copies[0].env, filepath.Join(tmp, "store0")).Config, otherPins)
+	if img := readArchivePins(t, archiveA); img.ID != idOther || strings.Join(img.Pins.KMSKeys, ",") != reproKeyB {
+		t.Errorf("pins read back after the rebuild: %+v, want id %s and %s", img, idOther, reproKeyB)
+	}
+	t.Logf("image id with other pins %s", idOther)
+}
+
+// The pins both copies are built with (the keyring signer is a stand-in:
+// the image carries it whatever it is), and another key.
+const (
+	reproKeyA = "arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+	reproKeyB = "arn:aws:kms:eu-west-1:111122223333:key/mrk-1234abcd12ab34cd56ef1234567890ab"
+)
+
+var reproPins = map[string]string{"KMS_KEYS": reproKeyA + "," + reproKeyB, "KEYRING_SIGNERS": "test-signer-1,test-signer-2", "KEYRING_THRESHOLD": "2"}
+
+// makeImage runs make image in dir with the umask, buildah store and pins
+// given, as a shell runs it.
+func makeImage(t *testing.T, dir, umask, store string, env []string, pins map[string]string) {
+	t.Helper()
+	args := []string{"-c", `umask "$1"; shift; exec make --no-print-directory "$@"`, "sh", umask,
+		"image", "ENCLAVE_GOARCH=amd64", "BUILDAH_FLAGS=--root " + filepath.Join(store, "root") + " --runroot " + filepath.Join(store, "run")}
+	for k, v := range pins {
+		args = append(args, k+"="+v)
+	}
+	cmd := exec.Command("sh", args...)
+	cmd.Dir, cmd.Env = dir, env
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("make image in %s: %v\n%s", dir, err, out)
+	}
+}
+
+func readArchivePins(t *testing.T, path string) *imagepins.Image {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	img, err := imagepins.ReadArchive(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return img
 }
 
 func gitOut(dir string, args ...string) (string, error) {
@@ -233,8 +287,9 @@ func inspect(t *testing.T, env []string, store string) inspection {
 }
 
 // checkImageConfig checks the OCI image config: the production entry
-// point, no timestamps, labels or history, one layer.
-func checkImageConfig(t *testing.T, raw string) {
+// point, the environment (PATH and the pins, in order), no timestamps,
+// labels or history, one layer.
+func checkImageConfig(t *testing.T, raw string, pins map[string]string) {
 	t.Helper()
 	var c struct {
 		Created      string `json:"created"`
@@ -262,8 +317,12 @@ func checkImageConfig(t *testing.T, raw string) {
 	if !slices.Equal(c.Config.Entrypoint, []string{"/signerd"}) || !slices.Equal(c.Config.Cmd, productionCmd) {
 		t.Errorf("image entry point %q cmd %q: want [/signerd] %q", c.Config.Entrypoint, c.Config.Cmd, productionCmd)
 	}
-	if len(c.Config.Env) != 1 || !strings.HasPrefix(c.Config.Env[0], "PATH=") {
-		t.Errorf("image env %q: want PATH only (nitro-cli measures the environment into PCR2)", c.Config.Env)
+	wantEnv := []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
+	for _, arg := range []string{"KMS_KEYS", "KEYRING_SIGNERS", "KEYRING_THRESHOLD"} {
+		wantEnv = append(wantEnv, pinVars[arg]+"="+pins[arg])
+	}
+	if !slices.Equal(c.Config.Env, wantEnv) {
+		t.Errorf("image env %q\nwant %q (PATH and the pins: nitro-cli measures the environment into PCR0 and PCR2)", c.Config.Env, wantEnv)
 	}
 	if len(c.Config.Labels) != 0 || len(c.History) != 0 || c.Config.User != "" || c.Config.WorkingDir != "" {
 		t.Errorf("image config carries labels %v, history %d entries, user %q, workdir %q: want none", c.Config.Labels, len(c.History), c.Config.User, c.Config.WorkingDir)

@@ -202,7 +202,7 @@ func (c *Client) dialPrivileged(ctx context.Context) (net.Conn, error) {
 		}
 		c.privWarn.Do(func() {
 			c.log.Warn("cannot dial the enclave from a privileged source port; dialing from an ephemeral port instead, "+
-				"which signerd counts against its --max-conns and refuses when other local processes hold them all: "+
+				"from which signerd refuses provisioning (forbidden), and which it counts against its --max-conns and refuses when other local processes hold them all: "+
 				"run the shim as root or grant it CAP_NET_BIND_SERVICE (systemd: AmbientCapabilities=CAP_NET_BIND_SERVICE)",
 				"enclave", c.addrStr, "err", err)
 		})

@@ -23,6 +23,13 @@ type ShimStatus struct {
 	Keys        int               `json:"keys"`
 	Error       *StatusError      `json:"error,omitempty"`
 	Version     string            `json:"version"`
+	// Pinned says whether signerd accepts an identity only under the KMS
+	// keys of Pins; nil when the status has no such field (a signerd or
+	// shim older than key pinning, so unpinned).
+	Pinned *bool `json:"pinned"`
+	Pins   *struct {
+		KMSKeys []string `json:"kms_keys"`
+	} `json:"pins"`
 	// Shim is the shim's own provisioning state (enclave-signer's shim
 	// adds it to the enclave's status).
 	Shim struct {
@@ -237,6 +244,9 @@ func checkShim(ctx context.Context, cfg *Config, enclave *Enclave) shimFacts {
 		f.results = append(f.results, res(Error, "signer and signerd must be the same version",
 			"/v1/status has state %q, want waiting, provisioning, ready or failed", oneLine(status.State, 40)))
 	}
+	if r, ok := checkPinned(&status); ok {
+		f.results = append(f.results, r)
+	}
 	// The shim must talk to the enclave nitro-cli runs.
 	if cid, ok := vsockCID(status.Shim.Enclave); ok && enclave != nil && cid != enclave.EnclaveCID {
 		f.results = append(f.results, res(Error,
@@ -244,6 +254,28 @@ func checkShim(ctx context.Context, cfg *Config, enclave *Enclave) shimFacts {
 			"the shim reaches the enclave at %s, but the running enclave has CID %d", oneLine(status.Shim.Enclave, 60), enclave.EnclaveCID))
 	}
 	return f
+}
+
+// checkPinned reports a signerd that pins no KMS key: it accepts an
+// identity sealed under any key, so whoever can provision it (root on
+// the parent) can load keys of its own choosing. An error on a production
+// enclave, a warning in debug mode (whose parent can read the enclave's
+// memory anyway). Nothing to report when pinned.
+func checkPinned(st *ShimStatus) (Result, bool) {
+	if st.Pinned != nil && *st.Pinned {
+		return Result{}, false
+	}
+	msg := "signerd pins no KMS key: it accepts an identity sealed under any KMS key, so whoever can provision it (root on this parent) can load signing keys of its own choosing, and callers would trust them"
+	if st.Pinned == nil {
+		msg = "the status says nothing of pinned KMS keys (a signerd or shim older than key pinning): " + msg
+	}
+	status := Error
+	if st.DebugMode {
+		status = Warning
+		msg += " (a debug-mode enclave: for development only)"
+	}
+	return Result{Check: CheckShim, Status: status, Message: msg,
+		Fix: "build the image with the KMS key the identity is sealed under pinned, make image KMS_KEYS=arn:aws:kms:REGION:ACCOUNT:key/ID, then make eif and signer policy update --key-id KEY --measurements measurements.json for its new PCR0 (docs/image.md, Pins)"}, true
 }
 
 // vsockCID returns the CID of a vsock://CID:PORT address.
@@ -292,6 +324,10 @@ func explainFailure(e *StatusError) (msg, fix string) {
 		code = code[i+1:]
 	}
 	low := strings.ToLower(e.Step + " " + e.Message)
+	if e.Step == "kms_key" {
+		fix = "the sealed identity is not sealed under a KMS key the enclave's image pins (the message names the key and the pins): if it is yours, seal it again under a pinned key (signer seal --key-id ARN) or build an image that pins its key (make image KMS_KEYS=ARN,…); if nobody on your side made it, someone who can reach the enclave tried to load keys of their own, which the enclave refused"
+		return msg, fix
+	}
 	switch code {
 	case "AccessDeniedException":
 		fix = "KMS refused the enclave's attestation: the key policy must let the instance role decrypt with the PCR0 the enclave presents (see key-policy below; run doctor with --key-id). A rebuilt EIF has a new PCR0: signer policy update --key-id KEY --measurements FILE. A debug-mode enclave presents an all-zero PCR0: for development only, signer policy render --debug"

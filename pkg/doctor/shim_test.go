@@ -20,7 +20,7 @@ func TestCheckShim(t *testing.T) {
 			wants: []want{{OK, ": ready, 3 keys (attestation nsm, PCR0 287b24930a9f0fe1…, signerd v0.1.0)", ""}}},
 		{name: "ready, debug", shim: fakeShim{status: fixture(t, "shim/status-ready-debug.json")},
 			wants: []want{{OK, "ready, 3 keys (attestation nsm, PCR0 0000000000000000…, debug mode, signerd v0.1.0)", ""}}},
-		{name: "simulated", shim: fakeShim{status: []byte(`{"state":"ready","attestation":"simulated","keys":1}`)},
+		{name: "simulated", shim: fakeShim{status: []byte(`{"pinned":true,"state":"ready","attestation":"simulated","keys":1}`)},
 			wants: []want{{OK, "ready, 1 keys", ""}, {Warning, "simulated attestation", "--attestation nsm"}}},
 		{name: "provisioning", shim: fakeShim{readyz: 503, readyzBody: []byte(`{"error":{"code":"not_ready","message":"provisioning"}}`), status: fixture(t, "shim/status-provisioning.json")},
 			wants: []want{{Warning, "state provisioning: the enclave has no keys yet; /readyz answers HTTP 503: not_ready: provisioning", "wait a few seconds"}}},
@@ -33,7 +33,7 @@ func TestCheckShim(t *testing.T) {
 			wants: []want{{Error, "kms decrypt: dial vsock://3:8000: connection refused", "cannot reach KMS through vsock-proxy"}}},
 		{name: "guide error 3: InvalidCiphertext", shim: fakeShim{readyz: 503, readyzBody: readyz503, status: fixture(t, "shim/status-failed-invalidciphertext.json")},
 			wants: []want{{Error, "KMS InvalidCiphertextException", "signer seal --key-id"}}},
-		{name: "failed with a flat error string", shim: fakeShim{readyz: 503, status: []byte(`{"state":"failed","error":"keyring: age: no identity matched any of the recipients"}`)},
+		{name: "failed with a flat error string", shim: fakeShim{readyz: 503, status: []byte(`{"pinned":true,"state":"failed","error":"keyring: age: no identity matched any of the recipients"}`)},
 			wants: []want{{Error, "provisioning failed: keyring: age: no identity matched", "age-encrypted to the sealed identity's recipient"}}},
 		{name: "readyz 503 while ready", shim: fakeShim{readyz: 503, readyzBody: readyz503, status: fixture(t, "shim/status-ready.json")},
 			wants: []want{{Error, "state ready with 3 keys, but /readyz answers HTTP 503: not_ready: provisioning failed at kms_decrypt", "signer provision"}}},
@@ -45,15 +45,25 @@ func TestCheckShim(t *testing.T) {
 			wants: []want{{Error, "/v1/status: HTTP 404: 404 page not found", "enclave-signer's shim"}}},
 		{name: "enclave unreachable", shim: fakeShim{readyz: 503, status: []byte(`{"error":{"code":"not_ready","message":"enclave vsock://16:5005 unreachable: connection reset"}}`), statusCode: 503},
 			wants: []want{{Error, "cannot reach the enclave: /v1/status answers HTTP 503: not_ready: enclave vsock://16:5005 unreachable", `"enclave": "vsock://CID:5005"`}}},
-		{name: "waiting, with the shim's last error", shim: fakeShim{readyz: 503, status: []byte(`{"state":"waiting","attestation":"nsm","keys":0,"shim":{"enclave":"vsock://16:5005","last_error":"fetching credentials: IMDS: no role"}}`)},
+		{name: "waiting, with the shim's last error", shim: fakeShim{readyz: 503, status: []byte(`{"pinned":true,"state":"waiting","attestation":"nsm","keys":0,"shim":{"enclave":"vsock://16:5005","last_error":"fetching credentials: IMDS: no role"}}`)},
 			wants: []want{{Warning, "state waiting: the enclave has no keys yet; /readyz answers HTTP 503: (empty body); the shim's last attempt: fetching credentials: IMDS: no role", "wait"}}},
 		{name: "shim talks to another CID", enclave: &Enclave{EnclaveID: "i-1-enc2", EnclaveCID: 16, State: StateRunning, Flags: FlagsNone},
-			shim:  fakeShim{status: []byte(`{"state":"ready","attestation":"nsm","keys":2,"shim":{"enclave":"vsock://17:5005"}}`)},
+			shim:  fakeShim{status: []byte(`{"pinned":true,"state":"ready","attestation":"nsm","keys":2,"shim":{"enclave":"vsock://17:5005"}}`)},
 			wants: []want{{OK, "ready, 2 keys", ""}, {Error, "the shim reaches the enclave at vsock://17:5005, but the running enclave has CID 16", `"enclave": "vsock://16:PORT"`}}},
 		{name: "shim talks to the right CID", enclave: &Enclave{EnclaveID: "i-1-enc2", EnclaveCID: 16, State: StateRunning, Flags: FlagsNone},
-			shim:  fakeShim{status: []byte(`{"state":"ready","attestation":"nsm","keys":2,"shim":{"enclave":"vsock://16:5005"}}`)},
+			shim:  fakeShim{status: []byte(`{"pinned":true,"state":"ready","attestation":"nsm","keys":2,"shim":{"enclave":"vsock://16:5005"}}`)},
 			wants: []want{{OK, "ready, 2 keys", ""}}},
-		{name: "unknown state", shim: fakeShim{status: []byte(`{"state":"melting"}`)},
+		{name: "unpinned", shim: fakeShim{status: []byte(`{"pinned":false,"state":"ready","attestation":"nsm","keys":2}`)},
+			wants: []want{{OK, "ready, 2 keys", ""}, {Error, "signerd pins no KMS key: it accepts an identity sealed under any KMS key, so whoever can provision it (root on this parent) can load signing keys of its own choosing", "make image KMS_KEYS=arn:aws:kms:"}}},
+		{name: "unpinned, failed", shim: fakeShim{readyz: 503, status: []byte(`{"pinned":false,"state":"failed","attestation":"nsm","error":{"step":"kms_decrypt","message":"kms decrypt: access denied","kms_code":"AccessDeniedException"}}`)},
+			wants: []want{{Error, "provisioning failed", "signer policy update"}, {Error, "signerd pins no KMS key", "make image KMS_KEYS="}}},
+		{name: "unpinned, debug mode", shim: fakeShim{status: []byte(`{"pinned":false,"state":"ready","attestation":"nsm","debug_mode":true,"keys":2}`)},
+			wants: []want{{OK, "ready, 2 keys", ""}, {Warning, "signerd pins no KMS key", "make image KMS_KEYS="}}},
+		{name: "no pinned field", shim: fakeShim{status: []byte(`{"state":"ready","attestation":"nsm","keys":2}`)},
+			wants: []want{{OK, "ready, 2 keys", ""}, {Error, "the status says nothing of pinned KMS keys (a signerd or shim older than key pinning): signerd pins no KMS key", "make image KMS_KEYS="}}},
+		{name: "identity under an unpinned key", shim: fakeShim{readyz: 503, status: []byte(`{"pinned":true,"state":"failed","attestation":"nsm","error":{"step":"kms_key","message":"the identity is sealed under KMS key arn:aws:kms:us-east-1:999999999999:key/1234abcd-12ab-34cd-56ef-1234567890ab, which is not pinned"}}`)},
+			wants: []want{{Error, "step kms_key; the identity is sealed under KMS key arn:aws:kms:us-east-1:999999999999", "signer seal --key-id ARN"}}},
+		{name: "unknown state", shim: fakeShim{status: []byte(`{"pinned":true,"state":"melting"}`)},
 			wants: []want{{Error, `state "melting", want waiting, provisioning, ready or failed`, "same version"}}},
 	}
 	for _, tt := range tests {
@@ -80,7 +90,7 @@ func TestStatusPCRBase64(t *testing.T) {
 	// A shim that renders the PCR bytes as encoding/json does ([]byte →
 	// base64) still yields hex.
 	var st ShimStatus
-	if err := json.Unmarshal([]byte(`{"state":"ready","pcrs":{"0":"KHskkwqfD+FLAacezcANi+j62Q+YNNVHFYhUuCecdAlcQ/jX8EdxTpjet5A/IOPd"}}`), &st); err != nil {
+	if err := json.Unmarshal([]byte(`{"pinned":true,"state":"ready","pcrs":{"0":"KHskkwqfD+FLAacezcANi+j62Q+YNNVHFYhUuCecdAlcQ/jX8EdxTpjet5A/IOPd"}}`), &st); err != nil {
 		t.Fatal(err)
 	}
 	if got := st.PCR(0); got != pcr0v1 {

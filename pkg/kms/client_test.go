@@ -43,6 +43,7 @@ type fakeKMS struct {
 	sni     []string
 	hosts   []string
 	targets []string
+	keyIDs  []any // each request's KeyId member (nil when absent)
 }
 
 func newFakeKMS(t *testing.T) *fakeKMS {
@@ -82,6 +83,9 @@ func (f *fakeKMS) serve(w http.ResponseWriter, r *http.Request) {
 	f.mu.Unlock()
 	var body map[string]any
 	json.NewDecoder(r.Body).Decode(&body)
+	f.mu.Lock()
+	f.keyIDs = append(f.keyIDs, body["KeyId"])
+	f.mu.Unlock()
 	if !strings.HasPrefix(r.Header.Get("Authorization"), "AWS4-HMAC-SHA256 Credential=AKIDTEST/") || r.Header.Get("X-Amz-Security-Token") != "token" {
 		kmsError(w, "UnrecognizedClientException", "bad auth header")
 		return
@@ -163,12 +167,22 @@ func TestDecryptThroughProxyDialer(t *testing.T) {
 	f := newFakeKMS(t)
 	c := f.client(t, nil)
 	r := recipient(t, f.simCA, false)
-	pt, err := c.Decrypt(t.Context(), DecryptInput{CiphertextBlob: []byte("sealed"), EncryptionContext: map[string]string{"app": "signer"}}, r)
+	const keyARN = "arn:aws:kms:us-east-1:000000000000:key/k"
+	out, err := c.Decrypt(t.Context(), DecryptInput{CiphertextBlob: []byte("sealed"), EncryptionContext: map[string]string{"app": "signer"}, KeyID: keyARN}, r)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if string(pt) != "AGE-SECRET-KEY-1QQQ" {
-		t.Fatalf("plaintext %q", pt)
+	if string(out.Plaintext) != "AGE-SECRET-KEY-1QQQ" || out.KeyARN != keyARN {
+		t.Fatalf("plaintext %q, key %q; want the fake's plaintext and key %s", out.Plaintext, out.KeyARN, keyARN)
+	}
+	// Without KeyID the request names no key (KMS reads it from the blob).
+	if _, err := c.Decrypt(t.Context(), DecryptInput{CiphertextBlob: []byte("sealed")}, r); err != nil {
+		t.Fatal(err)
+	}
+	// CiphertextKey names no key either, whatever KeyID says, and returns
+	// the key KMS answered with.
+	if arn, err := c.CiphertextKey(t.Context(), DecryptInput{CiphertextBlob: []byte("sealed"), KeyID: "arn:aws:kms:us-east-1:000000000000:key/other"}, r); err != nil || arn != keyARN {
+		t.Fatalf("CiphertextKey = %q, %v; want %s", arn, err, keyARN)
 	}
 	pt, blob, err := c.GenerateDataKey(t.Context(), "alias/x", nil, r)
 	if err != nil || len(pt) != 32 || string(blob) != "blob" {
@@ -185,8 +199,11 @@ func TestDecryptThroughProxyDialer(t *testing.T) {
 			t.Errorf("request %d: SNI %q Host %q, want kms.us-east-1.amazonaws.com", i, f.sni[i], f.hosts[i])
 		}
 	}
-	if strings.Join(f.targets, ",") != "TrentService.Decrypt,TrentService.GenerateDataKey,TrentService.GenerateRandom" {
+	if strings.Join(f.targets, ",") != "TrentService.Decrypt,TrentService.Decrypt,TrentService.Decrypt,TrentService.GenerateDataKey,TrentService.GenerateRandom" {
 		t.Errorf("targets %v", f.targets)
+	}
+	if f.keyIDs[0] != keyARN || f.keyIDs[1] != nil || f.keyIDs[2] != nil {
+		t.Errorf("Decrypt requests' KeyId %v: want %s, then none twice", f.keyIDs[:3], keyARN)
 	}
 }
 
@@ -295,9 +312,9 @@ func TestThrottlingRetried(t *testing.T) {
 		w.Header().Set("Content-Type", "application/x-amz-json-1.1")
 		json.NewEncoder(w).Encode(map[string]any{"CiphertextForRecipient": env, "KeyId": "k"})
 	}
-	pt, err := f.client(t, func(c *Config) { c.MaxAttempts = 3 }).Decrypt(t.Context(), DecryptInput{CiphertextBlob: []byte("x")}, r)
-	if err != nil || string(pt) != "ok" || calls != 2 {
-		t.Fatalf("after one throttle: %q, %v, %d calls", pt, err, calls)
+	out, err := f.client(t, func(c *Config) { c.MaxAttempts = 3 }).Decrypt(t.Context(), DecryptInput{CiphertextBlob: []byte("x")}, r)
+	if err != nil || string(out.Plaintext) != "ok" || calls != 2 {
+		t.Fatalf("after one throttle: %+v, %v, %d calls", out, err, calls)
 	}
 }
 

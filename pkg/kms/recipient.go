@@ -6,6 +6,7 @@ import (
 	"crypto/rsa"
 	"crypto/x509"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"time"
 
@@ -123,12 +124,56 @@ type DecryptInput struct {
 	CiphertextBlob    []byte
 	EncryptionContext map[string]string
 	// KeyID is optional for symmetric ciphertext, which names its key.
+	// When it is set, KMS decrypts only a ciphertext made under that key
+	// and answers any other with IncorrectKeyException.
 	KeyID string
 }
 
+// DecryptOutput is what Decrypt returns.
+type DecryptOutput struct {
+	// Plaintext is the decrypted bytes. The caller owns it and must clear
+	// it.
+	Plaintext []byte
+	// KeyARN is the ARN of the key KMS decrypted with, from its answer
+	// (Decrypt's KeyId). The answer comes over TLS that ends in the
+	// enclave, so whoever relays it cannot change it.
+	KeyARN string
+}
+
 // Decrypt decrypts in.CiphertextBlob with KMS, which encrypts the plaintext
-// to r. The caller owns the returned plaintext and must clear it.
-func (c *Client) Decrypt(ctx context.Context, in DecryptInput, r *Recipient) ([]byte, error) {
+// to r.
+func (c *Client) Decrypt(ctx context.Context, in DecryptInput, r *Recipient) (*DecryptOutput, error) {
+	out, err := c.decrypt(ctx, in, r)
+	if err != nil {
+		return nil, err
+	}
+	pt, err := r.open("decrypt", out.CiphertextForRecipient, out.Plaintext)
+	if err != nil {
+		return nil, err
+	}
+	return &DecryptOutput{Plaintext: pt, KeyARN: deref(out.KeyId)}, nil
+}
+
+// CiphertextKey asks KMS which key in.CiphertextBlob is under: a Decrypt
+// without KeyId (in.KeyID is ignored), whose answer names the key. The
+// plaintext, which KMS encrypts to r, is dropped unopened: the caller
+// learns the key's ARN, nothing of what the ciphertext holds. It is for
+// explaining a ciphertext that the keys the caller accepts refused.
+func (c *Client) CiphertextKey(ctx context.Context, in DecryptInput, r *Recipient) (string, error) {
+	in.KeyID = ""
+	out, err := c.decrypt(ctx, in, r)
+	if err != nil {
+		return "", err
+	}
+	clear(out.Plaintext) // never set with a Recipient; cleared if a non-KMS did
+	if deref(out.KeyId) == "" {
+		return "", errors.New("kms decrypt: the answer names no key (KeyId)")
+	}
+	return deref(out.KeyId), nil
+}
+
+// decrypt makes the Decrypt call.
+func (c *Client) decrypt(ctx context.Context, in DecryptInput, r *Recipient) (*awskms.DecryptOutput, error) {
 	if err := c.checkCredentials(); err != nil {
 		return nil, fmt.Errorf("kms decrypt: %w", err)
 	}
@@ -141,11 +186,11 @@ func (c *Client) Decrypt(ctx context.Context, in DecryptInput, r *Recipient) ([]
 	start := time.Now()
 	out, err := c.api.Decrypt(ctx, req)
 	if err != nil {
-		c.log.Warn("kms call failed", "op", "Decrypt", "duration", time.Since(start), "error", err)
+		c.log.Warn("kms call failed", "op", "Decrypt", "key_id", in.KeyID, "duration", time.Since(start), "error", err)
 		return nil, c.wrap("decrypt", err, r)
 	}
-	c.log.Info("kms call", "op", "Decrypt", "key_arn", deref(out.KeyId), "duration", time.Since(start))
-	return r.open("decrypt", out.CiphertextForRecipient, out.Plaintext)
+	c.log.Info("kms call", "op", "Decrypt", "key_id", in.KeyID, "key_arn", deref(out.KeyId), "duration", time.Since(start))
+	return out, nil
 }
 
 // GenerateDataKey returns a new data key encrypted under keyID

@@ -32,6 +32,7 @@ const (
 	RuleLockout               = "lockout"
 	RuleUnknownAction         = "unknown-action"
 	RuleDuplicateSid          = "duplicate-sid"
+	RuleEncryptByEnclave      = "encrypt-by-enclave-role"
 )
 
 // Finding is one lint result.
@@ -84,6 +85,11 @@ var decryptActions = []string{
 	"kms:Decrypt", "kms:GenerateDataKey", "kms:GenerateDataKeyPair",
 	"kms:GenerateRandom", "kms:DeriveSharedSecret", "kms:ReEncryptFrom",
 }
+
+// encryptActions make a ciphertext under the key from a plaintext the
+// caller chooses: a sealed identity that a signerd pinned to this key
+// accepts. (GenerateDataKey's plaintext is random, not an identity.)
+var encryptActions = []string{"kms:Encrypt", "kms:ReEncryptTo"}
 
 // indirectActions let a principal obtain decryption another way: a grant
 // (which key-policy conditions do not constrain) or a new key policy.
@@ -145,6 +151,7 @@ func Check(p *Policy, production bool) []Finding {
 	}
 	sids := map[string]int{}
 	adminExists := false
+	enclaves := enclaveCallers(p)
 	for i, s := range p.Statements {
 		label := p.Label(i)
 		if s.Sid != "" {
@@ -186,6 +193,22 @@ func Check(p *Policy, production bool) []Finding {
 					"any enclave image, including one the parent's administrator builds, can present such a document")
 			}
 		}
+		if enc := grantedActions(s, encryptActions); len(enc) > 0 {
+			if attested, _ := attestationStrength(s); !attested {
+				for _, ec := range enclaves {
+					if !principalMatches(s, ec.caller) && !namesSessionOf(s, ec.caller) {
+						continue
+					}
+					sev, why := SeverityWarning, "whoever may encrypt under this key can seal an identity that a signerd pinned to it accepts; the enclave's role has its credentials on the parent instance, so root there could seal an identity of its own and provision it"
+					if production {
+						sev = SeverityError
+					}
+					add(sev, RuleEncryptByEnclave, label, fmt.Sprintf("allows %s to %s, the role that decrypts with an attestation document (the enclave's, in %s)", describeGrants(s, enc), ec.role, ec.sid),
+						why+"; fix: grant kms:Encrypt only to a separate sealing role (signer policy render --encrypt-role ARN) that the parent instance cannot assume")
+					break
+				}
+			}
+		}
 		if ind := grantedActions(s, indirectActions); len(ind) > 0 {
 			var why []string
 			if slices.Contains(ind, "kms:PutKeyPolicy") {
@@ -211,6 +234,73 @@ func Check(p *Policy, production bool) []Finding {
 			"nobody can change this policy once it is in force (a new PCR0 after a rebuild needs a policy update); only AWS Support can recover an unmanageable key")
 	}
 	return out
+}
+
+// enclaveCaller is a session of a role that an Allow statement lets
+// decrypt with an attestation document: the enclave's role.
+type enclaveCaller struct {
+	role   string // as the policy names it
+	caller string // a session ARN of it, to match other statements against
+	sid    string // the statement's label
+}
+
+// enclaveCallers finds the roles the policy lets decrypt with an
+// attestation document (the enclave's instance role), each with a
+// session ARN of it: a role admits its sessions, so a statement whose
+// principal admits that session (the role, the session itself, the
+// account, "*") covers the enclave.
+func enclaveCallers(p *Policy) []enclaveCaller {
+	var out []enclaveCaller
+	for i, s := range p.Statements {
+		if s.Effect != Allow || s.Principal == nil || len(grantedActions(s, decryptActions)) == 0 {
+			continue
+		}
+		if attested, _ := attestationStrength(s); !attested {
+			continue
+		}
+		for _, e := range s.Principal.Entries {
+			if e.Type != "AWS" {
+				continue
+			}
+			for _, v := range e.Values.List {
+				a, ok := splitARN(v)
+				if !ok {
+					continue
+				}
+				caller := v
+				if rolePath, isRole := strings.CutPrefix(a.resource, "role/"); isRole && a.service == "iam" {
+					caller = "arn:" + a.partition + ":sts::" + a.account + ":assumed-role/" + rolePath[strings.LastIndex(rolePath, "/")+1:] + "/enclave-session"
+				} else if a.service != "sts" {
+					continue // an account or user: not a role the instance runs with
+				}
+				out = append(out, enclaveCaller{role: v, caller: caller, sid: p.Label(i)})
+			}
+		}
+	}
+	return out
+}
+
+// namesSessionOf reports whether an Allow statement's principal names a
+// session of the role whose session caller is (any session name: the
+// instance role's sessions are named after the instance).
+func namesSessionOf(s *Statement, caller string) bool {
+	c, ok := splitARN(caller)
+	if !ok || s.NotPrincipal != nil || s.Principal == nil {
+		return false
+	}
+	role, _, _ := strings.Cut(strings.TrimPrefix(c.resource, "assumed-role/"), "/")
+	for _, e := range s.Principal.Entries {
+		for _, v := range e.Values.List {
+			a, ok := splitARN(v)
+			if !ok || e.Type != "AWS" || a.service != "sts" || a.partition != c.partition || a.account != c.account {
+				continue
+			}
+			if r, _, _ := strings.Cut(strings.TrimPrefix(a.resource, "assumed-role/"), "/"); strings.HasPrefix(a.resource, "assumed-role/") && r == role {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 func checkActions(s *Statement, label string, add func(Severity, string, string, string, string)) {

@@ -93,6 +93,15 @@ func decryptStmt(action, condition string) string {
 	return s + "}"
 }
 
+// attestedDecrypt is the enclave's decrypt statement, Sid D.
+var attestedDecrypt = `{"Sid":"D","Effect":"Allow","Principal":{"AWS":"` + enclaveRole + `"},"Action":"kms:Decrypt","Resource":"*","Condition":` +
+	pinned("StringEqualsIgnoreCase", KeyImageSha384, guidePCR0) + `}`
+
+// encryptStmt is an Allow of action to principal (JSON), Sid S.
+func encryptStmt(action, principal string) string {
+	return `{"Sid":"S","Effect":"Allow","Principal":` + principal + `,"Action":` + action + `,"Resource":"*"}`
+}
+
 func pinned(op, key, value string) string {
 	return `{"` + op + `":{"` + key + `":"` + value + `"}}`
 }
@@ -197,6 +206,20 @@ func TestCheckRules(t *testing.T) {
 		{"misspelt action", []string{decryptStmt(`["kms:Decrpyt"]`, "")}, false, RuleUnknownAction, SeverityWarning, `action "kms:Decrpyt" matches no KMS action`},
 		{"other service action", []string{decryptStmt(`"s3:GetObject"`, "")}, false, RuleUnknownAction, SeverityWarning, "is not a KMS action"},
 		{"wildcard action", []string{decryptStmt(`["kms:Describe*","kms:get*","*"]`, goodCond)}, false, RuleUnknownAction, "", ""},
+
+		// encrypt-by-enclave-role: the enclave's decrypt statement is "D"
+		// here, the statement under test "S".
+		{"encrypt to the enclave role", []string{attestedDecrypt, encryptStmt(`"kms:Encrypt"`, `{"AWS":"`+enclaveRole+`"}`)}, true, RuleEncryptByEnclave, SeverityError, "allows kms:Encrypt to " + enclaveRole + ", the role that decrypts with an attestation document (the enclave's, in D)"},
+		{"encrypt to the enclave role, development", []string{attestedDecrypt, encryptStmt(`"kms:Encrypt"`, `{"AWS":"`+enclaveRole+`"}`)}, false, RuleEncryptByEnclave, SeverityWarning, "allows kms:Encrypt to"},
+		{"ReEncrypt into the key", []string{attestedDecrypt, encryptStmt(`"kms:ReEncrypt*"`, `{"AWS":"`+enclaveRole+`"}`)}, true, RuleEncryptByEnclave, SeverityError, "kms:ReEncryptTo (through kms:ReEncrypt*)"},
+		{"encrypt through kms:*", []string{attestedDecrypt, encryptStmt(`"kms:*"`, `{"AWS":"`+enclaveRole+`"}`)}, true, RuleEncryptByEnclave, SeverityError, "kms:Encrypt, kms:ReEncryptTo (through kms:*)"},
+		{"encrypt to the role's session", []string{attestedDecrypt, encryptStmt(`"kms:Encrypt"`, `{"AWS":"arn:aws:sts::123456789012:assumed-role/NitroEnclaveInstanceRole/i-0123456789abcdef0"}`)}, true, RuleEncryptByEnclave, SeverityError, "allows kms:Encrypt to " + enclaveRole},
+		{"encrypt to the account", []string{attestedDecrypt, encryptStmt(`"kms:Encrypt"`, `{"AWS":"arn:aws:iam::123456789012:root"}`)}, true, RuleEncryptByEnclave, SeverityError, "allows kms:Encrypt to " + enclaveRole},
+		{"encrypt to everyone", []string{attestedDecrypt, encryptStmt(`"kms:Encrypt"`, `"*"`)}, true, RuleEncryptByEnclave, SeverityError, "allows kms:Encrypt to " + enclaveRole},
+		{"encrypt to the sealing role", []string{attestedDecrypt, encryptStmt(`"kms:Encrypt"`, `{"AWS":"`+encryptRole+`"}`)}, true, RuleEncryptByEnclave, "", ""},
+		{"encrypt to a role of that name in another account", []string{attestedDecrypt, encryptStmt(`"kms:Encrypt"`, `{"AWS":"arn:aws:iam::999999999999:role/NitroEnclaveInstanceRole"}`)}, true, RuleEncryptByEnclave, "", ""},
+		{"encrypt under the attestation condition (KMS never grants it)", []string{attestedDecrypt, decryptStmt(`["kms:Decrypt","kms:Encrypt"]`, goodCond)}, true, RuleEncryptByEnclave, "", ""},
+		{"no attested decrypt: no enclave role", []string{encryptStmt(`"kms:Encrypt"`, `{"AWS":"`+enclaveRole+`"}`)}, true, RuleEncryptByEnclave, "", ""},
 
 		// duplicate-sid
 		{"duplicate Sid", []string{decryptStmt(`"kms:Decrypt"`, goodCond), decryptStmt(`"kms:Encrypt"`, "")}, false, RuleDuplicateSid, SeverityWarning, `Sid "S" is used by more than one statement`},

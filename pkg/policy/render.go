@@ -3,12 +3,14 @@ package policy
 import (
 	"bytes"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
 	"strconv"
 	"strings"
 
+	"github.com/enclave-signer/enclave-signer/pkg/imagepins"
 	"github.com/enclave-signer/enclave-signer/pkg/pcr"
 )
 
@@ -227,6 +229,12 @@ type Measurements struct {
 	// PCRs maps register numbers to lowercase hex values; PCR0 is always
 	// present.
 	PCRs map[int]string
+	// ImageID and Pins are what make eif adds beside nitro-cli's output
+	// (signer image pins --measurements): the enclave image's id and its
+	// pins. Pins is nil when the file records none (nitro-cli's own
+	// output), so whether the image pins its KMS key is unknown.
+	ImageID string
+	Pins    *imagepins.Pins
 }
 
 // ParseMeasurements reads the JSON that `nitro-cli build-enclave` prints on
@@ -310,5 +318,23 @@ func ParseMeasurements(name string, data []byte) (*Measurements, error) {
 	if _, ok := out.PCRs[0]; !ok {
 		return nil, fail("no field \"Measurements\".\"PCR0\"")
 	}
+	var extra struct {
+		ImageID string          `json:"ImageID"`
+		Pins    *imagepins.Pins `json:"Pins"`
+	}
+	if err := json.NewDecoder(bytes.NewReader(data)).Decode(&extra); err != nil {
+		return nil, fail("field \"Pins\" or \"ImageID\": %v (make eif writes them: signer image pins --measurements)", err)
+	}
+	out.ImageID, out.Pins = extra.ImageID, extra.Pins
+	if p := out.Pins; p != nil && (p.KMSKeys == nil || p.KeyringSigners == nil) {
+		out.Pins = &imagepins.Pins{KMSKeys: nonNil(p.KMSKeys), KeyringSigners: nonNil(p.KeyringSigners), KeyringThreshold: p.KeyringThreshold}
+	}
 	return out, nil
+}
+
+func nonNil(l []string) []string {
+	if l == nil {
+		return []string{}
+	}
+	return l
 }

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
@@ -297,6 +298,19 @@ func TestParseMeasurements(t *testing.T) {
 	if m, err := ParseMeasurements("log", withProgress); err != nil || m.PCRs[0] != guidePCR0 {
 		t.Errorf("with progress lines: %v, %+v", err, m)
 	}
+	if m.Pins != nil || m.ImageID != "" {
+		t.Errorf("nitro-cli's output records pins: %+v", m)
+	}
+	// What make eif writes: nitro-cli's output with the image's pins.
+	const key = "arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+	pinned := `{"Measurements": {"PCR0": "` + guidePCR0 + `"}, "ImageID": "sha256:ab", "Pins": {"KMSKeys": ["` + key + `"], "KeyringSigners": []}}`
+	if m, err := ParseMeasurements("pinned", []byte(pinned)); err != nil || m.ImageID != "sha256:ab" || m.Pins == nil || !slices.Equal(m.Pins.KMSKeys, []string{key}) || !m.Pins.Pinned() {
+		t.Errorf("with pins: %v, %+v", err, m)
+	}
+	unpinned := `{"Measurements": {"PCR0": "` + guidePCR0 + `"}, "Pins": {}}`
+	if m, err := ParseMeasurements("unpinned", []byte(unpinned)); err != nil || m.Pins == nil || m.Pins.Pinned() || m.Pins.KMSKeys == nil {
+		t.Errorf("with empty pins: %v, %+v", err, m)
+	}
 	upper := bytes.Replace(readFile(t, "measurements-v1.json"), []byte(guidePCR0), []byte(strings.ToUpper(guidePCR0)), 1)
 	if m, err := ParseMeasurements("upper", upper); err != nil || m.PCRs[0] != guidePCR0 {
 		t.Errorf("uppercase PCR0 not lowercased: %v, %+v", err, m)
@@ -313,6 +327,7 @@ func TestParseMeasurements(t *testing.T) {
 		{"bad PCR2", `{"Measurements": {"PCR0": "` + guidePCR0 + `", "PCR2": "` + strings.Repeat("g", 96) + `"}}`, `field "Measurements"."PCR2": PCR value is not hex`},
 		{"number PCR0", `{"Measurements": {"PCR0": 1}}`, `field "Measurements"."PCR0" is a number, want 96 hex characters`},
 		{"sha512", `{"Measurements": {"HashAlgorithm": "Sha512 { ... }", "PCR0": "` + guidePCR0 + `"}}`, `field "Measurements"."HashAlgorithm" is "Sha512 { ... }", want Sha384`},
+		{"pins not an object", `{"Measurements": {"PCR0": "` + guidePCR0 + `"}, "Pins": ["x"]}`, `field "Pins" or "ImageID"`},
 		{"duplicate PCR0", `{"Measurements": {"PCR0": "` + guidePCR0 + `", "PCR0": "` + v2PCR0 + `"}}`, `duplicate key "PCR0"`},
 	}
 	for _, tt := range bad {

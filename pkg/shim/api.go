@@ -26,7 +26,8 @@ const MaxBodySize = 1 << 20
 // The API's error codes (docs/shim.md). The first seven are the promised
 // set; not_found and method_not_allowed answer requests outside the API;
 // forbidden_origin and unsupported_media_type refuse requests a web page
-// could send (guard.go).
+// could send (guard.go); forbidden passes on the enclave's refusal to be
+// provisioned by an unprivileged peer.
 const (
 	codeMalformed        = "malformed_request"      // 400
 	codeUnknownKey       = "unknown_key"            // 404
@@ -38,6 +39,7 @@ const (
 	codeNotFound         = "not_found"              // 404, no such route
 	codeMethodNotAllowed = "method_not_allowed"     // 405
 	codeForbiddenOrigin  = "forbidden_origin"       // 403, Host, Origin or Sec-Fetch-Site
+	codeForbidden        = "forbidden"              // 403, the enclave refused the shim (an unprivileged source port)
 	codeUnsupportedMedia = "unsupported_media_type" // 415
 )
 
@@ -254,6 +256,8 @@ func mapError(err error, timeout time.Duration) (status int, code, msg string) {
 			return http.StatusUnprocessableEntity, codeInvalidDigest, msg
 		case wire.CodeDigestNotAllowed:
 			return http.StatusUnprocessableEntity, codeDigestNotAllowed, msg
+		case wire.CodeForbidden:
+			return http.StatusForbidden, codeForbidden, msg
 		}
 		return http.StatusInternalServerError, codeInternal, "enclave: " + we.Error()
 	case errors.Is(err, client.ErrUnavailable):
@@ -330,7 +334,14 @@ type statusJSON struct {
 	Keys        int              `json:"keys"`
 	Error       *statusErrorJSON `json:"error,omitempty"`
 	Version     string           `json:"version"`
+	Pinned      bool             `json:"pinned"`
+	Pins        *pinsJSON        `json:"pins,omitempty"`
 	Shim        shimState        `json:"shim"`
+}
+
+// pinsJSON renders wire.Pins.
+type pinsJSON struct {
+	KMSKeys []string `json:"kms_keys"`
 }
 
 type statusErrorJSON struct {
@@ -346,6 +357,10 @@ func renderStatus(st *wire.Status, ss shimState, cfg *Config) statusJSON {
 	out := statusJSON{
 		State: st.State, Attestation: st.Attestation, DebugMode: st.DebugMode,
 		PCRs: make(pcr.HexMap, len(st.PCRs)), Keys: st.Keys, Version: st.Version, Shim: ss,
+		Pinned: st.Pinned,
+	}
+	if st.Pins != nil {
+		out.Pins = &pinsJSON{KMSKeys: st.Pins.KMSKeys}
 	}
 	for i, v := range st.PCRs {
 		out.PCRs[int(i)] = v
@@ -378,8 +393,11 @@ func (h *api) provision(w http.ResponseWriter, r *http.Request) int {
 		return h.writeJSON(w, http.StatusOK, renderStatus(st, h.prov.state(), h.cfg))
 	}
 	status, code := http.StatusInternalServerError, codeInternal
-	if errors.Is(err, client.ErrUnavailable) || errors.Is(err, context.DeadlineExceeded) {
+	switch {
+	case errors.Is(err, client.ErrUnavailable) || errors.Is(err, context.DeadlineExceeded):
 		status, code = http.StatusServiceUnavailable, codeNotReady
+	case errors.Is(err, wire.ErrForbidden):
+		status, code = http.StatusForbidden, codeForbidden
 	}
 	h.metrics.countError(code)
 	body := map[string]any{"error": map[string]string{"code": code, "message": err.Error()}}

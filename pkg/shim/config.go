@@ -6,9 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"net/netip"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -41,6 +43,12 @@ type Config struct {
 	// refused (403 forbidden_origin), which stops web pages reaching the
 	// API through DNS rebinding.
 	AllowedHosts []string `json:"allowed_hosts,omitempty"`
+	// ListenMode is the permission of the unix socket Listen names, as an
+	// octal string: who may connect, so who may sign (connecting needs
+	// write permission). Default "0600", the shim's user only; "0660" lets
+	// the socket's group in too (run the shim with that group). Only for a
+	// unix:// Listen.
+	ListenMode string `json:"listen_mode,omitempty"`
 
 	// Region is the AWS region of the KMS key that sealed the identity,
 	// sent to the enclave. Required.
@@ -102,6 +110,7 @@ type Config struct {
 
 	enclaveAddr transport.Addr
 	listenAddr  transport.Addr
+	listenMode  fs.FileMode
 }
 
 // Defaults of the optional Config fields.
@@ -232,6 +241,13 @@ func (c *Config) Validate() error {
 			}
 		}
 	}
+	if mode, err := parseListenMode(c.ListenMode); err != nil {
+		bad("listen_mode", "%v", err)
+	} else if c.ListenMode != "" && c.listenAddr.Scheme != transport.Unix {
+		bad("listen_mode", "only for a unix:// listen address (who may connect to a TCP port is not a file mode): remove it, or listen on unix:///PATH")
+	} else {
+		c.listenMode = mode
+	}
 	for i, h := range c.AllowedHosts {
 		if !validAllowedHost(h) {
 			bad(fmt.Sprintf("allowed_hosts[%d]", i), "want a host name such as \"signer.internal\" or an IP address, without scheme or port, got %q", h)
@@ -324,6 +340,37 @@ func (c *Config) EnclaveAddr() transport.Addr { return c.enclaveAddr }
 
 // ListenAddr returns the parsed Listen address (after Validate).
 func (c *Config) ListenAddr() transport.Addr { return c.listenAddr }
+
+// ListenSocketMode is the mode of the unix socket the API listens on (after
+// Validate): ListenMode's value, or DefaultListenMode.
+func (c *Config) ListenSocketMode() fs.FileMode { return c.listenMode }
+
+// DefaultListenMode is a unix-socket listener's mode when listen_mode is
+// not set: the shim's user only.
+const DefaultListenMode fs.FileMode = 0o600
+
+// parseListenMode reads listen_mode: an octal permission that lets the
+// owner read and write (else the owner's own clients could not connect)
+// and gives nothing to others beyond the group (a socket anyone on the
+// host may connect to is what a TCP port on loopback already is: use
+// that).
+func parseListenMode(s string) (fs.FileMode, error) {
+	if s == "" {
+		return DefaultListenMode, nil
+	}
+	n, err := strconv.ParseUint(s, 8, 32)
+	if err != nil || n > 0o777 {
+		return 0, fmt.Errorf("want an octal permission such as \"0600\" or \"0660\", got %q", s)
+	}
+	mode := fs.FileMode(n)
+	if mode&0o600 != 0o600 {
+		return 0, fmt.Errorf("%q does not let the owner read and write the socket, so the shim's own user could not connect: want e.g. \"0600\" or \"0660\"", s)
+	}
+	if mode&0o007 != 0 {
+		return 0, fmt.Errorf("%q lets every user on the host connect, and so sign: give a group instead (\"0660\", with the shim running in that group)", s)
+	}
+	return mode, nil
+}
 
 // notLoopback says why a listen host is not loopback-only, or returns ""
 // if it is. IPv4-mapped IPv6 addresses are unmapped first:

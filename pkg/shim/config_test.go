@@ -1,6 +1,7 @@
 package shim_test
 
 import (
+	"io/fs"
 	"os"
 	"strings"
 	"testing"
@@ -73,6 +74,12 @@ func TestConfigErrors(t *testing.T) {
 		{"two values", `{` + base + `} {}`, "more than one JSON value"},
 		{"instance with a newline", `{` + base + `,"instance":"a\nb"}`, "config: instance: want at most 128 printable ASCII characters"},
 		{"instance too long", `{` + base + `,"instance":"` + strings.Repeat("x", 129) + `"}`, "config: instance: want at most 128"},
+		{"listen mode not octal", `{` + base + `,"listen":"unix:///run/s.sock","listen_mode":"rw"}`, `config: listen_mode: want an octal permission such as "0600" or "0660", got "rw"`},
+		{"listen mode too big", `{` + base + `,"listen":"unix:///run/s.sock","listen_mode":"1777"}`, `config: listen_mode: want an octal permission`},
+		{"listen mode owner cannot write", `{` + base + `,"listen":"unix:///run/s.sock","listen_mode":"0460"}`, `does not let the owner read and write`},
+		{"listen mode for everyone", `{` + base + `,"listen":"unix:///run/s.sock","listen_mode":"0666"}`, `lets every user on the host connect, and so sign`},
+		{"listen mode others read", `{` + base + `,"listen":"unix:///run/s.sock","listen_mode":"0604"}`, `lets every user on the host connect`},
+		{"listen mode on TCP", `{` + base + `,"listen_mode":"0600"}`, `config: listen_mode: only for a unix:// listen address`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := shim.ParseConfig(strings.NewReader(tc.json))
@@ -80,6 +87,15 @@ func TestConfigErrors(t *testing.T) {
 				t.Fatalf("err = %v\nwant it to contain %q", err, tc.want)
 			}
 		})
+	}
+	// A unix socket's mode: 0600 unless set.
+	for mode, want := range map[string]fs.FileMode{"": 0o600, "0600": 0o600, "0660": 0o660, "640": 0o640} {
+		c, err := shim.ParseConfig(strings.NewReader(`{` + base + `,"listen":"unix:///run/s.sock","listen_mode":"` + mode + `"}`))
+		if err != nil {
+			t.Errorf("listen_mode %q: %v", mode, err)
+		} else if got := c.ListenSocketMode(); got != want {
+			t.Errorf("listen_mode %q: mode %v, want %v", mode, got, want)
+		}
 	}
 	// Allowed when asked for.
 	if _, err := shim.ParseConfig(strings.NewReader(`{` + base + `,"listen":"0.0.0.0:8080","allow_public_listen":true}`)); err != nil {

@@ -56,6 +56,8 @@ func hint(e *wire.StatusError, cfg *Config) string {
 		return file + " is damaged or malformed (the message says where): restore a good copy or make a new one with signer keyring new --recipient-file recipient.txt" + then
 	case "kms_decrypt":
 		return kmsHint(e, msg, identity, region, then)
+	case "kms_key":
+		return identity + " is not sealed under a KMS key the enclave's image pins (the message names the key and the pins). If you sealed it, seal it again under a pinned key (signer seal --key-id ARN), or build an image that pins its key (make image KMS_KEYS=ARN,…; docs/operations.md, Rotating the KMS key); if nobody on your side did, someone who can reach the enclave tried to load keys of their own: the enclave refused them and keeps its keys" + then
 	}
 	return "see docs/signerd.md, Failures and what to do"
 }

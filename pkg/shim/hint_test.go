@@ -46,6 +46,8 @@ func TestHint(t *testing.T) {
 			[]string{"vsock-proxy", "kms.eu-west-1.amazonaws.com"}, []string{"key policy"}},
 		{"disabled key", wire.StatusError{Step: "kms_decrypt", KMSCode: "DisabledException"}, []string{"describe-key"}, nil},
 		{"throttled", wire.StatusError{Step: "kms_decrypt", KMSCode: "ThrottlingException"}, []string{"retries by itself"}, nil},
+		{"unpinned key", wire.StatusError{Step: "kms_key", Message: "the identity is sealed under KMS key arn:aws:kms:eu-west-1:999999999999:key/x, which is not pinned"},
+			[]string{"/etc/signer/identity.enc", "signer seal --key-id ARN", "make image KMS_KEYS=", "keeps its keys"}, []string{"key policy"}},
 		{"nsm", wire.StatusError{Step: "attest", Message: "nsm: boom"}, []string{"restart the enclave"}, nil},
 		{"unknown step", wire.StatusError{Step: "future"}, []string{"docs/signerd.md"}, nil},
 	} {

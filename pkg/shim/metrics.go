@@ -32,7 +32,7 @@ func statusIndex(code int) int {
 // errorCodes are the API's error codes, counted by signer_http_errors_total.
 var errorCodes = [...]string{
 	codeMalformed, codeUnknownKey, codeTooLarge, codeInvalidDigest, codeDigestNotAllowed,
-	codeInternal, codeNotReady, codeNotFound, codeMethodNotAllowed, codeForbiddenOrigin, codeUnsupportedMedia,
+	codeInternal, codeNotReady, codeNotFound, codeMethodNotAllowed, codeForbiddenOrigin, codeUnsupportedMedia, codeForbidden,
 }
 
 // latencyBuckets are the histogram's upper bounds in seconds.

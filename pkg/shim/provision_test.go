@@ -362,6 +362,44 @@ func TestPermanentErrorNotRetried(t *testing.T) {
 	}
 }
 
+// TestForbiddenNotRetried: an enclave that refuses the shim as an
+// unprivileged peer (its source port is not below 1024) refuses it again
+// whatever the shim sends: the shim does not retry by itself, says why
+// in its status, and POST /v1/provision answers 403 forbidden with the
+// enclave's message.
+func TestForbiddenNotRetried(t *testing.T) {
+	fe := fakeenclave.Start(t)
+	const why = "provisioning is accepted only from a privileged source port (below 1024)"
+	fe.RefuseProvisioning(wire.NewError(wire.CodeForbidden, why))
+	h := start(t, fe, nil)
+	const failed = `signer_provisions_total{result="failed"}`
+	deadline := time.Now().Add(3 * time.Second)
+	for h.metricValue(failed) < 1 {
+		if time.Now().After(deadline) {
+			t.Fatal("no provisioning attempt within 3 s")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	time.Sleep(600 * time.Millisecond) // backoff is 20 to 200 ms here
+	if n := h.metricValue(failed); n != 1 {
+		t.Errorf("%d failed attempts, want 1: a refusal of the shim itself must not be retried", n)
+	}
+	r := h.do("GET", "/v1/status", "")
+	st := decode[struct {
+		Shim map[string]any `json:"shim"`
+	}](t, r)
+	if lastErr, _ := st.Shim["last_error"].(string); !strings.Contains(lastErr, why) || st.Shim["last_error_permanent"] != true {
+		t.Errorf("status after the refusal: %s\nwant last_error with the enclave's reason, last_error_permanent true", r.body)
+	}
+	r = h.do("POST", "/v1/provision", "")
+	if r.status != 403 || !strings.Contains(r.body, `"code":"forbidden"`) || !strings.Contains(r.errorMessage(), why) {
+		t.Errorf("POST /v1/provision: %d %s; want 403 forbidden with the enclave's message", r.status, r.body)
+	}
+	if n := len(fe.Provisions()); n != 0 {
+		t.Errorf("the enclave recorded %d provisionings", n)
+	}
+}
+
 // TestTransientErrorRetried: a missing file may appear (a deploy still
 // copying it): the shim keeps trying with backoff, as before.
 func TestTransientErrorRetried(t *testing.T) {

@@ -304,13 +304,16 @@ func (e permanentError) Unwrap() error { return e.error }
 // isPermanent reports whether a failed provisioning would fail again
 // with the same inputs: a permanentError from build, or the enclave (or
 // the wire encoder, before sending) refusing the request itself as too
-// large, invalid or of another protocol version. Everything else (the
-// enclave unreachable, KMS refusing or throttling, a missing file that
-// may yet appear, credentials) may pass on a later attempt.
+// large, invalid or of another protocol version, or refusing the shim as
+// an unprivileged peer (its privileges do not change while it runs).
+// Everything else (the enclave unreachable, KMS refusing or throttling, a
+// missing file that may yet appear, credentials) may pass on a later
+// attempt.
 func isPermanent(err error) bool {
 	var pe permanentError
 	return errors.As(err, &pe) || errors.Is(err, wire.ErrFrameTooLarge) ||
-		errors.Is(err, wire.ErrInvalidRequest) || errors.Is(err, wire.ErrVersionMismatch)
+		errors.Is(err, wire.ErrInvalidRequest) || errors.Is(err, wire.ErrVersionMismatch) ||
+		errors.Is(err, wire.ErrForbidden)
 }
 
 func describeStatusError(e *wire.StatusError) string {

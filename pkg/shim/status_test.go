@@ -23,3 +23,24 @@ func TestStatusPCRsInNumericOrder(t *testing.T) {
 		t.Errorf("status JSON %s\nwant it to contain %s", b, want)
 	}
 }
+
+// /v1/status says whether signerd is pinned, always, and its pins when it
+// is.
+func TestStatusPins(t *testing.T) {
+	const arn = "arn:aws:kms:eu-west-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+	for _, tc := range []struct {
+		st        wire.Status
+		want, not string
+	}{
+		{wire.Status{State: wire.StateReady}, `"pinned":false`, `"pins"`},
+		{wire.Status{State: wire.StateReady, Pinned: true, Pins: &wire.Pins{KMSKeys: []string{arn}}}, `"pinned":true,"pins":{"kms_keys":["` + arn + `"]}`, "\x00"},
+	} {
+		b, err := json.Marshal(renderStatus(&tc.st, shimState{}, nil))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(string(b), tc.want) || strings.Contains(string(b), tc.not) {
+			t.Errorf("status JSON %s\nwant %s and no %s", b, tc.want, tc.not)
+		}
+	}
+}

@@ -52,6 +52,10 @@ const (
 	// CodeProvisioningFailed: provisioning was attempted and failed; the
 	// message says which step, and Status carries the detail.
 	CodeProvisioningFailed Code = 20
+	// CodeForbidden: the peer may not make this request: a provisioning
+	// from an unprivileged peer (a source port of 1024 or above, which any
+	// local user can open). Nothing changed; the connection keeps serving.
+	CodeForbidden Code = 21
 )
 
 var codeNames = map[Code]string{
@@ -67,6 +71,7 @@ var codeNames = map[Code]string{
 	CodeInvalidDigest:      "invalid_digest",
 	CodeDigestNotAllowed:   "digest_not_allowed",
 	CodeProvisioningFailed: "provisioning_failed",
+	CodeForbidden:          "forbidden",
 }
 
 // Codes returns every code this version of the package defines, in
@@ -76,7 +81,7 @@ func Codes() []Code {
 		CodeMalformedFrame, CodeFrameTooLarge, CodeUnsupported, CodeVersionMismatch,
 		CodeInvalidRequest, CodeInternal, CodeTooManyConnections,
 		CodeNotReady, CodeUnknownKey, CodeInvalidDigest, CodeDigestNotAllowed,
-		CodeProvisioningFailed,
+		CodeProvisioningFailed, CodeForbidden,
 	}
 }
 
@@ -125,6 +130,7 @@ var (
 	ErrInvalidDigest      = &Error{Code: CodeInvalidDigest}
 	ErrDigestNotAllowed   = &Error{Code: CodeDigestNotAllowed}
 	ErrProvisioningFailed = &Error{Code: CodeProvisioningFailed}
+	ErrForbidden          = &Error{Code: CodeForbidden}
 )
 
 // ErrConnClosed is wrapped by every error a Conn returns once its connection

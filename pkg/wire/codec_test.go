@@ -55,6 +55,8 @@ func samples() []struct {
 				PCR0:       make([]byte, 48),
 			},
 			Version: "v0.1.0",
+			Pinned:  true,
+			Pins:    &Pins{KMSKeys: []string{"arn:aws:kms:eu-west-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab"}},
 		}},
 		{2, &ProvisionRequest{
 			Region: "eu-west-1",

@@ -138,6 +138,22 @@ type Status struct {
 	Error *StatusError `cbor:"6,keyasint,omitempty"`
 	// Version is signerd's version string.
 	Version string `cbor:"7,keyasint,omitempty"`
+	// Pinned is true when signerd accepts an identity only if it is
+	// sealed under one of Pins.KMSKeys; false (or absent, from a signerd
+	// older than pinning) when any KMS key will do. Status passes through
+	// the host: a relying party trusts the attested copy, not this one.
+	Pinned bool `cbor:"8,keyasint,omitempty"`
+	// Pins are what signerd takes keys from, fixed in its image; nil when
+	// nothing is pinned.
+	Pins *Pins `cbor:"9,keyasint,omitempty"`
+}
+
+// Pins are what a signerd takes keys from, fixed in its image (and so in
+// its PCR0).
+type Pins struct {
+	// KMSKeys are the ARNs of the KMS keys an identity may be sealed
+	// under, in the order signerd tries them.
+	KMSKeys []string `cbor:"1,keyasint,omitempty"`
 }
 
 // StatusError describes a failed provisioning.

@@ -27,7 +27,9 @@ import (
 // other error is logged and sent as CodeInternal with a generic message, so
 // map errors to codes before returning them. ServeWire is called
 // concurrently, from several connections and several times per connection.
-// ctx is cancelled when the connection is torn down.
+// ctx is cancelled when the connection is torn down, and carries the
+// connection's Peer (PeerFromContext), so that a handler can refuse a
+// request to an unprivileged peer (CodeForbidden).
 type Handler interface {
 	ServeWire(ctx context.Context, req Message) (Message, error)
 }
@@ -359,7 +361,7 @@ func (s *Server) ServeConn(nc net.Conn) error {
 }
 
 func (s *Server) serveConn(nc net.Conn, privileged bool) error {
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := context.WithCancel(context.WithValue(context.Background(), peerKey{}, Peer{Addr: nc.RemoteAddr(), Privileged: privileged}))
 	rctx, rcancel := context.WithCancel(s.stopReading)
 	sc := &serverConn{
 		s:          s,

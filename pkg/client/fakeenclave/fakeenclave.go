@@ -70,6 +70,7 @@ type Enclave struct {
 	statusErr  *wire.StatusError
 	provisions []wire.ProvisionRequest
 	failNext   *wire.StatusError
+	refuse     *wire.Error // answers every provisioning, as signerd refuses an unprivileged peer
 	signGate   chan struct{}
 	signsHeld  chan struct{}
 	provDelay  time.Duration
@@ -262,7 +263,22 @@ func (e *Enclave) serve(ctx context.Context, req wire.Message) (wire.Message, er
 	return nil, wire.NewError(wire.CodeUnsupported, fmt.Sprintf("%s not served", req.MessageType()))
 }
 
+// RefuseProvisioning makes every later provisioning answer the error
+// frame we (nil: accept again), as signerd answers a peer it does not
+// take provisioning from (wire.CodeForbidden). Nothing is recorded.
+func (e *Enclave) RefuseProvisioning(we *wire.Error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.refuse = we
+}
+
 func (e *Enclave) provision(ctx context.Context, r *wire.ProvisionRequest) (wire.Message, error) {
+	e.mu.Lock()
+	refuse := e.refuse
+	e.mu.Unlock()
+	if refuse != nil {
+		return nil, refuse
+	}
 	if r.Region == "" || len(r.Keyrings) == 0 || len(r.IdentityCiphertext) == 0 || r.Credentials.AccessKeyID == "" {
 		return nil, wire.NewError(wire.CodeInvalidRequest, "provision request needs region, credentials, identity_ciphertext and keyrings")
 	}

@@ -108,6 +108,19 @@ func TestAWSCLI(t *testing.T) {
 	if !strings.Contains(stderr, "InvalidCiphertextException") {
 		t.Errorf("decrypt with the wrong context: stderr %q", stderr)
 	}
+	// Naming the key (as a pinned signerd does): its own ARN decrypts,
+	// another key's is refused with IncorrectKeyException, AWS's code and
+	// message for a KeyId that is not the ciphertext's key.
+	run(true, "decrypt", "--ciphertext-blob", ctFile, "--encryption-context", "purpose=cli", "--key-id", ck.KeyMetadata.Arn)
+	out, _ = run(true, "create-key", "--description", "another key")
+	var ck2 struct{ KeyMetadata struct{ Arn string } }
+	if err := json.Unmarshal([]byte(out), &ck2); err != nil {
+		t.Fatal(err)
+	}
+	_, stderr = run(false, "decrypt", "--ciphertext-blob", ctFile, "--encryption-context", "purpose=cli", "--key-id", ck2.KeyMetadata.Arn)
+	if want := "An error occurred (IncorrectKeyException) when calling the Decrypt operation: The key ID in the request does not identify a KMS key that can perform this operation."; !strings.Contains(stderr, want) {
+		t.Errorf("decrypt naming another key: stderr %q, want %q", stderr, want)
+	}
 
 	pol := strings.ReplaceAll(DefaultKeyPolicy("000000000000"), `"Sid":"Enable IAM User Permissions"`, `"Sid":"FromCLI"`)
 	run(true, "put-key-policy", "--key-id", id, "--policy-name", "default", "--policy", "file://"+file("policy.json", []byte(pol)))

@@ -162,7 +162,11 @@ func (a *attestedKMS) sim(opts nsmsim.Options) *nsmsim.Simulator {
 
 // decrypt unseals blob as an enclave with the given NSM would.
 func (a *attestedKMS) decrypt(blob []byte, nsm attestation.NSM) ([]byte, error) {
-	return a.enclaveClient().Decrypt(a.t.Context(), kms.DecryptInput{CiphertextBlob: blob}, a.recipient(nsm))
+	out, err := a.enclaveClient().Decrypt(a.t.Context(), kms.DecryptInput{CiphertextBlob: blob}, a.recipient(nsm))
+	if err != nil {
+		return nil, err
+	}
+	return out.Plaintext, nil
 }
 
 func guideFile(t *testing.T, name string) string {

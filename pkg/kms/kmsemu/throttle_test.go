@@ -124,7 +124,11 @@ func TestThrottlingRetriedByEnclaveClient(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		pt, err := c.Decrypt(t.Context(), kms.DecryptInput{CiphertextBlob: blob}, a.recipient(a.sim(nsmsim.Options{DebugMode: true})))
+		out, err := c.Decrypt(t.Context(), kms.DecryptInput{CiphertextBlob: blob}, a.recipient(a.sim(nsmsim.Options{DebugMode: true})))
+		var pt []byte
+		if out != nil {
+			pt = out.Plaintext
+		}
 		c.Close()
 		throttled := strings.Count(a.logs.String(), "request throttled") - before
 		if tc.ok {
