@@ -11,6 +11,7 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/enclave-signer/enclave-signer/pkg/attestation"
@@ -158,14 +159,33 @@ func TestPinnedKMSKey(t *testing.T) {
 		}
 	})
 
-	t.Run("a pinned key refuses otherwise", func(t *testing.T) {
-		e := start(t, "--kms-key", fakeKeyARN)
-		e.kms.answer = func(w http.ResponseWriter, _ decryptBody) { kmsError(w, "AccessDeniedException", "denied") }
-		st := e.provision(e.dial(), kr(e))
-		if st.State != wire.StateFailed || st.Error == nil || st.Error.Step != "kms_decrypt" || st.Error.KMSCode != "AccessDeniedException" {
-			t.Fatalf("status %+v (error %+v), want failed at kms_decrypt with the key's refusal", st, st.Error)
-		}
-	})
+	// A refusal other than IncorrectKey (access denied; throttled beyond
+	// the client's retries) is the error to fix: reported as it is, with no
+	// further Decrypt without KeyId, which would only repeat it.
+	for _, code := range []string{"AccessDeniedException", "ThrottlingException"} {
+		t.Run("a pinned key refuses with "+code, func(t *testing.T) {
+			e := start(t, "--kms-key", fakeKeyARN)
+			var mu sync.Mutex
+			keyless := 0
+			e.kms.answer = func(w http.ResponseWriter, body decryptBody) {
+				if body.KeyId == "" {
+					mu.Lock()
+					keyless++
+					mu.Unlock()
+				}
+				kmsError(w, code, "no")
+			}
+			st := e.provision(e.dial(), kr(e))
+			if st.State != wire.StateFailed || st.Error == nil || st.Error.Step != "kms_decrypt" || st.Error.KMSCode != code {
+				t.Fatalf("status %+v (error %+v), want failed at kms_decrypt with the key's refusal", st, st.Error)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if keyless != 0 {
+				t.Errorf("%d Decrypts without KeyId after the pinned key refused with %s, want none", keyless, code)
+			}
+		})
+	}
 
 	t.Run("unpinned", func(t *testing.T) {
 		e := start(t)

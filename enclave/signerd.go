@@ -37,7 +37,8 @@ type daemonConfig struct {
 	KMSRoots    *x509.CertPool
 	// Pins are what signerd takes keys from: the KMS keys an identity may
 	// be sealed under, and the keyring signers (and threshold) keyrings
-	// need (the zero Pins: neither is checked).
+	// need. They are attested in the user_data of every document signerd
+	// makes for a caller. The zero value checks neither.
 	Pins Pins
 	// Version is signerd's version string.
 	Version string
@@ -63,6 +64,11 @@ type daemon struct {
 	// asked for at startup.
 	pcrs      map[uint16][]byte
 	debugMode bool
+
+	// pins go into every caller's document, which leaves callerRoom bytes
+	// of its user_data for the caller's own.
+	pins       attestation.Pins
+	callerRoom int
 
 	set atomic.Pointer[keyring.Set]
 	// provision serializes provisioning: a token in the channel is held by
@@ -92,6 +98,11 @@ func newDaemon(life context.Context, cfg daemonConfig) (*daemon, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	pins := cfg.Pins.attested()
+	room, err := callerRoom(pins)
+	if err != nil {
+		return nil, err
+	}
 	raw, err := attestation.Attest(cfg.NSM, attestation.AttestRequest{})
 	if err != nil {
 		return nil, fmt.Errorf("read own PCRs: %w", err)
@@ -101,12 +112,14 @@ func newDaemon(life context.Context, cfg daemonConfig) (*daemon, error) {
 		return nil, fmt.Errorf("read own PCRs: own attestation document: %w", err)
 	}
 	d := &daemon{
-		cfg:       cfg,
-		log:       log,
-		pcrs:      make(map[uint16][]byte, 16),
-		debugMode: doc.DebugMode(),
-		provision: make(chan struct{}, 1),
-		state:     wire.StateWaiting,
+		cfg:        cfg,
+		log:        log,
+		pcrs:       make(map[uint16][]byte, 16),
+		debugMode:  doc.DebugMode(),
+		pins:       pins,
+		callerRoom: room,
+		provision:  make(chan struct{}, 1),
+		state:      wire.StateWaiting,
 	}
 	for i := range 16 {
 		if v, ok := doc.PCRs[i]; ok {
@@ -239,28 +252,44 @@ func (d *daemon) listKeys() (*wire.KeyList, error) {
 	if set == nil {
 		return nil, d.notReady()
 	}
+	digest, err := keySetDigest(set)
+	if err != nil {
+		return nil, err
+	}
 	infos := set.Keys()
-	kl := &wire.KeyList{Keys: make([]wire.KeyInfo, len(infos))}
+	kl := &wire.KeyList{Keys: make([]wire.KeyInfo, len(infos)), KeySetDigest: digest}
 	for i, k := range infos {
 		kl.Keys[i] = wire.KeyInfo{ID: k.ID, Algorithm: string(k.Algorithm), PublicKeyPEM: k.PublicKeyPEM, EthereumAddress: k.EthereumAddress}
 	}
 	return kl, nil
 }
 
-// attest returns a fresh document for the caller's nonce and user data,
-// with no public key: a document that proves what runs here, not one that
-// could unseal anything.
+// attest returns a fresh document for the caller's nonce, with no public
+// key: a document that proves what runs here, not one that could unseal
+// anything. Its user_data is signerd's map (attestation.UserData): the
+// digest of the key set loaded now, the pins, and the caller's user data
+// under "caller". The host chooses the caller's bytes, never the rest.
 func (d *daemon) attest(r *wire.AttestRequest) (*wire.AttestResponse, error) {
-	for name, v := range map[string][]byte{"nonce": r.Nonce, "user_data": r.UserData} {
-		if len(v) > attestation.MaxUserFieldSize {
-			return nil, fmt.Errorf("%w: %s is %d bytes, want at most %d", errInvalidRequest, name, len(v), attestation.MaxUserFieldSize)
-		}
+	if len(r.Nonce) > attestation.MaxUserFieldSize {
+		return nil, fmt.Errorf("%w: nonce is %d bytes, want at most %d", errInvalidRequest, len(r.Nonce), attestation.MaxUserFieldSize)
+	}
+	if len(r.UserData) > d.callerRoom {
+		return nil, fmt.Errorf("%w: user_data is %d bytes, want at most %d: the document's user_data (%d bytes at most) holds signerd's key set digest and pins too, which leaves %d bytes for yours (send a hash of larger data)",
+			errInvalidRequest, len(r.UserData), d.callerRoom, attestation.MaxUserFieldSize, d.callerRoom)
 	}
 	if !d.enter() {
 		return nil, d.notReady()
 	}
 	defer d.inflight.Done()
-	doc, err := attestation.Attest(d.cfg.NSM, attestation.AttestRequest{Nonce: r.Nonce, UserData: r.UserData})
+	digest, err := keySetDigest(d.set.Load())
+	if err != nil {
+		return nil, err
+	}
+	userData, err := (&attestation.UserData{KeySet: digest, Pins: d.pins, Caller: r.UserData}).Marshal()
+	if err != nil {
+		return nil, err
+	}
+	doc, err := attestation.Attest(d.cfg.NSM, attestation.AttestRequest{Nonce: r.Nonce, UserData: userData})
 	if err != nil {
 		return nil, err
 	}

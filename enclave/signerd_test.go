@@ -2,14 +2,23 @@ package main
 
 import (
 	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/sha256"
+	"crypto/sha512"
+	"crypto/x509"
 	"encoding/binary"
 	"encoding/hex"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"path/filepath"
+	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -19,6 +28,8 @@ import (
 	"github.com/enclave-signer/enclave-signer/pkg/attestation"
 	"github.com/enclave-signer/enclave-signer/pkg/attestation/nsmsim"
 	"github.com/enclave-signer/enclave-signer/pkg/keyring"
+	"github.com/enclave-signer/enclave-signer/pkg/keyringsig"
+	"github.com/enclave-signer/enclave-signer/pkg/kms"
 	"github.com/enclave-signer/enclave-signer/pkg/pcr"
 	"github.com/enclave-signer/enclave-signer/pkg/transport"
 	"github.com/enclave-signer/enclave-signer/pkg/wire"
@@ -409,27 +420,227 @@ func TestAttest(t *testing.T) {
 	if err != nil {
 		t.Fatalf("the document does not verify against the simulator root: %v", err)
 	}
-	if !bytes.Equal(doc.Nonce, nonce) || !bytes.Equal(doc.UserData, userData) || doc.PublicKey != nil {
-		t.Errorf("document nonce %q user_data %q public_key %x, want the request's and a null public key", doc.Nonce, doc.UserData, doc.PublicKey)
+	if !bytes.Equal(doc.Nonce, nonce) || doc.PublicKey != nil {
+		t.Errorf("document nonce %q public_key %x, want the request's and a null public key", doc.Nonce, doc.PublicKey)
+	}
+	// user_data is signerd's map: the caller's bytes are inside, beside
+	// the key set (none loaded yet) and the pins (none).
+	ud, err := doc.SignerdUserData()
+	if err != nil {
+		t.Fatalf("user_data %x is not signerd's map: %v", doc.UserData, err)
+	}
+	noKeys := sha512.Sum384(nil)
+	if !bytes.Equal(ud.Caller, userData) || !bytes.Equal(ud.KeySet, noKeys[:]) || !ud.Pins.Unpinned() {
+		t.Errorf("user_data map %+v, want caller %q, the digest of no keys, unpinned", ud, userData)
 	}
 	if _, err := attestation.Verify(resp.Document, attestation.VerifyOptions{}); err == nil {
 		t.Error("a simulated document verifies against the AWS root")
 	}
-	// Absent fields stay null.
+	// No nonce, no caller data: nonce null, no "caller" in the map.
 	resp, err = c.Attest(t.Context(), &wire.AttestRequest{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if doc, err := attestation.Parse(resp.Document); err != nil || doc.Nonce != nil || doc.UserData != nil || doc.PublicKey != nil {
-		t.Errorf("empty request: %v, nonce %x user_data %x public_key %x", err, doc.Nonce, doc.UserData, doc.PublicKey)
+	doc, err = attestation.Parse(resp.Document)
+	if err != nil || doc.Nonce != nil || doc.PublicKey != nil {
+		t.Fatalf("empty request: %v, nonce %x public_key %x", err, doc.Nonce, doc.PublicKey)
 	}
-	for _, r := range []*wire.AttestRequest{{Nonce: make([]byte, 1025)}, {UserData: make([]byte, 1025)}} {
-		if _, err := c.Attest(t.Context(), r); !errors.Is(err, wire.ErrInvalidRequest) || !strings.Contains(err.Error(), "1024") {
-			t.Errorf("1025-byte field: %v, want invalid_request naming the 1024-byte limit", err)
+	if ud, err := doc.SignerdUserData(); err != nil || ud.Caller != nil {
+		t.Errorf("empty request: user_data map %+v, %v; want no caller", ud, err)
+	}
+
+	// The room for caller data is what the NSM's 1024 bytes leave beside
+	// the map: 901 bytes unpinned. One more is refused, naming the room.
+	const room = 901
+	if _, err := c.Attest(t.Context(), &wire.AttestRequest{Nonce: make([]byte, 1024), UserData: bytes.Repeat([]byte{0xff}, room)}); err != nil {
+		t.Errorf("1024-byte nonce and %d-byte user_data: %v", room, err)
+	}
+	for _, r := range []struct {
+		req  *wire.AttestRequest
+		want string
+	}{
+		{&wire.AttestRequest{Nonce: make([]byte, 1025)}, "nonce is 1025 bytes, want at most 1024"},
+		{&wire.AttestRequest{UserData: make([]byte, room+1)}, "user_data is 902 bytes, want at most 901"},
+		{&wire.AttestRequest{UserData: make([]byte, 1024)}, "leaves 901 bytes for yours"},
+	} {
+		if _, err := c.Attest(t.Context(), r.req); !errors.Is(err, wire.ErrInvalidRequest) || !strings.Contains(err.Error(), r.want) {
+			t.Errorf("got %v, want invalid_request containing %q", err, r.want)
 		}
 	}
-	if _, err := c.Attest(t.Context(), &wire.AttestRequest{Nonce: make([]byte, 1024), UserData: make([]byte, 1024)}); err != nil {
-		t.Errorf("1024-byte fields: %v", err)
+	if _, err := c.Status(t.Context()); err != nil {
+		t.Errorf("the connection after refusals: %v", err)
+	}
+}
+
+// keyList asks for the whole key list, digest included.
+func keyList(t *testing.T, c *wire.Conn) *wire.KeyList {
+	t.Helper()
+	m, err := c.Call(t.Context(), &wire.ListKeysRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m.(*wire.KeyList)
+}
+
+// expectedKeys converts a wire key list as a relying party would from
+// GET /v1/keys: the PEMs decoded, nothing of signerd's.
+func expectedKeys(t *testing.T, kl *wire.KeyList) *attestation.KeyList {
+	t.Helper()
+	out := &attestation.KeyList{}
+	for _, k := range kl.Keys {
+		block, _ := pem.Decode([]byte(k.PublicKeyPEM))
+		if block == nil {
+			t.Fatalf("key %s: no PEM", k.ID)
+		}
+		out.Keys = append(out.Keys, attestation.PublicKey{ID: k.ID, Algorithm: k.Algorithm, SPKI: block.Bytes})
+	}
+	return out
+}
+
+// TestAttestedKeySet: the document's key set is the digest of the keys
+// loaded, which ListKeys also gives; re-provisioning changes both; and a
+// host that sends, as the caller's user_data, a map claiming other keys
+// gets it back under "caller" only.
+func TestAttestedKeySet(t *testing.T) {
+	e := start(t)
+	c := e.dial()
+	keys := []testKey{newKey(t, "ed", keyring.Ed25519), newKey(t, "p256", keyring.ECDSAP256), newKey(t, "eth", keyring.ECDSASecp256k1)}
+	if st := e.provision(c, e.keyringFor("a.age", keys[0], keys[1]), e.keyringFor("b.age", keys[2])); st.State != wire.StateReady {
+		t.Fatalf("provisioning: %+v", st)
+	}
+	kl := keyList(t, c)
+	want := expectedKeys(t, kl)
+	digest, err := attestation.KeySetDigest(want.Keys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(kl.KeySetDigest, digest) {
+		t.Fatalf("key_list digest %x, want %x", kl.KeySetDigest, digest)
+	}
+
+	attest := func(userData []byte) *attestation.Document {
+		t.Helper()
+		resp, err := c.Attest(t.Context(), &wire.AttestRequest{Nonce: []byte("n"), UserData: userData})
+		if err != nil {
+			t.Fatal(err)
+		}
+		doc, err := attestation.Verify(resp.Document, attestation.VerifyOptions{Roots: e.simCA.Roots()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return doc
+	}
+	doc := attest(nil)
+	pin := map[int][]byte{0: doc.PCRs[0]}
+	if err := doc.Check(attestation.Expect{PCRs: pin, Keys: want}); err != nil {
+		t.Fatalf("the document does not attest the listed keys: %v", err)
+	}
+
+	// The host forges the caller's user_data: a well-formed map with the
+	// key set of keys it holds itself.
+	fake, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	forged := &attestation.KeyList{Keys: append([]attestation.PublicKey(nil), want.Keys...)}
+	for i, k := range forged.Keys {
+		if k.ID == "p256" {
+			der, _ := x509.MarshalPKIXPublicKey(&fake.PublicKey)
+			forged.Keys[i].SPKI = der
+		}
+	}
+	fakeDigest, _ := attestation.KeySetDigest(forged.Keys)
+	fakeMap, _ := (&attestation.UserData{KeySet: fakeDigest}).Marshal()
+	doc = attest(fakeMap)
+	ud, err := doc.SignerdUserData()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(ud.KeySet, digest) || !bytes.Equal(ud.Caller, fakeMap) {
+		t.Fatalf("forged caller data: keyset %x caller %x; want the real key set and the forgery under caller only", ud.KeySet, ud.Caller)
+	}
+	if err := doc.Check(attestation.Expect{PCRs: pin, Keys: forged}); !errors.Is(err, attestation.ErrMismatch) {
+		t.Fatalf("the forged key list: %v, want a mismatch", err)
+	}
+
+	// Re-provisioning with other keys: the list and the next document
+	// move together.
+	if st := e.provision(c, e.keyringFor("c.age", keys[0])); st.State != wire.StateReady || st.Keys != 1 {
+		t.Fatalf("re-provisioning: %+v", st)
+	}
+	kl2 := keyList(t, c)
+	if bytes.Equal(kl2.KeySetDigest, digest) {
+		t.Fatal("the key list's digest did not change with the keys")
+	}
+	doc = attest(nil)
+	if err := doc.Check(attestation.Expect{PCRs: pin, Keys: want}); !errors.Is(err, attestation.ErrMismatch) {
+		t.Errorf("the old key list against the new set: %v, want a mismatch", err)
+	}
+	if err := doc.Check(attestation.Expect{PCRs: pin, Keys: expectedKeys(t, kl2)}); err != nil {
+		t.Errorf("the new key list: %v", err)
+	}
+}
+
+// TestAttestedPins: the pins signerd starts with (--kms-key here) are in
+// every caller's document, and shrink the caller's room; pins that leave
+// too little room stop signerd at start.
+func TestAttestedPins(t *testing.T) {
+	e := start(t, "--kms-key", fakeKeyARN, "--kms-key", otherKeyARN)
+	c := e.dial()
+	want := attestation.Pins{KMSKeys: []string{fakeKeyARN, otherKeyARN}}
+	wantRoom, _ := (&attestation.UserData{KeySet: make([]byte, 48), Pins: want}).CallerRoom()
+	if wantRoom >= 901 || wantRoom < minCallerRoom {
+		t.Fatalf("room %d with two KMS key pins", wantRoom)
+	}
+	resp, err := c.Attest(t.Context(), &wire.AttestRequest{UserData: bytes.Repeat([]byte{1}, wantRoom)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc, err := attestation.Verify(resp.Document, attestation.VerifyOptions{Roots: e.simCA.Roots()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ud, err := doc.SignerdUserData()
+	if err != nil || !ud.Pins.Equal(want) || len(ud.Pins.KMSKeys) != 2 || len(ud.Caller) != wantRoom {
+		t.Fatalf("user_data map %+v, %v; want the pins %v and %d caller bytes", ud, err, want, wantRoom)
+	}
+	if _, err := c.Attest(t.Context(), &wire.AttestRequest{UserData: make([]byte, wantRoom+1)}); !errors.Is(err, wire.ErrInvalidRequest) || !strings.Contains(err.Error(), fmt.Sprintf("leaves %d bytes", wantRoom)) {
+		t.Errorf("one byte over the room: %v", err)
+	}
+
+	// Twelve KMS keys leave a caller less than 64 bytes: signerd does not
+	// start, rather than fail every attestation.
+	args := []string{"--listen", "unix://" + filepath.Join(t.TempDir(), "s.sock"), "--attestation", "simulated"}
+	for i := range 12 {
+		args = append(args, "--kms-key", fmt.Sprintf("arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-%012d", i))
+	}
+	if err := run(t.Context(), args, func(string) string { return "" }, io.Discard); err == nil || !strings.Contains(err.Error(), "pin fewer") {
+		t.Errorf("12 KMS key pins: run = %v, want a refusal at start", err)
+	}
+}
+
+// TestEveryPinIsAttested: a pin added to Pins must reach the user_data
+// map (attested), or a verifier would not see it.
+func TestEveryPinIsAttested(t *testing.T) {
+	attestedFields := map[string]bool{"KMSKeys": true, "KeyringSigners": true, "KeyringThreshold": true}
+	for f := range reflect.TypeFor[Pins]().Fields() {
+		if !attestedFields[f.Name] {
+			t.Errorf("Pins.%s is not attested: add it to Pins.attested (and to attestation.Pins if it is new there), then to this list", f.Name)
+		}
+	}
+	arn, err := kms.ParseKeyARN(fakeKeyARN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := (Pins{KMSKeys: []kms.KeyARN{arn}}).attested(); !slices.Equal(got.KMSKeys, []string{fakeKeyARN}) || got.KeyringSigners != nil || got.KeyringThreshold != 0 {
+		t.Errorf("attested KMS keys %q, keyring signers %q (%d)", got.KMSKeys, got.KeyringSigners, got.KeyringThreshold)
+	}
+	a, b := newSigner(t, "ed25519"), newSigner(t, "ecdsa-p256")
+	for _, tc := range []struct {
+		threshold int
+		want      uint64
+	}{{0, 1}, {2, 2}} {
+		got := (Pins{KeyringSigners: []keyringsig.SignerKey{a.pin, b.pin}, KeyringThreshold: tc.threshold}).attested()
+		if !slices.Equal(got.KeyringSigners, []string{a.pin.String(), b.pin.String()}) || got.KeyringThreshold != tc.want {
+			t.Errorf("threshold %d: attested keyring signers %q, threshold %d; want both, %d", tc.threshold, got.KeyringSigners, got.KeyringThreshold, tc.want)
+		}
 	}
 }
 

@@ -234,10 +234,12 @@ func checkProvisioner(ctx context.Context) error {
 // pinned key of the request's region (KeyId), in the order pinned, so KMS
 // decrypts only a ciphertext made under that key, and its answer must
 // name that key (the answer comes over TLS that ends here). If none
-// decrypts, one more Decrypt without KeyId asks KMS which key the
-// ciphertext is under, its plaintext dropped unopened, so that the error
-// can name it: a key of someone else's is an attack to report, a key
-// dropped from the pins a mistake to fix.
+// decrypts because KMS said each was not the identity's key
+// (IncorrectKeyException), one more Decrypt without KeyId asks KMS which
+// key the ciphertext is under, its plaintext dropped unopened, so that the
+// error can name it: a key of someone else's is an attack to report, a key
+// dropped from the pins a mistake to fix. Any other refusal (access
+// denied, throttled) is reported as it is, with no further call.
 func (d *daemon) decryptIdentity(ctx context.Context, client *kms.Client, r *wire.ProvisionRequest, rec *kms.Recipient) ([]byte, *unsealError) {
 	in := kms.DecryptInput{CiphertextBlob: r.IdentityCiphertext, EncryptionContext: r.EncryptionContext}
 	pins := d.cfg.Pins
@@ -271,12 +273,8 @@ func (d *daemon) decryptIdentity(ctx context.Context, client *kms.Client, r *wir
 			return out.Plaintext, nil
 		}
 		var ke *kms.Error
-		if !errors.As(err, &ke) || transientKMSError(ke.Code) {
-			// KMS unreachable, credentials expired, KMS throttling or
-			// failing after the client's retries: no other key does
-			// better, and asking KMS again (CiphertextKey) would only
-			// spend a call the throttle may have let through on a
-			// plaintext dropped unopened.
+		if !errors.As(err, &ke) {
+			// KMS unreachable, credentials expired: no other key does better.
 			return nil, &unsealError{step: stepKMSDecrypt, err: err, recipient: rec}
 		}
 		refused = append(refused, k.String()+": "+ke.Code)
@@ -287,15 +285,19 @@ func (d *daemon) decryptIdentity(ctx context.Context, client *kms.Client, r *wir
 	if tried == 0 {
 		return nil, keyErr("no pinned KMS key is in region %s, where the host asked for the identity to be decrypted", r.Region)
 	}
+	if firstOther != nil {
+		// A pinned key refused otherwise (access denied, disabled,
+		// throttled beyond the retries): that is the error to fix, and
+		// asking KMS once more which key the identity is under would
+		// only repeat it.
+		return nil, &unsealError{step: stepKMSDecrypt, err: firstOther, recipient: rec}
+	}
+	// Every pinned key was refused as not the identity's
+	// (IncorrectKeyException): ask KMS which key it is under.
 	answered, cerr := client.CiphertextKey(ctx, in, rec)
-	switch {
-	case cerr == nil && !slices.Contains(pins.KMSKeyStrings(), answered):
+	if cerr == nil && !slices.Contains(pins.KMSKeyStrings(), answered) {
 		d.log.Warn("provisioning offered an identity sealed under a KMS key that is not pinned", "step", stepKMSKey, "key_arn", answered, "kms_keys", pins.KMSKeyStrings())
 		return nil, keyErr("the identity is sealed under KMS key %s, which is not pinned (KMS refused it for the pinned keys: %s)", answered, strings.Join(refused, ", "))
-	case firstOther != nil:
-		// A pinned key refused otherwise (access denied, disabled): that
-		// is the error to fix.
-		return nil, &unsealError{step: stepKMSDecrypt, err: firstOther, recipient: rec}
 	}
 	why := "it did not say which key the identity is sealed under"
 	switch {
@@ -305,16 +307,6 @@ func (d *daemon) decryptIdentity(ctx context.Context, client *kms.Client, r *wir
 		why = "then named the pinned key " + answered + " as the identity's key"
 	}
 	return nil, keyErr("KMS refused the identity for every pinned key as sealed under another key (%s), and %s", strings.Join(refused, ", "), why)
-}
-
-// transientKMSError reports KMS error codes that say nothing about the
-// key: the same call may pass later.
-func transientKMSError(code string) bool {
-	switch code {
-	case "ThrottlingException", "KMSInternalException", "DependencyTimeoutException", "KeyUnavailableException":
-		return true
-	}
-	return false
 }
 
 // provisionRequest validates r, waits for any other provisioning to end,

@@ -38,6 +38,36 @@ type verifyOutput struct {
 	UserData  *string    `json:"user_data"`
 	Nonce     *string    `json:"nonce"`
 	DebugMode bool       `json:"debug_mode"`
+	// UserDataMap is user_data read as signerd's map; null when it is not
+	// one (a document from another enclave, or from an older signerd).
+	UserDataMap *userDataMapJSON `json:"user_data_map"`
+}
+
+// userDataMapJSON renders attestation.UserData.
+type userDataMapJSON struct {
+	V      int      `json:"v"`
+	KeySet string   `json:"keyset"`
+	Pins   pinsJSON `json:"pins"`
+	Caller *string  `json:"caller"`
+}
+
+type pinsJSON struct {
+	KMSKeys          []string `json:"kms_keys"`
+	KeyringSigners   []string `json:"keyring_signers"`
+	KeyringThreshold uint64   `json:"keyring_threshold"`
+}
+
+func renderUserDataMap(doc *attestation.Document) *userDataMapJSON {
+	ud, err := doc.SignerdUserData()
+	if err != nil {
+		return nil
+	}
+	return &userDataMapJSON{
+		V:      attestation.UserDataVersion,
+		KeySet: hex.EncodeToString(ud.KeySet),
+		Pins:   pinsJSON{KMSKeys: ud.Pins.KMSKeys, KeyringSigners: ud.Pins.KeyringSigners, KeyringThreshold: ud.Pins.KeyringThreshold},
+		Caller: b64OrNull(ud.Caller),
+	}
 }
 
 func b64OrNull(b []byte) *string {
@@ -55,6 +85,17 @@ func runAttestationVerify(e *env) error {
 	at := fs.String("at", "", "verify as of this RFC 3339 time (default: the document's own timestamp)")
 	var expect multiFlag
 	fs.Var(&expect, "expect-pcr", "N=HEX: require PCR N to have this value (repeatable)")
+	keysPath := fs.String("expect-keys", "", "require the key set the document attests to be the one in `FILE`, what GET /v1/keys returned (needs --expect-pcr 0=HEX)")
+	var nonce []byte
+	fs.Func("expect-nonce", "require the document's nonce to be these `HEX` bytes", func(v string) error {
+		b, err := hex.DecodeString(v)
+		if err != nil || len(b) == 0 {
+			return fmt.Errorf("want hex bytes, got %q", v)
+		}
+		nonce = b
+		return nil
+	})
+	allowDebug := fs.Bool("allow-debug", false, "with --expect-keys, accept a debug-mode document (development only: any image can make one)")
 	args, err := parseFlags(fs, e.args)
 	if err != nil {
 		return err
@@ -68,6 +109,24 @@ func runAttestationVerify(e *env) error {
 	want, err := parsePCRFlags(expect, "--expect-pcr", 0, 31)
 	if err != nil {
 		return err
+	}
+	expectation := attestation.Expect{PCRs: want, Nonce: nonce, AllowDebug: *allowDebug}
+	if *keysPath != "" {
+		if _, ok := want[0]; !ok {
+			return usageErrorf("attestation verify: --expect-keys needs --expect-pcr 0=HEX: a key set means nothing without the image that holds it (take PCR0 from your own build of the image)")
+		}
+		if *keysPath == "-" && *docPath == "-" {
+			return usageErrorf("attestation verify: --doc and --expect-keys cannot both read stdin")
+		}
+		b, err := readInput(e, *keysPath)
+		if err != nil {
+			return err
+		}
+		if expectation.Keys, err = attestation.ParseKeyListJSON(b); err != nil {
+			return usageErrorf("attestation verify: --expect-keys %s: %v", *keysPath, err)
+		}
+	} else if *allowDebug {
+		return usageErrorf("attestation verify: --allow-debug applies only with --expect-keys (without it, pin PCR0 to the debug value yourself)")
 	}
 	var opts attestation.VerifyOptions
 	if *rootPath != "" {
@@ -98,21 +157,14 @@ func runAttestationVerify(e *env) error {
 		out.PCRs = pcr.HexMap(doc.PCRs)
 		out.PublicKey, out.UserData, out.Nonce = b64OrNull(doc.PublicKey), b64OrNull(doc.UserData), b64OrNull(doc.Nonce)
 		out.DebugMode = doc.DebugMode()
+		out.UserDataMap = renderUserDataMap(doc)
 		if opts.CurrentTime.IsZero() {
 			opts.CurrentTime = doc.Timestamp
 		}
 		err = doc.Verify(opts)
 	}
 	if err == nil {
-		for _, i := range sortedKeys(want) {
-			if got := doc.PCRHex(i); got != hex.EncodeToString(want[i]) {
-				if got == "" {
-					got = "absent"
-				}
-				err = fmt.Errorf("PCR%d is %s, expected %x", i, got, want[i])
-				break
-			}
-		}
+		err = doc.Check(expectation)
 	}
 	out.Valid = err == nil
 	if err != nil {
@@ -189,19 +241,6 @@ func parsePCRFlags(vals []string, flagName string, lo, hi int) (map[int][]byte, 
 		m[n] = val
 	}
 	return m, nil
-}
-
-func sortedKeys[V any](m map[int]V) []int {
-	keys := make([]int, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	for i := 1; i < len(keys); i++ {
-		for j := i; j > 0 && keys[j] < keys[j-1]; j-- {
-			keys[j], keys[j-1] = keys[j-1], keys[j]
-		}
-	}
-	return keys
 }
 
 func runAttestationSimulate(e *env) error {

@@ -6,27 +6,40 @@ import (
 	"crypto/rsa"
 	"crypto/x509"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/enclave-signer/enclave-signer/pkg/attestation"
 )
 
 const vectors = "../pkg/attestation/testdata/"
 
 type verifyJSON struct {
-	Valid     bool              `json:"valid"`
-	Error     string            `json:"error"`
-	ModuleID  *string           `json:"module_id"`
-	Digest    string            `json:"digest"`
-	Timestamp int64             `json:"timestamp"`
-	PCRs      map[string]string `json:"pcrs"`
-	PublicKey *string           `json:"public_key"`
-	UserData  *string           `json:"user_data"`
-	Nonce     *string           `json:"nonce"`
-	DebugMode bool              `json:"debug_mode"`
+	Valid       bool              `json:"valid"`
+	Error       string            `json:"error"`
+	ModuleID    *string           `json:"module_id"`
+	Digest      string            `json:"digest"`
+	Timestamp   int64             `json:"timestamp"`
+	PCRs        map[string]string `json:"pcrs"`
+	PublicKey   *string           `json:"public_key"`
+	UserData    *string           `json:"user_data"`
+	Nonce       *string           `json:"nonce"`
+	DebugMode   bool              `json:"debug_mode"`
+	UserDataMap *struct {
+		V      int    `json:"v"`
+		KeySet string `json:"keyset"`
+		Pins   struct {
+			KMSKeys          []string `json:"kms_keys"`
+			KeyringSigners   []string `json:"keyring_signers"`
+			KeyringThreshold int      `json:"keyring_threshold"`
+		} `json:"pins"`
+		Caller *string `json:"caller"`
+	} `json:"user_data_map"`
 }
 
 func verifyCLI(t *testing.T, wantCode int, args ...string) verifyJSON {
@@ -169,6 +182,129 @@ func TestAttestationSimulate(t *testing.T) {
 	} {
 		if code, _, _ := signer(t, "", append([]string{"attestation", "simulate"}, args...)...); code != 2 {
 			t.Errorf("simulate %q: exit %d, want 2", args, code)
+		}
+	}
+}
+
+// TestAttestationVerifyExpectKeys drives --expect-keys, --expect-nonce and
+// --allow-debug on simulated documents whose user_data is signerd's map
+// over the key set of pkg/attestation's test vector.
+func TestAttestationVerifyExpectKeys(t *testing.T) {
+	dir := t.TempDir()
+	caDir := filepath.Join(dir, "ca")
+	root := filepath.Join(caDir, "root.pem")
+	keysFile := vectors + "keyset-vector.json"
+	raw, err := os.ReadFile(keysFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kl, err := attestation.ParseKeyListJSON(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pins := attestation.Pins{KMSKeys: []string{"arn:aws:kms:us-east-1:111122223333:key/k1"}}
+	mapFile := filepath.Join(dir, "user_data.cbor")
+	ud, _ := (&attestation.UserData{KeySet: kl.ClaimedDigest, Pins: pins, Caller: []byte("order 7")}).Marshal()
+	os.WriteFile(mapFile, ud, 0o644)
+	pcr0 := strings.Repeat("ab", 48)
+	simulate := func(name string, args ...string) string {
+		t.Helper()
+		doc := filepath.Join(dir, name)
+		if code, _, stderr := signer(t, "", append([]string{"attestation", "simulate", "--ca-dir", caDir, "--out", doc}, args...)...); code != 0 {
+			t.Fatalf("simulate: %s", stderr)
+		}
+		return doc
+	}
+	doc := simulate("doc.cbor", "--user-data", mapFile, "--nonce", "0a0b", "--pcr", "0="+pcr0)
+
+	out := verifyCLI(t, 0, "--doc", doc, "--root", root, "--expect-pcr", "0="+pcr0, "--expect-keys", keysFile, "--expect-nonce", "0a0b")
+	m := out.UserDataMap
+	if !out.Valid || m == nil || m.V != 1 || m.KeySet != hex.EncodeToString(kl.ClaimedDigest) || *m.Caller != base64.StdEncoding.EncodeToString([]byte("order 7")) ||
+		len(m.Pins.KMSKeys) != 1 || m.Pins.KMSKeys[0] != pins.KMSKeys[0] || m.Pins.KeyringSigners == nil || len(m.Pins.KeyringSigners) != 0 {
+		t.Fatalf("the attested key set: %+v, user_data_map %+v", out, m)
+	}
+
+	// One key changed: its PEM swapped for another key's. Whether or not
+	// the file's keyset_digest is brought in line, the digest recomputed
+	// from the keys differs from the document's.
+	var list map[string]any
+	json.Unmarshal(raw, &list)
+	keys := list["keys"].([]any)
+	keys[1].(map[string]any)["public_key_pem"] = keys[0].(map[string]any)["public_key_pem"]
+	changed := filepath.Join(dir, "changed.json")
+	b, _ := json.Marshal(list)
+	os.WriteFile(changed, b, 0o644)
+	kl2, err := attestation.ParseKeyListJSON(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d2, _ := attestation.KeySetDigest(kl2.Keys)
+	list["keyset_digest"] = hex.EncodeToString(d2)
+	consistent := filepath.Join(dir, "changed-consistent.json")
+	b, _ = json.Marshal(list)
+	os.WriteFile(consistent, b, 0o644)
+	for _, f := range []string{changed, consistent} {
+		out := verifyCLI(t, 1, "--doc", doc, "--root", root, "--expect-pcr", "0="+pcr0, "--expect-keys", f)
+		for _, want := range []string{"key set", hex.EncodeToString(kl.ClaimedDigest), hex.EncodeToString(d2), "Zeta (ecdsa-p256)", "payments-2 (ecdsa-secp256k1)"} {
+			if out.Valid || !strings.Contains(out.Error, want) {
+				t.Errorf("%s: error %q does not contain %q", filepath.Base(f), out.Error, want)
+			}
+		}
+	}
+	// The right keys under a wrong keyset_digest: the file was altered.
+	list["keys"] = nil
+	json.Unmarshal(raw, &list)
+	list["keyset_digest"] = hex.EncodeToString(d2)
+	wrongClaim := filepath.Join(dir, "wrong-claim.json")
+	b, _ = json.Marshal(list)
+	os.WriteFile(wrongClaim, b, 0o644)
+	if out := verifyCLI(t, 1, "--doc", doc, "--root", root, "--expect-pcr", "0="+pcr0, "--expect-keys", wrongClaim); !strings.Contains(out.Error, "not the digest of its keys") {
+		t.Errorf("right keys, wrong keyset_digest: %+v", out)
+	}
+
+	if out := verifyCLI(t, 1, "--doc", doc, "--root", root, "--expect-pcr", "0="+pcr0, "--expect-keys", keysFile, "--expect-nonce", "0a0c"); !strings.Contains(out.Error, "nonce: is 0a0b, expected 0a0c") {
+		t.Errorf("other nonce: %+v", out)
+	}
+	if out := verifyCLI(t, 1, "--doc", doc, "--root", root, "--expect-pcr", "0="+strings.Repeat("cd", 48), "--expect-keys", keysFile); !strings.Contains(out.Error, "PCR0: is "+pcr0) {
+		t.Errorf("other PCR0: %+v", out)
+	}
+
+	// A debug-mode document: refused with --expect-keys unless allowed.
+	debugDoc := simulate("debug.cbor", "--user-data", mapFile, "--debug-mode")
+	zero := "0=" + strings.Repeat("0", 96)
+	if out := verifyCLI(t, 1, "--doc", debugDoc, "--root", root, "--expect-pcr", zero, "--expect-keys", keysFile); !strings.Contains(out.Error, "debug-mode") || !out.DebugMode {
+		t.Errorf("debug document with --expect-keys: %+v", out)
+	}
+	verifyCLI(t, 0, "--doc", debugDoc, "--root", root, "--expect-pcr", zero, "--expect-keys", keysFile, "--allow-debug")
+
+	// user_data that is not signerd's map: user_data_map null, and no key
+	// set to match.
+	plain := filepath.Join(dir, "plain")
+	os.WriteFile(plain, []byte("user data"), 0o644)
+	plainDoc := simulate("plain.cbor", "--user-data", plain, "--pcr", "0="+pcr0)
+	if out := verifyCLI(t, 0, "--doc", plainDoc, "--root", root); out.UserDataMap != nil {
+		t.Errorf("plain user_data read as signerd's map: %+v", out.UserDataMap)
+	}
+	if out := verifyCLI(t, 1, "--doc", plainDoc, "--root", root, "--expect-pcr", "0="+pcr0, "--expect-keys", keysFile); !strings.Contains(out.Error, "user_data") {
+		t.Errorf("plain user_data with --expect-keys: %+v", out)
+	}
+
+	// Usage errors, exit 2, before any document is read.
+	badKeys := filepath.Join(dir, "bad.json")
+	os.WriteFile(badKeys, []byte(`{"keys": "none"}`), 0o644)
+	for _, tt := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--expect-keys", keysFile}, "needs --expect-pcr 0=HEX"},
+		{[]string{"--expect-keys", keysFile, "--expect-pcr", "8=" + pcr0}, "needs --expect-pcr 0=HEX"},
+		{[]string{"--expect-pcr", "0=" + pcr0, "--allow-debug"}, "only with --expect-keys"},
+		{[]string{"--expect-pcr", "0=" + pcr0, "--expect-keys", badKeys}, "bad.json"},
+		{[]string{"--expect-nonce", "xyz"}, "want hex"},
+	} {
+		code, stdout, stderr := signer(t, "", append([]string{"attestation", "verify", "--doc", doc, "--root", root}, tt.args...)...)
+		if code != 2 || stdout != "" || !strings.Contains(stderr, tt.want) {
+			t.Errorf("verify %q: exit %d, stdout %q, stderr %q; want 2 and %q", tt.args, code, stdout, stderr, tt.want)
 		}
 	}
 }

@@ -8,6 +8,15 @@
 // document. Real documents are the reference: where AWS's prose differs from
 // what Nitro hardware emits (optional fields present as CBOR null, the map's
 // key order, no COSE tag), this package follows the hardware.
+//
+// # Pinning a signerd enclave
+//
+// signerd writes a map into the user_data of every document it makes for a
+// caller (UserData): the digest of the keys it holds (KeySetDigest), its
+// pins, and the caller's own user_data. A relying party verifies the
+// document (Verify), then checks it against what it expects (Document.Check
+// with an Expect): the image's PCR0, its own nonce, and the key list the
+// service publishes (ParseKeyListJSON of GET /v1/keys).
 package attestation
 
 import (

@@ -5,9 +5,10 @@ import (
 	"fmt"
 )
 
-// The classes of verification failure. Every error Parse and Verify return
-// matches exactly one of them with errors.Is, so callers (and the JSON output
-// of `signer attestation verify`) can tell a forged document from a stale one.
+// The classes of verification failure. Every error Parse, Verify and
+// Document.Check return matches exactly one of them with errors.Is, so
+// callers (and the JSON output of `signer attestation verify`) can tell a
+// forged document from a stale one.
 var (
 	// ErrMalformed: the bytes are not a well-formed attestation document
 	// (truncated, wrong CBOR types, missing or out-of-range fields).
@@ -27,6 +28,12 @@ var (
 	// ErrTooOld: the document is older than the verifier's maximum age, or
 	// dated too far in the future.
 	ErrTooOld = errors.New("attestation document is outside the accepted age")
+	// ErrMismatch: the document is valid but not what the relying party
+	// expects (Document.Check): a PCR, the nonce or the key set differs.
+	ErrMismatch = errors.New("attestation document does not match what is expected")
+	// ErrDebugMode: a debug-mode document (PCR0, 1 and 2 zero) where an
+	// attested key set is expected: any image could have made it.
+	ErrDebugMode = errors.New("attestation document is from a debug-mode enclave")
 )
 
 // Error is a verification failure: its Class is one of the sentinels above,

@@ -410,11 +410,17 @@ func (c *Client) Provision(ctx context.Context, req *wire.ProvisionRequest) (*wi
 
 // Keys returns the loaded keys.
 func (c *Client) Keys(ctx context.Context) ([]wire.KeyInfo, error) {
-	kl, err := callAs[*wire.KeyList](ctx, c, "list keys", &wire.ListKeysRequest{})
+	kl, err := c.KeyList(ctx)
 	if err != nil {
 		return nil, err
 	}
 	return kl.Keys, nil
+}
+
+// KeyList returns the loaded keys with the digest the enclave attests for
+// them (KeySetDigest, nil from an enclave that sends none).
+func (c *Client) KeyList(ctx context.Context) (*wire.KeyList, error) {
+	return callAs[*wire.KeyList](ctx, c, "list keys", &wire.ListKeysRequest{})
 }
 
 // Sign asks for a signature. req.Data may be reused once Sign returns.

@@ -422,15 +422,19 @@ type keyJSON struct {
 
 func (h *api) keys(w http.ResponseWriter, r *http.Request) int {
 	ctx, cancel := context.WithTimeout(r.Context(), h.timeout)
-	keys, err := h.client.Keys(ctx)
+	kl, err := h.client.KeyList(ctx)
 	cancel()
 	if err != nil {
 		return h.enclaveFailure(w, err)
 	}
+	// keyset_digest is passed on as signerd sent it: a relying party
+	// recomputes it from the keys (it is here to compare by eye, and with
+	// the "keyset" of an attestation document's user_data).
 	out := struct {
-		Keys []keyJSON `json:"keys"`
-	}{Keys: make([]keyJSON, len(keys))}
-	for i, k := range keys {
+		Keys         []keyJSON `json:"keys"`
+		KeySetDigest string    `json:"keyset_digest,omitempty"`
+	}{Keys: make([]keyJSON, len(kl.Keys)), KeySetDigest: hex.EncodeToString(kl.KeySetDigest)}
+	for i, k := range kl.Keys {
 		out.Keys[i] = keyJSON{ID: k.ID, Algorithm: k.Algorithm, PublicKeyPEM: k.PublicKeyPEM, EthereumAddress: k.EthereumAddress}
 	}
 	return h.writeJSON(w, http.StatusOK, out)

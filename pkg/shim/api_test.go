@@ -6,6 +6,7 @@ import (
 	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
 	"io"
 	"net/url"
 	"regexp"
@@ -14,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/enclave-signer/enclave-signer/pkg/attestation"
 	"github.com/enclave-signer/enclave-signer/pkg/client/fakeenclave"
 	"github.com/enclave-signer/enclave-signer/pkg/shim"
 	"github.com/enclave-signer/enclave-signer/pkg/wire"
@@ -81,6 +83,16 @@ func TestEndpoints(t *testing.T) {
 		}
 		if got.Keys[2]["ethereum_address"] != fakeenclave.EthereumAddress {
 			t.Errorf("secp256k1 key = %v, want ethereum_address %s", got.Keys[2], fakeenclave.EthereumAddress)
+		}
+		// keyset_digest: the enclave's, in hex, the digest of the keys
+		// listed beside it.
+		kl, err := attestation.ParseKeyListJSON([]byte(r.body))
+		if err != nil {
+			t.Fatalf("the answer is not a key list a relying party can read: %v", err)
+		}
+		want, _ := attestation.KeySetDigest(kl.Keys)
+		if !bytes.Equal(kl.ClaimedDigest, want) || !strings.Contains(r.body, `"keyset_digest":"`+hex.EncodeToString(want)+`"`) {
+			t.Errorf("keyset_digest %x, want %x (lowercase hex) in %s", kl.ClaimedDigest, want, r.body)
 		}
 	})
 	t.Run("sign ed25519 message", func(t *testing.T) {

@@ -77,7 +77,7 @@ func samples() []struct {
 		{3, &KeyList{Keys: []KeyInfo{
 			{ID: "ed", Algorithm: "ed25519", PublicKeyPEM: "-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEA\n-----END PUBLIC KEY-----\n"},
 			{ID: "eth", Algorithm: "ecdsa-secp256k1", PublicKeyPEM: "-----BEGIN PUBLIC KEY-----\nMFYw\n-----END PUBLIC KEY-----\n", EthereumAddress: "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"},
-		}}},
+		}, KeySetDigest: bytes.Repeat([]byte{0x38}, 48)}},
 		{4, &SignRequest{KeyID: "eth", Data: bytes.Repeat([]byte{0x11}, 32), IsDigest: true}},
 		{4, &SignResponse{KeyID: "eth", Algorithm: "ecdsa-secp256k1", Signature: []byte{0x30, 0x06, 0x02, 0x01, 0x01, 0x02, 0x01, 0x01},
 			RecoveryID: u8(0), SignatureRSV: bytes.Repeat([]byte{0x22}, 65)}},
@@ -273,6 +273,26 @@ func TestUnknownFieldsIgnored(t *testing.T) {
 	want := &SignRequest{KeyID: "k", Data: []byte("m")}
 	if !reflect.DeepEqual(m, want) {
 		t.Errorf("got %#v, want %#v", m, want)
+	}
+}
+
+// TestKeyListWithoutDigest: a key_list from an enclave older than the
+// attested key set (no key 2) still decodes, with no digest; a list with
+// one carries it through.
+func TestKeyListWithoutDigest(t *testing.T) {
+	// [21, 3, {1: [{1: "a", 2: "ed25519", 3: "P"}]}]
+	old := []byte{0x83, 0x15, 0x03, 0xa1, 0x01, 0x81, 0xa3, 0x01, 0x61, 'a', 0x02, 0x67, 'e', 'd', '2', '5', '5', '1', '9', 0x03, 0x61, 'P'}
+	_, m, err := Unmarshal(old)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kl := m.(*KeyList)
+	if len(kl.Keys) != 1 || kl.Keys[0].ID != "a" || kl.KeySetDigest != nil {
+		t.Fatalf("got %#v", kl)
+	}
+	body, _ := Marshal(3, &KeyList{Keys: kl.Keys})
+	if !bytes.Equal(body, old) {
+		t.Errorf("a list without a digest encodes with key 2:\n got %x\nwant %x", body, old)
 	}
 }
 

@@ -299,6 +299,10 @@ type ListKeysRequest struct{}
 // KeyList answers ListKeysRequest.
 type KeyList struct {
 	Keys []KeyInfo `cbor:"1,keyasint"`
+	// KeySetDigest is the digest of Keys that signerd attests in its
+	// attestation documents (attestation.KeySetDigest), 48 bytes. Absent
+	// from older enclaves.
+	KeySetDigest []byte `cbor:"2,keyasint,omitempty"`
 }
 
 // KeyInfo describes one loaded key.

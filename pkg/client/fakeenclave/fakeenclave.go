@@ -29,6 +29,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/enclave-signer/enclave-signer/pkg/attestation"
 	"github.com/enclave-signer/enclave-signer/pkg/transport"
 	"github.com/enclave-signer/enclave-signer/pkg/wire"
 )
@@ -59,6 +60,8 @@ type Enclave struct {
 	edPriv ed25519.PrivateKey
 	p256   *ecdsa.PrivateKey
 	keys   []wire.KeyInfo
+	// keySetDigest is attestation.KeySetDigest of keys, as signerd sends it.
+	keySetDigest []byte
 
 	mu         sync.Mutex
 	srv        *wire.Server
@@ -94,6 +97,14 @@ func Start(t testing.TB) *Enclave {
 		{ID: KeyEd25519, Algorithm: "ed25519", PublicKeyPEM: pemSPKI(e.Ed25519)},
 		{ID: KeyP256, Algorithm: "ecdsa-p256", PublicKeyPEM: pemSPKI(e.P256)},
 		{ID: KeySecp256k1, Algorithm: "ecdsa-secp256k1", PublicKeyPEM: "-----BEGIN PUBLIC KEY-----\nfake\n-----END PUBLIC KEY-----\n", EthereumAddress: EthereumAddress},
+	}
+	var pubs []attestation.PublicKey
+	for _, k := range e.keys {
+		block, _ := pem.Decode([]byte(k.PublicKeyPEM))
+		pubs = append(pubs, attestation.PublicKey{ID: k.ID, Algorithm: k.Algorithm, SPKI: block.Bytes})
+	}
+	if e.keySetDigest, err = attestation.KeySetDigest(pubs); err != nil {
+		t.Fatal(err)
 	}
 	if err := e.listen(); err != nil {
 		t.Fatal(err)
@@ -241,7 +252,7 @@ func (e *Enclave) serve(ctx context.Context, req wire.Message) (wire.Message, er
 		if e.state != wire.StateReady {
 			return nil, wire.NewError(wire.CodeNotReady, "no keyring loaded (state "+string(e.state)+")")
 		}
-		return &wire.KeyList{Keys: e.keys}, nil
+		return &wire.KeyList{Keys: e.keys, KeySetDigest: e.keySetDigest}, nil
 	case *wire.SignRequest:
 		return e.sign(ctx, r)
 	case *wire.AttestRequest:
