@@ -18,8 +18,8 @@ import (
 
 // Signer makes a keyring signer's signatures: over the message itself for
 // ed25519, over its SHA-256 (DER) for ecdsa-p256. A KMS key
-// (ECC_NIST_P256, ECDSA_SHA_256, MessageType RAW) is one; a private key
-// file is another ([ParsePrivateKeyPEM]).
+// (ECC_NIST_P256 with ECDSA_SHA_256: pkg/kms/kmssigner) is one; a private
+// key file is another ([ParsePrivateKeyPEM]).
 type Signer interface {
 	// Public returns an ed25519.PublicKey or a P-256 *ecdsa.PublicKey.
 	Public() crypto.PublicKey
