@@ -241,8 +241,10 @@ func attack(t *testing.T, addr string, n int, hello, privileged bool) *attackCon
 
 	var nextPort atomic.Int32
 	dial := func() (net.Conn, error) {
+		// Generous: on a loaded machine signerd may be slow to accept a
+		// thousand connections; what is measured is its memory, not that.
 		if !privileged {
-			return net.DialTimeout("tcp", addr, 5*time.Second)
+			return net.DialTimeout("tcp", addr, 30*time.Second)
 		}
 		for {
 			// Ports 600 to 999 of 127.0.0.2, then of 127.0.0.3, ...: every
@@ -252,7 +254,7 @@ func attack(t *testing.T, addr string, n int, hello, privileged bool) *attackCon
 				return nil, errors.New("no privileged source port left")
 			}
 			d := net.Dialer{
-				Timeout:   5 * time.Second,
+				Timeout:   30 * time.Second,
 				LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, byte(2+i/400)), Port: 600 + i%400},
 				// A port of an earlier run may still be in TIME_WAIT.
 				Control: func(_, _ string, rc syscall.RawConn) error {
