@@ -28,7 +28,9 @@ type ShimStatus struct {
 	// shim older than key pinning, so unpinned).
 	Pinned *bool `json:"pinned"`
 	Pins   *struct {
-		KMSKeys []string `json:"kms_keys"`
+		KMSKeys          []string `json:"kms_keys"`
+		KeyringSigners   []string `json:"keyring_signers"`
+		KeyringThreshold int      `json:"keyring_threshold"`
 	} `json:"pins"`
 	// Shim is the shim's own provisioning state (enclave-signer's shim
 	// adds it to the enclave's status).
@@ -247,6 +249,9 @@ func checkShim(ctx context.Context, cfg *Config, enclave *Enclave) shimFacts {
 	if r, ok := checkPinned(&status); ok {
 		f.results = append(f.results, r)
 	}
+	if r, ok := checkKeyringSigners(&status); ok {
+		f.results = append(f.results, r)
+	}
 	// The shim must talk to the enclave nitro-cli runs.
 	if cid, ok := vsockCID(status.Shim.Enclave); ok && enclave != nil && cid != enclave.EnclaveCID {
 		f.results = append(f.results, res(Error,
@@ -276,6 +281,26 @@ func checkPinned(st *ShimStatus) (Result, bool) {
 	}
 	return Result{Check: CheckShim, Status: status, Message: msg,
 		Fix: "build the image with the KMS key the identity is sealed under pinned, make image KMS_KEYS=arn:aws:kms:REGION:ACCOUNT:key/ID, then make eif and signer policy update --key-id KEY --measurements measurements.json for its new PCR0 (docs/image.md, Pins)"}, true
+}
+
+// checkKeyringSigners reports a signerd that pins its KMS key but no
+// keyring signer: it loads any keyring encrypted to the identity's public
+// recipient, so root on the parent can add keys of its own under the real
+// key ids without touching the identity. Only a status that lists the pins
+// (from a signerd that knows signed keyrings) is judged; an unpinned one
+// has checkPinned's error already.
+func checkKeyringSigners(st *ShimStatus) (Result, bool) {
+	if st.Pinned == nil || !*st.Pinned || st.Pins == nil || len(st.Pins.KeyringSigners) > 0 {
+		return Result{}, false
+	}
+	status := Error
+	msg := "signerd pins no keyring signer: it loads any keyring encrypted to its identity's public recipient (recipient.txt), so whoever can provision it (root on this parent) can add signing keys of its own under the real key ids, and callers would trust them"
+	if st.DebugMode {
+		status = Warning
+		msg += " (a debug-mode enclave: for development only)"
+	}
+	return Result{Check: CheckShim, Status: status, Message: msg,
+		Fix: "sign the keyrings (signer keyring sign --sign-with kms:KEY or file:KEY.pem) and build the image with that signer pinned, make image KMS_KEYS=… KEYRING_SIGNERS=$(signer keyring signer-key SIGNER), then make eif and signer policy update for its new PCR0 (docs/keyring.md, docs/image.md)"}, true
 }
 
 // vsockCID returns the CID of a vsock://CID:PORT address.
