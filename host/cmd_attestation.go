@@ -26,7 +26,8 @@ func runAttestation(e *env) error {
 	})
 }
 
-// verifyOutput is the JSON `signer attestation verify` prints (interfaces.md).
+// verifyOutput is the JSON `signer attestation verify` prints
+// (docs/attestation.md#signer-attestation-verify).
 type verifyOutput struct {
 	Valid     bool       `json:"valid"`
 	Error     string     `json:"error,omitempty"`

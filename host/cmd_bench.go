@@ -195,8 +195,9 @@ func parseBenchFlags(e *env) (*benchOptions, error) {
 	return o, nil
 }
 
-// benchResult is the JSON summary (docs/interfaces.md: the first thirteen
-// fields are promised; the rest are extra detail).
+// benchResult is the JSON summary, one line with --json. Every field is
+// documented in docs/performance.md#the-json-line (TestBenchJSONDocumented);
+// scripts rely on the names, so fields are added, never renamed.
 type benchResult struct {
 	Alg         string  `json:"alg"`
 	Transport   string  `json:"transport"`

@@ -49,8 +49,8 @@ func TestBenchUsage(t *testing.T) {
 	}
 }
 
-// benchJSON is the promised JSON line; each field a pointer, so that a
-// missing one shows.
+// benchJSON is the documented JSON line (docs/performance.md); each field
+// a pointer, so that a missing one shows.
 type benchJSON struct {
 	Alg         *string  `json:"alg"`
 	Transport   *string  `json:"transport"`

@@ -34,7 +34,14 @@
 //
 // Every `signer COMMAND [SUBCOMMAND]` in a code span or code block of docs/
 // and README.md must name a command of host/main.go's commands map (read
-// with go/parser), a subcommand dispatched by host's subcommand() calls, or a
-// command promised in shared/docs/interfaces.md (listed in
-// testdata/interfaces-commands.txt).
+// with go/parser) or a subcommand dispatched by host's subcommand() calls;
+// docs/reference.md must list every one of them.
+//
+// # Nothing outside the repository
+//
+// No tracked file may point outside the repository: neither at the
+// material the project started from, which is not distributed with it,
+// nor at a relative path that climbs above the repository's root; and
+// every relative link of every Markdown file must name a file the
+// repository holds. The documents in docs/ are the contract.
 package doccheck

@@ -1,7 +1,6 @@
 package doccheck
 
 import (
-	"bufio"
 	"bytes"
 	"crypto/sha512"
 	"encoding/hex"
@@ -609,28 +608,6 @@ func knownCommands(t *testing.T) (known map[string]bool, parents map[string][]st
 			for _, s := range subs {
 				known[parent+" "+s] = true
 				parents[parent] = append(parents[parent], s)
-			}
-		}
-	}
-	b, err := os.ReadFile(filepath.Join("testdata", "interfaces-commands.txt"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	sc := bufio.NewScanner(bytes.NewReader(b))
-	for sc.Scan() {
-		l := strings.TrimSpace(sc.Text())
-		if l == "" || strings.HasPrefix(l, "#") {
-			continue
-		}
-		f := strings.Fields(l)
-		if len(f) < 2 || len(f) > 3 || f[0] != "signer" {
-			t.Fatalf("testdata/interfaces-commands.txt: %q: want signer COMMAND [SUBCOMMAND]", l)
-		}
-		known[f[1]] = true
-		if len(f) == 3 {
-			known[f[1]+" "+f[2]] = true
-			if !slices.Contains(parents[f[1]], f[2]) {
-				parents[f[1]] = append(parents[f[1]], f[2])
 			}
 		}
 	}

@@ -16,7 +16,7 @@ import (
 const modulePath = "github.com/enclave-signer/enclave-signer"
 
 // The production command line of signerd in the image, as
-// docs/interfaces.md fixes it.
+// Dockerfile.enclave's CMD and docs/image.md give it.
 var productionCmd = []string{"--listen", "vsock://any:5005", "--kms-proxy", "vsock://3:8000", "--attestation", "nsm"}
 
 // repoRoot is the module root: two levels above this package.

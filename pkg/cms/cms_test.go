@@ -32,7 +32,8 @@ func TestEnclaverVector(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// facts §2.1: the SKI is SHA-256 of the SPKI, not RFC 5280's SHA-1.
+	// The SKI is SHA-256 of the SPKI, not RFC 5280's SHA-1
+	// (docs/nitro-facts.md#ciphertextforrecipient-the-cms-envelope).
 	if got, want := hex.EncodeToString(env.SubjectKeyID), "fb09e9af2940ddcf0d2bbf6358c983af46fc5fdcedbca251d54ceab4d069cd89"; got != want {
 		t.Fatalf("subjectKeyIdentifier\n got: %s\nwant: %s", got, want)
 	}
@@ -64,8 +65,9 @@ func TestSDKCVector(t *testing.T) {
 	}
 }
 
-// kmsPrefix is facts §2.1's hex skeleton up to the subjectKeyIdentifier, for
-// an RSA-2048 recipient.
+// kmsPrefix is the real KMS envelopes' bytes up to the
+// subjectKeyIdentifier, for an RSA-2048 recipient (the layout of
+// docs/nitro-facts.md#ciphertextforrecipient-the-cms-envelope).
 const kmsPrefix = "3080" + "06092a864886f70d010703" + "a080" + "3080" + "020102" + "3182016b" + "30820167" + "020102" + "8020"
 
 // kmsMiddle follows the SKI: keyEncryptionAlgorithm with explicit NULLs and
@@ -83,7 +85,7 @@ func mustHex(s string) []byte {
 	return b
 }
 
-// TestSealKMSSkeleton: Seal's bytes are facts §2.1's skeleton, 445 +
+// TestSealKMSSkeleton: Seal's bytes have the real envelopes' layout, 445 +
 // len(ciphertext) long for one short chunk, and equal to the real KMS
 // envelopes everywhere except the random parts.
 func TestSealKMSSkeleton(t *testing.T) {

@@ -179,7 +179,8 @@ func runOpenSSL(t *testing.T, bin string, args ...string) []byte {
 }
 
 // opensslRecipient makes an RSA key and a self-signed certificate whose
-// subjectKeyIdentifier is SHA-256 of the key's SPKI (facts §2.3), in dir.
+// subjectKeyIdentifier is SHA-256 of the key's SPKI, in dir (the OpenSSL
+// recipe in testdata/README.md).
 // It checks openssl's SPKI DER is the one Go marshals.
 func opensslRecipient(t *testing.T, bin, dir string, bits int) (keyPath, certPath string, key *rsa.PrivateKey) {
 	t.Helper()

@@ -18,8 +18,9 @@
 //
 // # Rendering, linting, evaluating
 //
-// [Render] builds the four-statement policy of the operator guide
-// (shared/docs/kms-attestation-policy.zh.md; corrected in docs/key-policy.md) from nitro-cli measurements;
+// [Render] builds the four-statement policy of the operator guide the
+// project started from (corrected in docs/key-policy.md) from nitro-cli
+// measurements;
 // [Check] lists findings (severity, statement, what, why);
 // [Policy.Evaluate] decides one request: an explicit Deny wins, otherwise
 // an Allow is needed.

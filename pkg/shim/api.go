@@ -23,8 +23,9 @@ import (
 // 413 too_large.
 const MaxBodySize = 1 << 20
 
-// The API's error codes (docs/shim.md). The first seven are the promised
-// set; not_found and method_not_allowed answer requests outside the API;
+// The API's error codes (docs/shim.md#errors). The first seven are those
+// of the first release; not_found and method_not_allowed answer requests
+// outside the API;
 // forbidden_origin and unsupported_media_type refuse requests a web page
 // could send (guard.go); forbidden passes on the enclave's refusal to be
 // provisioned by an unprivileged peer.
