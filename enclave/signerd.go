@@ -81,6 +81,9 @@ type daemon struct {
 
 	stop context.CancelFunc // ends life
 
+	// rec receives every sign request's decision (the audit trail).
+	rec recorder
+
 	mu       sync.Mutex
 	state    wire.State
 	lastErr  *wire.StatusError // the last provisioning's failure, nil after a success
@@ -120,6 +123,7 @@ func newDaemon(life context.Context, cfg daemonConfig) (*daemon, error) {
 		callerRoom: room,
 		provision:  make(chan struct{}, 1),
 		state:      wire.StateWaiting,
+		rec:        nopRecorder{},
 	}
 	for i := range 16 {
 		if v, ok := doc.PCRs[i]; ok {
@@ -205,7 +209,9 @@ func (d *daemon) notReady() error {
 // sign is the hot path: one atomic load, a map lookup, the signature.
 func (d *daemon) sign(r *wire.SignRequest) (*wire.SignResponse, error) {
 	if r.KeyID == "" {
-		return nil, fmt.Errorf("%w: key_id is empty", errInvalidRequest)
+		err := fmt.Errorf("%w: key_id is empty", errInvalidRequest)
+		_ = d.record(signDecision(r, err))
+		return nil, err
 	}
 	return d.signWith(d.set.Load(), r)
 }
@@ -214,13 +220,27 @@ func (d *daemon) sign(r *wire.SignRequest) (*wire.SignResponse, error) {
 // re-provisioning swapped set out and destroyed it before the signature
 // was made, it signs with the set now loaded.
 func (d *daemon) signWith(set *keyring.Set, r *wire.SignRequest) (*wire.SignResponse, error) {
+	recorded := false
 	for {
 		if set == nil {
-			return nil, d.notReady()
+			err := d.notReady()
+			if !recorded {
+				_ = d.record(signDecision(r, err))
+			}
+			return nil, err
 		}
 		key, err := set.Key(r.KeyID)
 		if err != nil {
+			if !recorded {
+				_ = d.record(signDecision(r, err))
+			}
 			return nil, err
+		}
+		if !recorded {
+			if err := d.record(signDecision(r, nil)); err != nil {
+				return nil, err
+			}
+			recorded = true
 		}
 		var sig keyring.Signature
 		if r.IsDigest {

@@ -35,6 +35,13 @@ const (
 	ECDSASecp256k1 Algorithm = "ecdsa-secp256k1"
 )
 
+// The request kinds a key signs: a whole message, or a precomputed digest.
+// Policies (and the audit trail) name them.
+const (
+	KindMessage = "message"
+	KindDigest  = "digest"
+)
+
 // Algorithms lists the supported algorithms.
 func Algorithms() []Algorithm { return []Algorithm{Ed25519, ECDSAP256, ECDSASecp256k1} }
 
