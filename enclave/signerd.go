@@ -83,6 +83,8 @@ type daemon struct {
 
 	// rec receives every sign request's decision (the audit trail).
 	rec recorder
+	// audit is the audit trail: its key is attested in every document.
+	audit *auditTrail
 
 	mu       sync.Mutex
 	state    wire.State
@@ -102,7 +104,17 @@ func newDaemon(life context.Context, cfg daemonConfig) (*daemon, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	pins := cfg.Pins.attested()
-	room, err := callerRoom(pins)
+	audit, err := newAuditTrail()
+	if err != nil {
+		return nil, err
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			audit.close()
+		}
+	}()
+	room, err := callerRoom(pins, audit.spki)
 	if err != nil {
 		return nil, err
 	}
@@ -124,6 +136,7 @@ func newDaemon(life context.Context, cfg daemonConfig) (*daemon, error) {
 		provision:  make(chan struct{}, 1),
 		state:      wire.StateWaiting,
 		rec:        nopRecorder{},
+		audit:      audit,
 	}
 	for i := range 16 {
 		if v, ok := doc.PCRs[i]; ok {
@@ -134,6 +147,7 @@ func newDaemon(life context.Context, cfg daemonConfig) (*daemon, error) {
 		return nil, errors.New("read own PCRs: own attestation document has no PCR0")
 	}
 	d.life, d.stop = context.WithCancel(life)
+	ok = true
 	return d, nil
 }
 
@@ -287,14 +301,14 @@ func (d *daemon) listKeys() (*wire.KeyList, error) {
 // attest returns a fresh document for the caller's nonce, with no public
 // key: a document that proves what runs here, not one that could unseal
 // anything. Its user_data is signerd's map (attestation.UserData): the
-// digest of the key set loaded now, the pins, and the caller's user data
-// under "caller". The host chooses the caller's bytes, never the rest.
+// digest of the key set loaded now, the pins, this boot's audit key, and
+// the caller's user data under "caller". The host chooses the caller's bytes, never the rest.
 func (d *daemon) attest(r *wire.AttestRequest) (*wire.AttestResponse, error) {
 	if len(r.Nonce) > attestation.MaxUserFieldSize {
 		return nil, fmt.Errorf("%w: nonce is %d bytes, want at most %d", errInvalidRequest, len(r.Nonce), attestation.MaxUserFieldSize)
 	}
 	if len(r.UserData) > d.callerRoom {
-		return nil, fmt.Errorf("%w: user_data is %d bytes, want at most %d: the document's user_data (%d bytes at most) holds signerd's key set digest and pins too, which leaves %d bytes for yours (send a hash of larger data)",
+		return nil, fmt.Errorf("%w: user_data is %d bytes, want at most %d: the document's user_data (%d bytes at most) holds signerd's key set digest, pins and audit key too, which leaves %d bytes for yours (send a hash of larger data)",
 			errInvalidRequest, len(r.UserData), d.callerRoom, attestation.MaxUserFieldSize, d.callerRoom)
 	}
 	if !d.enter() {
@@ -305,7 +319,7 @@ func (d *daemon) attest(r *wire.AttestRequest) (*wire.AttestResponse, error) {
 	if err != nil {
 		return nil, err
 	}
-	userData, err := (&attestation.UserData{KeySet: digest, Pins: d.pins, Caller: r.UserData}).Marshal()
+	userData, err := (&attestation.UserData{KeySet: digest, Pins: d.pins, Audit: d.audit.spki, Caller: r.UserData}).Marshal()
 	if err != nil {
 		return nil, err
 	}
@@ -329,7 +343,7 @@ func (d *daemon) enter() bool {
 
 // close stops new provisioning and attestation, waits for those running
 // (their contexts end with life), then unloads and destroys the key set,
-// which waits for signatures in flight.
+// which waits for signatures in flight; last, it zeroes the audit key.
 func (d *daemon) close() {
 	d.stop()
 	d.mu.Lock()
@@ -340,6 +354,7 @@ func (d *daemon) close() {
 		old.Destroy()
 		d.log.Info("key set destroyed", "keys", old.Len())
 	}
+	d.audit.close()
 }
 
 // regionRE matches AWS region names (us-east-1, us-gov-west-1,
