@@ -42,6 +42,7 @@ const (
 	codeForbiddenOrigin  = "forbidden_origin"       // 403, Host, Origin or Sec-Fetch-Site
 	codeForbidden        = "forbidden"              // 403, the enclave refused the shim (an unprivileged source port)
 	codeUnsupportedMedia = "unsupported_media_type" // 415
+	codeAuditUnavailable = "audit_unavailable"      // 503, the enclave's audit buffer is full (fail closed)
 )
 
 var (
@@ -259,6 +260,8 @@ func mapError(err error, timeout time.Duration) (status int, code, msg string) {
 			return http.StatusUnprocessableEntity, codeDigestNotAllowed, msg
 		case wire.CodeForbidden:
 			return http.StatusForbidden, codeForbidden, msg
+		case wire.CodeAuditUnavailable:
+			return http.StatusServiceUnavailable, codeAuditUnavailable, msg
 		}
 		return http.StatusInternalServerError, codeInternal, "enclave: " + we.Error()
 	case errors.Is(err, client.ErrUnavailable):

@@ -33,6 +33,7 @@ func statusIndex(code int) int {
 var errorCodes = [...]string{
 	codeMalformed, codeUnknownKey, codeTooLarge, codeInvalidDigest, codeDigestNotAllowed,
 	codeInternal, codeNotReady, codeNotFound, codeMethodNotAllowed, codeForbiddenOrigin, codeUnsupportedMedia, codeForbidden,
+	codeAuditUnavailable,
 }
 
 // latencyBuckets are the histogram's upper bounds in seconds.

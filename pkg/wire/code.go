@@ -56,6 +56,10 @@ const (
 	// from an unprivileged peer (a source port of 1024 or above, which any
 	// local user can open). Nothing changed; the connection keeps serving.
 	CodeForbidden Code = 21
+	// CodeAuditUnavailable: the audit trail cannot record the request
+	// (its buffer is full: the host has stopped draining it), so nothing
+	// is signed; signing resumes once it is drained.
+	CodeAuditUnavailable Code = 25
 )
 
 var codeNames = map[Code]string{
@@ -72,6 +76,7 @@ var codeNames = map[Code]string{
 	CodeDigestNotAllowed:   "digest_not_allowed",
 	CodeProvisioningFailed: "provisioning_failed",
 	CodeForbidden:          "forbidden",
+	CodeAuditUnavailable:   "audit_unavailable",
 }
 
 // Codes returns every code this version of the package defines, in
@@ -81,7 +86,7 @@ func Codes() []Code {
 		CodeMalformedFrame, CodeFrameTooLarge, CodeUnsupported, CodeVersionMismatch,
 		CodeInvalidRequest, CodeInternal, CodeTooManyConnections,
 		CodeNotReady, CodeUnknownKey, CodeInvalidDigest, CodeDigestNotAllowed,
-		CodeProvisioningFailed, CodeForbidden,
+		CodeProvisioningFailed, CodeForbidden, CodeAuditUnavailable,
 	}
 }
 
@@ -131,6 +136,7 @@ var (
 	ErrDigestNotAllowed   = &Error{Code: CodeDigestNotAllowed}
 	ErrProvisioningFailed = &Error{Code: CodeProvisioningFailed}
 	ErrForbidden          = &Error{Code: CodeForbidden}
+	ErrAuditUnavailable   = &Error{Code: CodeAuditUnavailable}
 )
 
 // ErrConnClosed is wrapped by every error a Conn returns once its connection
