@@ -56,6 +56,11 @@ type Config struct {
 	// Pins are what signerd takes keys from (--kms-key, --keyring-signer,
 	// --keyring-threshold and the image's SIGNERD_* variables).
 	Pins Pins
+	// AuditBuffer is how many audit records (entries and checkpoints)
+	// wait for the host to drain them (--audit-buffer, default
+	// defaultAuditBuffer); when it is full, signing stops (or, with
+	// --audit-overflow drop, goes on with a gap entry).
+	AuditBuffer int
 }
 
 // Pins are what signerd takes keys from, fixed when signerd starts: from
@@ -80,6 +85,13 @@ type Pins struct {
 	// KeyringThreshold is M of M-of-N (--keyring-threshold,
 	// SIGNERD_KEYRING_THRESHOLD; 0 means 1).
 	KeyringThreshold int
+	// AuditOverflow is what a full audit buffer does (--audit-overflow,
+	// SIGNERD_AUDIT_OVERFLOW): "" refuses to sign until it is drained
+	// (fail closed, the default, given as "refuse"), "drop" records a gap
+	// entry and signs on. A pin because it decides whether anything can
+	// be signed unrecorded: the image fixes it, PCR0 measures it, and every
+	// document attests it.
+	AuditOverflow string
 }
 
 // Pinned reports whether an identity must be sealed under a pinned key.
@@ -111,6 +123,7 @@ var imageEnv = []struct{ name, flag string }{
 	{imagepins.EnvKMSKeys, "kms-key"},
 	{imagepins.EnvKeyringSigners, "keyring-signer"},
 	{imagepins.EnvKeyringThreshold, "keyring-threshold"},
+	{imagepins.EnvAuditOverflow, "audit-overflow"},
 }
 
 // kmsKeyFlags is --kms-key: repeatable, each value a key ARN.
@@ -148,6 +161,28 @@ func (k *keyringSignerFlags) Set(s string) error {
 	return nil
 }
 
+// auditOverflowFlag is --audit-overflow: refuse (stored as "") or drop.
+type auditOverflowFlag string
+
+func (a *auditOverflowFlag) String() string {
+	if *a == "" {
+		return overflowRefuse
+	}
+	return string(*a)
+}
+
+func (a *auditOverflowFlag) Set(s string) error {
+	switch s {
+	case overflowRefuse:
+		*a = ""
+	case overflowDrop:
+		*a = overflowDrop
+	default:
+		return fmt.Errorf("want %s (a full audit buffer stops signing until it is drained) or %s (it records a gap entry and signing goes on), got %q", overflowRefuse, overflowDrop, s)
+	}
+	return nil
+}
+
 type pcrFlags []string
 
 func (p *pcrFlags) String() string     { return fmt.Sprint(*p) }
@@ -174,6 +209,8 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 	fs.Var((*kmsKeyFlags)(&cfg.Pins.KMSKeys), "kms-key", "`ARN` of a KMS key an identity may be sealed under (repeatable: two during a rotation; also SIGNERD_KMS_KEYS, comma-separated); none: any key (unpinned)")
 	fs.Var((*keyringSignerFlags)(&cfg.Pins.KeyringSigners), "keyring-signer", "`VALUE` of a keyring signer (ed25519:BASE64 or ecdsa-p256:BASE64, as signer keyring signer-key prints it) whose signature keyrings need (repeatable; also SIGNERD_KEYRING_SIGNERS, comma-separated); none: keyrings are loaded unchecked")
 	fs.IntVar(&cfg.Pins.KeyringThreshold, "keyring-threshold", 0, "`M`: how many distinct pinned keyring signers must sign each keyring (default 1; also SIGNERD_KEYRING_THRESHOLD)")
+	fs.Var((*auditOverflowFlag)(&cfg.Pins.AuditOverflow), "audit-overflow", "what a full audit buffer does: refuse (signing stops until the host drains it) or drop (a gap entry records how many decisions went unrecorded, and signing goes on); a pin, attested (also SIGNERD_AUDIT_OVERFLOW)")
+	fs.IntVar(&cfg.AuditBuffer, "audit-buffer", defaultAuditBuffer, "`N`: how many audit records (entries and checkpoints) wait for the host to drain them")
 	if err := setImageEnv(fs, getenv); err != nil {
 		return Config{}, err
 	}
@@ -233,6 +270,9 @@ func (c Config) Validate() error {
 	}
 	if c.FrameMemory < wire.MinFrameMemory || c.FrameMemory > maxFrameMemory {
 		return fmt.Errorf("--frame-memory: want %s to %s, got %d bytes", formatSize(wire.MinFrameMemory), formatSize(maxFrameMemory), c.FrameMemory)
+	}
+	if c.AuditBuffer < minAuditBuffer || c.AuditBuffer > maxAuditBuffer {
+		return fmt.Errorf("--audit-buffer: want %d to %d records, got %d", minAuditBuffer, maxAuditBuffer, c.AuditBuffer)
 	}
 	if err := c.Pins.KeyringPolicy().Validate(); err != nil {
 		return fmt.Errorf("--keyring-signer, --keyring-threshold: %w", err)

@@ -24,6 +24,7 @@ var codes = []struct {
 	code wire.Code
 }{
 	{errNotReady, wire.CodeNotReady},
+	{errAuditUnavailable, wire.CodeAuditUnavailable},
 	{errInvalidRequest, wire.CodeInvalidRequest},
 	{errUnsupported, wire.CodeUnsupported},
 	{errForbidden, wire.CodeForbidden},
@@ -46,7 +47,7 @@ func (d *daemon) wireError(req wire.Message, err error) error {
 		if errors.Is(err, c.err) {
 			msg := err.Error()
 			// signerd's own sentinels only name the code again.
-			if c.err == errNotReady || c.err == errInvalidRequest || c.err == errUnsupported || c.err == errForbidden {
+			if c.err == errNotReady || c.err == errInvalidRequest || c.err == errUnsupported || c.err == errForbidden || c.err == errAuditUnavailable {
 				msg = strings.TrimPrefix(msg, c.err.Error()+": ")
 			}
 			return wire.NewError(c.code, msg)

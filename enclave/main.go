@@ -88,6 +88,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		KMSEndpoint: cfg.KMSEndpoint,
 		KMSRoots:    roots,
 		Pins:        cfg.Pins,
+		AuditBuffer: cfg.AuditBuffer,
 		Version:     ver,
 		Log:         log,
 	})
@@ -115,6 +116,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	if p := cfg.Pins.KeyringPolicy(); p.Pinned() {
 		attrs = append(attrs, "keyring_signers", p.SignerStrings(), "keyring_threshold", p.M())
 	}
+	attrs = append(attrs, "audit_buffer", cfg.AuditBuffer, "audit_overflow", (*auditOverflowFlag)(&cfg.Pins.AuditOverflow).String())
 	log.Info("signerd started", attrs...)
 	if !cfg.Pins.Pinned() {
 		log.Warn("no KMS key is pinned (--kms-key, or make image KMS_KEYS=ARN): signerd accepts an identity sealed under any KMS key, so whoever can provision it (root on the parent) can load keys of its own choosing; pin the key the identity is sealed under (docs/signerd.md)")

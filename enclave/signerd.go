@@ -40,6 +40,9 @@ type daemonConfig struct {
 	// need. They are attested in the user_data of every document signerd
 	// makes for a caller. The zero value checks neither.
 	Pins Pins
+	// AuditBuffer is how many audit records wait to be drained
+	// (--audit-buffer); 0 means defaultAuditBuffer.
+	AuditBuffer int
 	// Version is signerd's version string.
 	Version string
 	// Log is the daemon's logger; nil discards.
@@ -104,7 +107,10 @@ func newDaemon(life context.Context, cfg daemonConfig) (*daemon, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	pins := cfg.Pins.attested()
-	audit, err := newAuditTrail()
+	if cfg.AuditBuffer == 0 {
+		cfg.AuditBuffer = defaultAuditBuffer
+	}
+	audit, err := newAuditTrail(cfg.AuditBuffer, cfg.Pins.AuditOverflow, log.With("component", "audit"))
 	if err != nil {
 		return nil, err
 	}
@@ -135,7 +141,7 @@ func newDaemon(life context.Context, cfg daemonConfig) (*daemon, error) {
 		callerRoom: room,
 		provision:  make(chan struct{}, 1),
 		state:      wire.StateWaiting,
-		rec:        nopRecorder{},
+		rec:        audit,
 		audit:      audit,
 	}
 	for i := range 16 {
@@ -170,6 +176,16 @@ func (d *daemon) ServeWire(ctx context.Context, req wire.Message) (wire.Message,
 		resp, err = d.attest(r)
 	case *wire.ProvisionRequest:
 		resp, err = d.provisionRequest(ctx, r)
+	case *wire.AuditReadRequest:
+		if err = d.hasAudit(); err == nil {
+			if err = checkAuditReader(ctx); err == nil {
+				resp, err = d.audit.read(r)
+			}
+		}
+	case *wire.AuditHeadRequest:
+		if err = d.hasAudit(); err == nil {
+			resp, err = d.audit.head(r.Nonce)
+		}
 	default:
 		err = fmt.Errorf("%w: signerd does not serve %s", errUnsupported, req.MessageType())
 	}
@@ -193,8 +209,11 @@ func (d *daemon) status() *wire.Status {
 		Version:     d.cfg.Version,
 		Pinned:      d.cfg.Pins.Pinned(),
 	}
-	if kp := d.cfg.Pins.KeyringPolicy(); s.Pinned || kp.Pinned() {
-		s.Pins = &wire.Pins{KMSKeys: d.cfg.Pins.KMSKeyStrings()}
+	if d.audit != nil {
+		s.Audit = d.audit.status()
+	}
+	if kp := d.cfg.Pins.KeyringPolicy(); s.Pinned || kp.Pinned() || d.cfg.Pins.AuditOverflow != "" {
+		s.Pins = &wire.Pins{KMSKeys: d.cfg.Pins.KMSKeyStrings(), AuditOverflow: d.cfg.Pins.AuditOverflow}
 		if kp.Pinned() {
 			s.Pins.KeyringSigners, s.Pins.KeyringThreshold = kp.SignerStrings(), kp.M()
 		}
@@ -354,7 +373,18 @@ func (d *daemon) close() {
 		old.Destroy()
 		d.log.Info("key set destroyed", "keys", old.Len())
 	}
-	d.audit.close()
+	if d.audit != nil {
+		d.audit.close()
+	}
+}
+
+// hasAudit refuses the audit messages of a daemon without a trail (one
+// a benchmark builds by hand).
+func (d *daemon) hasAudit() error {
+	if d.audit == nil {
+		return fmt.Errorf("%w: this signerd has no audit trail", errUnsupported)
+	}
+	return nil
 }
 
 // regionRE matches AWS region names (us-east-1, us-gov-west-1,

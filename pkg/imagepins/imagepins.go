@@ -28,6 +28,7 @@ const (
 	EnvKMSKeys          = "SIGNERD_KMS_KEYS"
 	EnvKeyringSigners   = "SIGNERD_KEYRING_SIGNERS"
 	EnvKeyringThreshold = "SIGNERD_KEYRING_THRESHOLD"
+	EnvAuditOverflow    = "SIGNERD_AUDIT_OVERFLOW"
 )
 
 // Pins are an image's pins. Its JSON form (nitro-cli's PascalCase) is the
@@ -41,6 +42,9 @@ type Pins struct {
 	// KeyringThreshold is how many of them must sign, as written ("" when
 	// unset).
 	KeyringThreshold string `json:"KeyringThreshold,omitempty"`
+	// AuditOverflow is what a full audit buffer does, as written ("" when
+	// unset: refuse).
+	AuditOverflow string `json:"AuditOverflow,omitempty"`
 }
 
 // Pinned reports whether the image pins the KMS keys its identity may be
@@ -60,6 +64,8 @@ func FromEnv(env []string) Pins {
 			p.KeyringSigners = List(v)
 		case EnvKeyringThreshold:
 			p.KeyringThreshold = strings.TrimSpace(v)
+		case EnvAuditOverflow:
+			p.AuditOverflow = strings.TrimSpace(v)
 		}
 	}
 	return p
