@@ -90,6 +90,8 @@ type devOptions struct {
 	// KMSThrottle is the fraction of KMS requests the emulator answers
 	// with ThrottlingException (0 to below 1).
 	KMSThrottle float64
+	// AuditBuffer, when set, is signerd's --audit-buffer.
+	AuditBuffer int
 }
 
 // The bounds of devOptions.IMDSCredentials: a provisioning must fit in a
@@ -512,6 +514,9 @@ func startDevStack(ctx context.Context, o devOptions) (*devStack, error) {
 	if o.DebugMode {
 		args = append(args, "--sim-debug-mode")
 	}
+	if o.AuditBuffer > 0 {
+		args = append(args, "--audit-buffer", strconv.Itoa(o.AuditBuffer))
+	}
 	senv := env
 	if len(o.SignerdCPUs) > 0 {
 		senv = append(senv, fmt.Sprintf("GOMAXPROCS=%d", len(o.SignerdCPUs)))
@@ -535,6 +540,9 @@ func startDevStack(ctx context.Context, o devOptions) (*devStack, error) {
 		"identity": filepath.Join(dir, "identity.enc"),
 		"keyrings": append([]string{filepath.Join(dir, "keyring.age")}, absAll(o.Keyrings)...),
 		"instance": s.instance,
+		// The audit trail, drained as in production: every decision of
+		// every signerd this stack starts, one file.
+		"audit_log": filepath.Join(dir, "audit.jsonl"),
 	}
 	shimEnv := env
 	if o.IMDSCredentials > 0 {

@@ -14,6 +14,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/enclave-signer/enclave-signer/pkg/audit"
 	"github.com/enclave-signer/enclave-signer/pkg/client"
 	"github.com/enclave-signer/enclave-signer/pkg/pcr"
 	"github.com/enclave-signer/enclave-signer/pkg/wire"
@@ -65,6 +66,17 @@ type api struct {
 	timeout time.Duration
 	hosts   *hostGuard
 	other   *routeMetrics // requests that match no route, or are refused before routing
+	audit   *auditDrain   // nil without audit_log
+}
+
+// shimState is the provisioner's state and the audit drain's.
+func (h *api) shimState() shimState {
+	ss := h.prov.state()
+	if h.audit != nil {
+		st := h.audit.state()
+		ss.AuditLog = &st
+	}
+	return ss
 }
 
 func newAPI(c *client.Client, p *provisioner, cfg *Config, m *metrics, version string) *api {
@@ -82,6 +94,7 @@ func newAPI(c *client.Client, p *provisioner, cfg *Config, m *metrics, version s
 		{"GET", "/v1/keys", h.keys},
 		{"POST", "/v1/keys/{id}/sign", h.sign},
 		{"POST", "/v1/attestation", h.attest},
+		{"GET", "/v1/audit/head", h.auditHead},
 		{"GET", "/metrics", h.serveMetrics},
 	}
 	for _, rt := range routes {
@@ -340,7 +353,19 @@ type statusJSON struct {
 	Version     string           `json:"version"`
 	Pinned      bool             `json:"pinned"`
 	Pins        *pinsJSON        `json:"pins,omitempty"`
+	Audit       *auditJSON       `json:"audit,omitempty"`
 	Shim        shimState        `json:"shim"`
+}
+
+// auditJSON renders wire.AuditStatus: signerd's audit buffer.
+type auditJSON struct {
+	Buffered   uint64     `json:"buffered"`
+	Capacity   uint64     `json:"capacity"`
+	State      string     `json:"state"`
+	Unrecorded uint64     `json:"unrecorded"`
+	Refused    uint64     `json:"refused"`
+	LastSeq    uint64     `json:"last_seq"`
+	LastDrain  *time.Time `json:"last_drain,omitempty"`
 }
 
 // pinsJSON renders wire.Pins.
@@ -348,6 +373,7 @@ type pinsJSON struct {
 	KMSKeys          []string `json:"kms_keys"`
 	KeyringSigners   []string `json:"keyring_signers,omitempty"`
 	KeyringThreshold int      `json:"keyring_threshold,omitempty"`
+	AuditOverflow    string   `json:"audit_overflow,omitempty"`
 }
 
 type statusErrorJSON struct {
@@ -366,7 +392,13 @@ func renderStatus(st *wire.Status, ss shimState, cfg *Config) statusJSON {
 		Pinned: st.Pinned,
 	}
 	if st.Pins != nil {
-		out.Pins = &pinsJSON{KMSKeys: st.Pins.KMSKeys, KeyringSigners: st.Pins.KeyringSigners, KeyringThreshold: st.Pins.KeyringThreshold}
+		out.Pins = &pinsJSON{KMSKeys: st.Pins.KMSKeys, KeyringSigners: st.Pins.KeyringSigners, KeyringThreshold: st.Pins.KeyringThreshold, AuditOverflow: st.Pins.AuditOverflow}
+	}
+	if a := st.Audit; a != nil {
+		out.Audit = &auditJSON{Buffered: a.Buffered, Capacity: a.Capacity, State: a.State, Unrecorded: a.Unrecorded, Refused: a.Refused, LastSeq: a.LastSeq}
+		if a.LastDrain > 0 {
+			out.Audit.LastDrain = timePtr(time.UnixMilli(int64(a.LastDrain)))
+		}
 	}
 	for i, v := range st.PCRs {
 		out.PCRs[int(i)] = v
@@ -388,7 +420,7 @@ func (h *api) status(w http.ResponseWriter, r *http.Request) int {
 	if err != nil {
 		return h.enclaveFailure(w, err)
 	}
-	return h.writeJSON(w, http.StatusOK, renderStatus(st, h.prov.state(), h.cfg))
+	return h.writeJSON(w, http.StatusOK, renderStatus(st, h.shimState(), h.cfg))
 }
 
 func (h *api) provision(w http.ResponseWriter, r *http.Request) int {
@@ -396,7 +428,7 @@ func (h *api) provision(w http.ResponseWriter, r *http.Request) int {
 	// it halfway would only leave the enclave failed.
 	st, err := h.prov.provision(context.WithoutCancel(r.Context()))
 	if err == nil {
-		return h.writeJSON(w, http.StatusOK, renderStatus(st, h.prov.state(), h.cfg))
+		return h.writeJSON(w, http.StatusOK, renderStatus(st, h.shimState(), h.cfg))
 	}
 	status, code := http.StatusInternalServerError, codeInternal
 	switch {
@@ -408,7 +440,7 @@ func (h *api) provision(w http.ResponseWriter, r *http.Request) int {
 	h.metrics.countError(code)
 	body := map[string]any{"error": map[string]string{"code": code, "message": err.Error()}}
 	if st != nil {
-		body["status"] = renderStatus(st, h.prov.state(), h.cfg)
+		body["status"] = renderStatus(st, h.shimState(), h.cfg)
 	}
 	data, _ := json.Marshal(body)
 	w.Header()["Content-Type"] = jsonContentType
@@ -518,6 +550,31 @@ func (h *api) attest(w http.ResponseWriter, r *http.Request) int {
 	return h.writeJSON(w, http.StatusOK, map[string][]byte{"document": doc})
 }
 
+// auditHead is GET /v1/audit/head?nonce=HEX: the enclave's audit chain
+// end signed with the caller's nonce, as JSON (docs/audit.md#heads).
+func (h *api) auditHead(w http.ResponseWriter, r *http.Request) int {
+	q := r.URL.Query()
+	nonce, err := hex.DecodeString(q.Get("nonce"))
+	if err == nil {
+		err = audit.CheckNonce(nonce)
+	}
+	if err != nil || len(q) != 1 || len(q["nonce"]) != 1 {
+		return h.fail(w, http.StatusBadRequest, codeMalformed, fmt.Sprintf("want ?nonce=HEX, the only parameter: %d to %d random bytes in hex", audit.MinNonceSize, audit.MaxNonceSize))
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), h.timeout)
+	hd, err := h.client.AuditHead(ctx, nonce)
+	cancel()
+	if err != nil {
+		return h.enclaveFailure(w, err)
+	}
+	head := &audit.Head{AuditKey: hd.AuditKey, Seq: hd.Seq, Time: time.Unix(0, hd.Time), Nonce: hd.Nonce, Sig: hd.Sig}
+	copy(head.Hash[:], hd.Hash)
+	w.Header()["Content-Type"] = jsonContentType
+	w.WriteHeader(http.StatusOK)
+	w.Write(append(head.AppendJSON(nil), '\n'))
+	return http.StatusOK
+}
+
 func (h *api) serveMetrics(w http.ResponseWriter, r *http.Request) int {
 	g := gauges{state: "unreachable", connects: h.client.Connects()}
 	if s := h.prov.seen.Load(); s != nil && s.st != nil {
@@ -529,6 +586,13 @@ func (h *api) serveMetrics(w http.ResponseWriter, r *http.Request) int {
 	}
 	if ss.LastSuccess != nil {
 		g.lastProvided = *ss.LastSuccess
+	}
+	if s := h.prov.seen.Load(); s != nil && s.st != nil && s.st.Audit != nil {
+		g.audit = s.st.Audit
+	}
+	if h.audit != nil {
+		st := h.audit.state()
+		g.auditLog = &st
 	}
 	w.Header()["Content-Type"] = metricsContentType
 	w.WriteHeader(http.StatusOK)

@@ -30,6 +30,7 @@ import (
 	"time"
 
 	"github.com/enclave-signer/enclave-signer/pkg/attestation"
+	"github.com/enclave-signer/enclave-signer/pkg/audit"
 	"github.com/enclave-signer/enclave-signer/pkg/transport"
 	"github.com/enclave-signer/enclave-signer/pkg/wire"
 )
@@ -75,6 +76,7 @@ type Enclave struct {
 	signsHeld  chan struct{}
 	provDelay  time.Duration
 	restarts   int
+	audit      *fakeAudit // nil until EnableAudit
 }
 
 // Start serves a fake enclave in state waiting on a unix socket in a fresh
@@ -158,6 +160,9 @@ func (e *Enclave) Restart() error {
 	e.mu.Lock()
 	e.state, e.statusErr = wire.StateWaiting, nil
 	e.restarts++
+	if e.audit != nil {
+		e.audit.newBoot()
+	}
 	e.mu.Unlock()
 	return e.listen()
 }
@@ -254,8 +259,38 @@ func (e *Enclave) serve(ctx context.Context, req wire.Message) (wire.Message, er
 		}
 		return &wire.KeyList{Keys: e.keys, KeySetDigest: e.keySetDigest}, nil
 	case *wire.SignRequest:
-		return e.sign(ctx, r)
+		m, err := e.sign(ctx, r)
+		e.mu.Lock()
+		a := e.audit
+		e.mu.Unlock()
+		if a != nil {
+			outcome := audit.OutcomeAllowed
+			if we, ok := err.(*wire.Error); ok {
+				outcome = we.Code.String()
+			} else if err != nil {
+				outcome = "invalid"
+			}
+			a.record(r, outcome)
+		}
+		return m, err
+	case *wire.AuditReadRequest, *wire.AuditHeadRequest:
+		e.mu.Lock()
+		a := e.audit
+		e.mu.Unlock()
+		if a == nil {
+			break
+		}
+		if rr, ok := r.(*wire.AuditReadRequest); ok {
+			return a.read(rr)
+		}
+		return a.head(r.(*wire.AuditHeadRequest))
 	case *wire.AttestRequest:
+		e.mu.Lock()
+		a := e.audit
+		e.mu.Unlock()
+		if a != nil {
+			return a.attest(r, e.keySetDigest)
+		}
 		doc := append([]byte("fake-cose-sign1|nonce="), r.Nonce...)
 		doc = append(doc, "|user_data="...)
 		return &wire.AttestResponse{Document: append(doc, r.UserData...)}, nil
