@@ -7,8 +7,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"slices"
 	"strconv"
+	"strings"
 )
 
 // Clients and per-key policy (format 2 only). A keyring that declares
@@ -318,4 +320,40 @@ func ParseClientSecretFile(b []byte) ([]byte, error) {
 		return nil, fmt.Errorf("client secret file: %v, then an optional newline", err)
 	}
 	return s, nil
+}
+
+// ParseRate reads a rate as the CLI takes it: "N/s" or "N/s,burst=B". N
+// is written as per_second in the keyring (a decimal with at most
+// RateDecimals digits after the point, e.g. 5 or 0.5); B defaults to N
+// rounded up (at least 1), one second's worth.
+func ParseRate(s string) (Rate, error) {
+	const want = `want N/s or N/s,burst=B (e.g. 5/s,burst=10 or 0.5/s)`
+	num, rest, ok := strings.Cut(s, "/s")
+	if !ok {
+		return Rate{}, fmt.Errorf("%q: no /s, %s", s, want)
+	}
+	r := &jsonReader{b: []byte(num)}
+	ps, err := r.decimal(RateDecimals)
+	if err == nil && r.pos != len(r.b) {
+		err = errors.New("unexpected text after the number")
+	}
+	if err != nil {
+		return Rate{}, fmt.Errorf("%q: rate: %v; %s", s, err, want)
+	}
+	rate := Rate{PerSecond: ps, Burst: max(1, int(math.Ceil(ps)))}
+	if rest != "" {
+		b, ok := strings.CutPrefix(rest, ",burst=")
+		if !ok {
+			return Rate{}, fmt.Errorf("%q: unexpected %q after /s, %s", s, rest, want)
+		}
+		n, err := strconv.Atoi(b)
+		if err != nil || strings.HasPrefix(b, "+") {
+			return Rate{}, fmt.Errorf("%q: burst %q is not an integer, %s", s, b, want)
+		}
+		rate.Burst = n
+	}
+	if err := checkRate(rate); err != nil {
+		return Rate{}, fmt.Errorf("%q: %v", s, err)
+	}
+	return rate, nil
 }

@@ -512,3 +512,46 @@ func TestRateString(t *testing.T) {
 		}
 	}
 }
+
+func TestParseRate(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want keyring.Rate
+		err  string
+	}{
+		{"5/s", keyring.Rate{PerSecond: 5, Burst: 5}, ""},
+		{"5/s,burst=20", keyring.Rate{PerSecond: 5, Burst: 20}, ""},
+		{"0.5/s", keyring.Rate{PerSecond: 0.5, Burst: 1}, ""},
+		{"2.5/s", keyring.Rate{PerSecond: 2.5, Burst: 3}, ""},
+		{"0.001/s,burst=1", keyring.Rate{PerSecond: 0.001, Burst: 1}, ""},
+		{"1000000/s", keyring.Rate{PerSecond: 1e6, Burst: 1e6}, ""},
+		{"5", keyring.Rate{}, "no /s"},
+		{"5/m", keyring.Rate{}, "no /s"},
+		{"/s", keyring.Rate{}, "want a number"},
+		{"0/s", keyring.Rate{}, "want more than 0"},
+		{"-1/s", keyring.Rate{}, "negative"},
+		{"1e3/s", keyring.Rate{}, "without exponent"},
+		{"5x/s", keyring.Rate{}, "unexpected text after the number"},
+		{"0.0001/s", keyring.Rate{}, "4 digits after the decimal point"},
+		{"5/s,burst=0", keyring.Rate{}, "burst is 0, want 1 to 1000000"},
+		{"5/s,burst=x", keyring.Rate{}, `burst "x" is not an integer`},
+		{"5/s,burst=+3", keyring.Rate{}, `burst "+3" is not an integer`},
+		{"5/s burst=3", keyring.Rate{}, `unexpected " burst=3" after /s`},
+		{"5/s,b=3", keyring.Rate{}, `unexpected ",b=3" after /s`},
+		{"2000000/s", keyring.Rate{}, "at most 1000000"},
+	} {
+		got, err := keyring.ParseRate(tc.in)
+		if tc.err == "" {
+			if err != nil || got != tc.want {
+				t.Errorf("ParseRate(%q) = %v, %v; want %v", tc.in, got, err, tc.want)
+			}
+			if again, err := keyring.ParseRate(got.String()); err != nil || again != got {
+				t.Errorf("ParseRate(%q.String()) = %v, %v", tc.in, again, err)
+			}
+			continue
+		}
+		if err == nil || !strings.Contains(err.Error(), tc.err) {
+			t.Errorf("ParseRate(%q) error %v, want %q", tc.in, err, tc.err)
+		}
+	}
+}
