@@ -14,6 +14,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/enclave-signer/enclave-signer/internal/signreq"
 	"github.com/enclave-signer/enclave-signer/pkg/client"
 	"github.com/enclave-signer/enclave-signer/pkg/pcr"
 	"github.com/enclave-signer/enclave-signer/pkg/wire"
@@ -455,24 +456,20 @@ func (h *api) sign(w http.ResponseWriter, r *http.Request) int {
 	if err != nil {
 		return h.bodyFailure(w, err)
 	}
-	sb, err := parseSignBody(b.in)
+	sb, err := signreq.ParseBody(b.in)
 	if err != nil {
 		return h.fail(w, http.StatusBadRequest, codeMalformed, err.Error())
 	}
-	data, err := decodeBase64(b.data, sb.b64)
+	data, err := sb.Decode(b.data)
 	if err != nil {
-		field := "message"
-		if sb.isDigest {
-			field = "digest"
-		}
-		return h.fail(w, http.StatusBadRequest, codeMalformed, field+": want standard base64 (RFC 4648 §4, padded): "+err.Error())
+		return h.fail(w, http.StatusBadRequest, codeMalformed, err.Error())
 	}
 	b.data = data
 	if data == nil {
 		data = []byte{} // an empty message is still sent as one
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), h.timeout)
-	resp, err := h.client.Sign(ctx, &wire.SignRequest{KeyID: id, Data: data, IsDigest: sb.isDigest})
+	resp, err := h.client.Sign(ctx, &wire.SignRequest{KeyID: id, Data: data, IsDigest: sb.IsDigest})
 	cancel()
 	if err != nil {
 		return h.enclaveFailure(w, err)
