@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/enclave-signer/enclave-signer/pkg/attestation"
 	"github.com/enclave-signer/enclave-signer/pkg/keyring"
@@ -44,6 +45,14 @@ type daemonConfig struct {
 	Version string
 	// Log is the daemon's logger; nil discards.
 	Log *slog.Logger
+	// NonceCapacity bounds the nonces of authenticated requests remembered
+	// (--nonce-cache); 0 means defaultNonceCapacity.
+	NonceCapacity int
+	// ClockCheckEvery is the interval between comparisons of signerd's
+	// clock with the NSM's; 0 means clockCheckEvery.
+	ClockCheckEvery time.Duration
+	// Now is signerd's clock; nil means time.Now. For tests.
+	Now func() time.Time
 }
 
 // daemon is signerd's state machine and its wire.Handler.
@@ -84,6 +93,17 @@ type daemon struct {
 	// rec receives every sign request's decision (the audit trail).
 	rec recorder
 
+	// Authenticated requests (auth.go): the clock, when signerd started
+	// (timestamps before it are refused: a restart empties the nonce
+	// cache), the nonces seen, the rate limits of the loaded set, and the
+	// refusals counted for status.
+	now      func() time.Time
+	boot     int64 // Unix seconds
+	clock    clockState
+	nonces   *nonceCache
+	limits   atomic.Pointer[limiters]
+	refusals authCounters
+
 	mu       sync.Mutex
 	state    wire.State
 	lastErr  *wire.StatusError // the last provisioning's failure, nil after a success
@@ -101,12 +121,22 @@ func newDaemon(life context.Context, cfg daemonConfig) (*daemon, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	now := cfg.Now
+	if now == nil {
+		now = time.Now
+	}
+	nonceCap := cfg.NonceCapacity
+	if nonceCap <= 0 {
+		nonceCap = defaultNonceCapacity
+	}
 	pins := cfg.Pins.attested()
 	room, err := callerRoom(pins)
 	if err != nil {
 		return nil, err
 	}
+	before := now()
 	raw, err := attestation.Attest(cfg.NSM, attestation.AttestRequest{})
+	after := now()
 	if err != nil {
 		return nil, fmt.Errorf("read own PCRs: %w", err)
 	}
@@ -124,6 +154,9 @@ func newDaemon(life context.Context, cfg daemonConfig) (*daemon, error) {
 		provision:  make(chan struct{}, 1),
 		state:      wire.StateWaiting,
 		rec:        nopRecorder{},
+		now:        now,
+		boot:       before.Unix(),
+		nonces:     newNonceCache(int64(authWindow/time.Second), nonceCap),
 	}
 	for i := range 16 {
 		if v, ok := doc.PCRs[i]; ok {
@@ -134,6 +167,13 @@ func newDaemon(life context.Context, cfg daemonConfig) (*daemon, error) {
 		return nil, errors.New("read own PCRs: own attestation document has no PCR0")
 	}
 	d.life, d.stop = context.WithCancel(life)
+	// The first clock check is the document just made; then periodically.
+	d.clockObserved(before, after, doc.Timestamp)
+	every := cfg.ClockCheckEvery
+	if every <= 0 {
+		every = clockCheckEvery
+	}
+	go d.clockLoop(d.life, every)
 	return d, nil
 }
 
