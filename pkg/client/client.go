@@ -428,6 +428,13 @@ func (c *Client) Sign(ctx context.Context, req *wire.SignRequest) (*wire.SignRes
 	return callAs[*wire.SignResponse](ctx, c, "sign", req)
 }
 
+// AuthSign sends an authenticated sign request as it is: the HTTP
+// request's method, path, body and Authorization header (the shim's
+// forwarding). req.Body may be reused once AuthSign returns.
+func (c *Client) AuthSign(ctx context.Context, req *wire.AuthSignRequest) (*wire.SignResponse, error) {
+	return callAs[*wire.SignResponse](ctx, c, "sign", req)
+}
+
 // SignMessage asks key keyID to sign msg.
 func (c *Client) SignMessage(ctx context.Context, keyID string, msg []byte) (*wire.SignResponse, error) {
 	if msg == nil {

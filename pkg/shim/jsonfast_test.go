@@ -63,6 +63,8 @@ func TestMapErrorCoversEveryCode(t *testing.T) {
 		"not_ready":            {503, codeNotReady}, "unknown_key": {404, codeUnknownKey},
 		"invalid_digest": {422, codeInvalidDigest}, "digest_not_allowed": {422, codeDigestNotAllowed},
 		"provisioning_failed": {500, codeInternal}, "forbidden": {403, codeForbidden},
+		"unauthenticated": {401, codeUnauthenticated}, "rate_limited": {429, codeRateLimited},
+		"auth_unavailable": {503, codeAuthUnavailable},
 	}
 	for _, c := range wire.Codes() {
 		w, ok := want[c.String()]
