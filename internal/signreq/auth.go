@@ -330,31 +330,58 @@ func Authorization(secret []byte, p *Params) (string, error) {
 	return c.String(), nil
 }
 
-// Verify reports whether c's mac is right for a request with this
-// audience, method, path and body under one of secrets (a client has one
-// or two). It tries every secret whatever the outcome and compares in
-// constant time, so its timing tells nothing about the mac or about which
-// secret matched. It returns nil, ErrBadMAC, or an error saying which
-// field cannot be in a MAC input.
-func Verify(c *Credential, secrets [][]byte, audience, method, path string, body []byte) error {
+// Check is the verification of one credential: the MAC input is built
+// once, then compared against each of the client's secrets (Try), each
+// comparison in constant time. Try every secret, whatever the outcome, so
+// that timing tells nothing about which one matched.
+type Check struct {
+	input   []byte
+	mac     [MACSize]byte
+	matched int
+}
+
+// NewCheck prepares the verification of c for a request with this
+// audience, method, path and body. It fails when a field cannot be in a
+// MAC input.
+func NewCheck(c *Credential, audience, method, path string, body []byte) (*Check, error) {
 	p := Params{Audience: audience, Client: c.Client, Timestamp: c.Timestamp, Nonce: c.Nonce, Method: method, Path: path}
 	if err := p.check(); err != nil {
-		return err
+		return nil, err
 	}
 	sum := sha256.Sum256(body)
-	var buf [512]byte
-	in := p.appendInput(buf[:0], &sum)
-	match := 0
-	var got [MACSize]byte
-	for _, s := range secrets {
-		if len(s) != SecretSize {
-			continue // the keyring refuses such secrets; never a match
-		}
-		m := hmac.New(sha256.New, s)
-		m.Write(in)
-		match |= subtle.ConstantTimeCompare(m.Sum(got[:0]), c.MAC[:])
+	k := &Check{mac: c.MAC}
+	k.input = p.appendInput(make([]byte, 0, 256+len(path)), &sum)
+	return k, nil
+}
+
+// Try compares the credential's mac with the one secret makes. A secret
+// of the wrong size never matches.
+func (k *Check) Try(secret []byte) {
+	if len(secret) != SecretSize {
+		return
 	}
-	if match != 1 {
+	var got [MACSize]byte
+	m := hmac.New(sha256.New, secret)
+	m.Write(k.input)
+	k.matched |= subtle.ConstantTimeCompare(m.Sum(got[:0]), k.mac[:])
+}
+
+// Matched reports whether a secret tried so far matched.
+func (k *Check) Matched() bool { return k.matched == 1 }
+
+// Verify reports whether c's mac is right for a request with this
+// audience, method, path and body under one of secrets (a client has one
+// or two), trying each (Check). It returns nil, ErrBadMAC, or an error
+// saying which field cannot be in a MAC input.
+func Verify(c *Credential, secrets [][]byte, audience, method, path string, body []byte) error {
+	k, err := NewCheck(c, audience, method, path, body)
+	if err != nil {
+		return err
+	}
+	for _, s := range secrets {
+		k.Try(s)
+	}
+	if !k.Matched() {
 		return ErrBadMAC
 	}
 	return nil
