@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -313,3 +314,35 @@ func TestParseSecret(t *testing.T) {
 }
 
 func fmtAll(v any) string { return fmt.Sprintf("%v %+v %#v %s %q", v, v, v, v, v) }
+
+// TestDocsShowTheVector: docs/protocol.md shows the test vector as it is.
+func TestDocsShowTheVector(t *testing.T) {
+	v, _, _ := loadVector(t)
+	doc, err := os.ReadFile("../../docs/protocol.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{v.Secret, v.Audience, v.Nonce, v.BodySHA256, v.MAC, "Authorization: " + v.Authorization, "`" + v.Body + "`"} {
+		if !strings.Contains(string(doc), want) {
+			t.Errorf("docs/protocol.md does not show %q", want)
+		}
+	}
+}
+
+// TestPythonExampleMatchesVector: docs/examples/sign.py computes the test
+// vector's header, so what the docs show a non-Go client is the scheme.
+func TestPythonExampleMatchesVector(t *testing.T) {
+	v, _, _ := loadVector(t)
+	script := fmt.Sprintf(`import sys; sys.path.insert(0, "../../docs/examples"); import sign
+print(sign.authorization(bytes.fromhex(%q), %q, %q, %q, %q, %q.encode(), ts=%d, nonce=%q))`,
+		v.Secret, v.Audience, v.Client, v.Method, v.Path, v.Body, v.TS, v.Nonce)
+	cmd := exec.Command("python3", "-c", script)
+	cmd.Env = append(os.Environ(), "PYTHONDONTWRITEBYTECODE=1") // nothing written into docs/
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("python3: %v\n%s", err, out)
+	}
+	if got := strings.TrimSpace(string(out)); got != v.Authorization {
+		t.Fatalf("sign.py computes\n%s\nwant\n%s", got, v.Authorization)
+	}
+}
