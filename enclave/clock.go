@@ -52,15 +52,16 @@ func (c *clockState) snapshot() clockSnapshot {
 
 // observe records a comparison: the NSM stamped nsm on a document asked
 // for at before and received at after (signerd's clock). It returns
-// whether the verdict changed.
+// whether the verdict changed (the first comparison always does).
 func (c *clockState) observe(before, after, nsm time.Time) (changed, ok bool, skew time.Duration) {
 	mid := before.Add(after.Sub(before) / 2)
 	skew = mid.Round(0).Sub(nsm) // wall clocks, not the monotonic reading
 	ok = skew <= authWindow && skew >= -authWindow
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	first := c.lastGood.IsZero()
 	c.skew, c.checked, c.lastGood, c.lastErr = skew, after, after, nil
-	return c.ok.Swap(ok) != ok, ok, skew
+	return c.ok.Swap(ok) != ok || first, ok, skew
 }
 
 // failed records a check that could not be made at now. It returns whether

@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/enclave-signer/enclave-signer/internal/signreq"
 	"github.com/enclave-signer/enclave-signer/pkg/attestation"
 	"github.com/enclave-signer/enclave-signer/pkg/keyring"
 	"github.com/enclave-signer/enclave-signer/pkg/keyringsig"
@@ -188,6 +189,8 @@ func (d *daemon) ServeWire(ctx context.Context, req wire.Message) (wire.Message,
 	switch r := req.(type) {
 	case *wire.SignRequest:
 		resp, err = d.sign(r)
+	case *wire.AuthSignRequest:
+		resp, err = d.authSign(r)
 	case *wire.StatusRequest:
 		return d.status(), nil
 	case *wire.ListKeysRequest:
@@ -219,12 +222,13 @@ func (d *daemon) status() *wire.Status {
 		Version:     d.cfg.Version,
 		Pinned:      d.cfg.Pins.Pinned(),
 	}
-	if kp := d.cfg.Pins.KeyringPolicy(); s.Pinned || kp.Pinned() {
-		s.Pins = &wire.Pins{KMSKeys: d.cfg.Pins.KMSKeyStrings()}
+	if kp := d.cfg.Pins.KeyringPolicy(); s.Pinned || kp.Pinned() || d.cfg.Pins.RequireAuth {
+		s.Pins = &wire.Pins{KMSKeys: d.cfg.Pins.KMSKeyStrings(), RequireAuth: d.cfg.Pins.RequireAuth}
 		if kp.Pinned() {
 			s.Pins.KeyringSigners, s.Pins.KeyringThreshold = kp.SignerStrings(), kp.M()
 		}
 	}
+	s.Auth = d.authStatus()
 	if lastErr != nil {
 		e := *lastErr
 		s.Error = &e
@@ -256,6 +260,24 @@ func (d *daemon) sign(r *wire.SignRequest) (*wire.SignResponse, error) {
 	return d.signWith(d.set.Load(), r)
 }
 
+// refusePlain records and counts the refusal of a plain sign request.
+func (d *daemon) refusePlain(r *wire.SignRequest, err error) error {
+	dec := signDecision(r, err)
+	d.refusals.count(dec.Outcome)
+	_ = d.record(dec)
+	return err
+}
+
+// plainAllowed refuses a plain (unauthenticated) sign request for a key
+// of a keyring that declares clients.
+func plainAllowed(key *keyring.Key) error {
+	if !key.Policed() {
+		return nil
+	}
+	return fmt.Errorf("%w: key %q is in keyring %q, which declares clients: send an authenticated request (an Authorization: %s header; docs/protocol.md, Authenticated sign requests)",
+		errUnauthenticated, key.ID(), key.Keyring(), signreq.Scheme)
+}
+
 // signWith signs with set, the set loaded when the request arrived. If a
 // re-provisioning swapped set out and destroyed it before the signature
 // was made, it signs with the set now loaded.
@@ -265,14 +287,17 @@ func (d *daemon) signWith(set *keyring.Set, r *wire.SignRequest) (*wire.SignResp
 		if set == nil {
 			err := d.notReady()
 			if !recorded {
-				_ = d.record(signDecision(r, err))
+				err = d.refusePlain(r, err)
 			}
 			return nil, err
 		}
 		key, err := set.Key(r.KeyID)
+		if err == nil {
+			err = plainAllowed(key)
+		}
 		if err != nil {
 			if !recorded {
-				_ = d.record(signDecision(r, err))
+				err = d.refusePlain(r, err)
 			}
 			return nil, err
 		}
