@@ -113,8 +113,11 @@ func (d *daemon) authenticate(r *wire.AuthSignRequest, dec *decision) (*authedRe
 	}
 }
 
-// checkTime refuses a timestamp outside the window, or from before
-// signerd started, or any while signerd's clock is unconfirmed.
+// checkTime refuses a timestamp outside the window, or from a second
+// before the one signerd started in, or any while signerd's clock is
+// unconfirmed. (A request of the start's own second is taken: refusing
+// it would refuse every client for up to a second after each start, and
+// what it could replay is the residue threat-model.md describes.)
 func (d *daemon) checkTime(ts int64) error {
 	if !d.clock.ok.Load() {
 		c := d.clock.snapshot()
@@ -126,8 +129,8 @@ func (d *daemon) checkTime(ts int64) error {
 	switch {
 	case ts < now-win || ts > now+win:
 		return fmt.Errorf("%w: ts %d is %+d s from signerd's clock (%d): want within %d s; check the client's clock", errUnauthenticated, ts, ts-now, now, win)
-	case ts <= d.boot:
-		return fmt.Errorf("%w: ts %d is not after the second signerd started in (%d): a restart forgets the nonces seen, so older requests are refused; sign again with the current time", errUnauthenticated, ts, d.boot)
+	case ts < d.boot:
+		return fmt.Errorf("%w: ts %d is before signerd started (%d): a restart forgets the nonces seen, so older requests are refused; sign again with the current time", errUnauthenticated, ts, d.boot)
 	}
 	return nil
 }
