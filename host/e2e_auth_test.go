@@ -66,7 +66,9 @@ type authAnswer struct {
 }
 
 func (a authAnswer) code() string {
-	var e struct{ Error struct{ Code, Message string } }
+	var e struct {
+		Error struct{ Code, Message string }
+	}
 	json.Unmarshal(a.body, &e)
 	return e.Error.Code
 }
@@ -307,7 +309,11 @@ func TestDevAuthRateLimit(t *testing.T) {
 	if v := badRetry.Load(); v != nil {
 		t.Errorf("a refusal without a good Retry-After: %v", v)
 	}
-	var st struct{ Auth struct{ RateLimited int64 `json:"rate_limited"` } }
+	var st struct {
+		Auth struct {
+			RateLimited int64 `json:"rate_limited"`
+		}
+	}
 	if _, err := p.getJSON("/v1/status", &st); err != nil || st.Auth.RateLimited != limited.Load() {
 		t.Errorf("status counts %d rate_limited, the clients saw %d (%v)", st.Auth.RateLimited, limited.Load(), err)
 	}
