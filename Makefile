@@ -46,8 +46,10 @@ BUD_FLAGS := --format oci --timestamp 0 --identity-label=false --omit-history \
 KMS_KEYS          ?=
 KEYRING_SIGNERS   ?=
 KEYRING_THRESHOLD ?=
+# REQUIRE_AUTH=true: signerd refuses keyrings that declare no clients.
+REQUIRE_AUTH      ?=
 PIN_ARGS = --build-arg 'KMS_KEYS=$(KMS_KEYS)' --build-arg 'KEYRING_SIGNERS=$(KEYRING_SIGNERS)' \
-	--build-arg 'KEYRING_THRESHOLD=$(KEYRING_THRESHOLD)'
+	--build-arg 'KEYRING_THRESHOLD=$(KEYRING_THRESHOLD)' --build-arg 'REQUIRE_AUTH=$(REQUIRE_AUTH)'
 
 # On the parent instance (nitro-cli and Docker; not available in CI).
 NITRO_CLI      ?= nitro-cli

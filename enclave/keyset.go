@@ -12,7 +12,7 @@ import (
 // field of Pins must appear here: TestEveryPinIsAttested fails on one
 // that does not, so that no pin goes unattested.
 func (p Pins) attested() attestation.Pins {
-	a := attestation.Pins{KMSKeys: p.KMSKeyStrings()}
+	a := attestation.Pins{KMSKeys: p.KMSKeyStrings(), RequireAuth: p.RequireAuth}
 	if kp := p.KeyringPolicy(); kp.Pinned() {
 		a.KeyringSigners, a.KeyringThreshold = kp.SignerStrings(), uint64(kp.M())
 	}

@@ -81,15 +81,16 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 
 	keys := kms.NewKeySource(ctx)
 	d, err := newDaemon(ctx, daemonConfig{
-		NSM:         nsm,
-		Attestation: cfg.Attestation,
-		Keys:        keys,
-		KMSProxy:    cfg.KMSProxy,
-		KMSEndpoint: cfg.KMSEndpoint,
-		KMSRoots:    roots,
-		Pins:        cfg.Pins,
-		Version:     ver,
-		Log:         log,
+		NSM:           nsm,
+		Attestation:   cfg.Attestation,
+		Keys:          keys,
+		KMSProxy:      cfg.KMSProxy,
+		KMSEndpoint:   cfg.KMSEndpoint,
+		KMSRoots:      roots,
+		Pins:          cfg.Pins,
+		Version:       ver,
+		Log:           log,
+		NonceCapacity: cfg.NonceCapacity,
 	})
 	if err != nil {
 		return err
@@ -115,6 +116,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	if p := cfg.Pins.KeyringPolicy(); p.Pinned() {
 		attrs = append(attrs, "keyring_signers", p.SignerStrings(), "keyring_threshold", p.M())
 	}
+	attrs = append(attrs, "require_auth", cfg.Pins.RequireAuth, "nonce_cache", cfg.NonceCapacity)
 	log.Info("signerd started", attrs...)
 	if !cfg.Pins.Pinned() {
 		log.Warn("no KMS key is pinned (--kms-key, or make image KMS_KEYS=ARN): signerd accepts an identity sealed under any KMS key, so whoever can provision it (root on the parent) can load keys of its own choosing; pin the key the identity is sealed under (docs/signerd.md)")

@@ -10,7 +10,9 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
+	"github.com/enclave-signer/enclave-signer/internal/signreq"
 	"github.com/enclave-signer/enclave-signer/pkg/attestation"
 	"github.com/enclave-signer/enclave-signer/pkg/keyring"
 	"github.com/enclave-signer/enclave-signer/pkg/keyringsig"
@@ -44,6 +46,14 @@ type daemonConfig struct {
 	Version string
 	// Log is the daemon's logger; nil discards.
 	Log *slog.Logger
+	// NonceCapacity bounds the nonces of authenticated requests remembered
+	// (--nonce-cache); 0 means defaultNonceCapacity.
+	NonceCapacity int
+	// ClockCheckEvery is the interval between comparisons of signerd's
+	// clock with the NSM's; 0 means clockCheckEvery.
+	ClockCheckEvery time.Duration
+	// Now is signerd's clock; nil means time.Now. For tests.
+	Now func() time.Time
 }
 
 // daemon is signerd's state machine and its wire.Handler.
@@ -84,6 +94,17 @@ type daemon struct {
 	// rec receives every sign request's decision (the audit trail).
 	rec recorder
 
+	// Authenticated requests (auth.go): the clock, when signerd started
+	// (timestamps before it are refused: a restart empties the nonce
+	// cache), the nonces seen, the rate limits of the loaded set, and the
+	// refusals counted for status.
+	now      func() time.Time
+	boot     int64 // Unix seconds
+	clock    clockState
+	nonces   *nonceCache
+	limits   atomic.Pointer[limiters]
+	refusals authCounters
+
 	mu       sync.Mutex
 	state    wire.State
 	lastErr  *wire.StatusError // the last provisioning's failure, nil after a success
@@ -101,12 +122,22 @@ func newDaemon(life context.Context, cfg daemonConfig) (*daemon, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	now := cfg.Now
+	if now == nil {
+		now = time.Now
+	}
+	nonceCap := cfg.NonceCapacity
+	if nonceCap <= 0 {
+		nonceCap = defaultNonceCapacity
+	}
 	pins := cfg.Pins.attested()
 	room, err := callerRoom(pins)
 	if err != nil {
 		return nil, err
 	}
+	before := now()
 	raw, err := attestation.Attest(cfg.NSM, attestation.AttestRequest{})
+	after := now()
 	if err != nil {
 		return nil, fmt.Errorf("read own PCRs: %w", err)
 	}
@@ -124,6 +155,9 @@ func newDaemon(life context.Context, cfg daemonConfig) (*daemon, error) {
 		provision:  make(chan struct{}, 1),
 		state:      wire.StateWaiting,
 		rec:        nopRecorder{},
+		now:        now,
+		boot:       before.Unix(),
+		nonces:     newNonceCache(int64(authWindow/time.Second), nonceCap),
 	}
 	for i := range 16 {
 		if v, ok := doc.PCRs[i]; ok {
@@ -134,6 +168,13 @@ func newDaemon(life context.Context, cfg daemonConfig) (*daemon, error) {
 		return nil, errors.New("read own PCRs: own attestation document has no PCR0")
 	}
 	d.life, d.stop = context.WithCancel(life)
+	// The first clock check is the document just made; then periodically.
+	d.clockObserved(before, after, doc.Timestamp)
+	every := cfg.ClockCheckEvery
+	if every <= 0 {
+		every = clockCheckEvery
+	}
+	go d.clockLoop(d.life, every)
 	return d, nil
 }
 
@@ -148,6 +189,8 @@ func (d *daemon) ServeWire(ctx context.Context, req wire.Message) (wire.Message,
 	switch r := req.(type) {
 	case *wire.SignRequest:
 		resp, err = d.sign(r)
+	case *wire.AuthSignRequest:
+		resp, err = d.authSign(r)
 	case *wire.StatusRequest:
 		return d.status(), nil
 	case *wire.ListKeysRequest:
@@ -179,12 +222,13 @@ func (d *daemon) status() *wire.Status {
 		Version:     d.cfg.Version,
 		Pinned:      d.cfg.Pins.Pinned(),
 	}
-	if kp := d.cfg.Pins.KeyringPolicy(); s.Pinned || kp.Pinned() {
-		s.Pins = &wire.Pins{KMSKeys: d.cfg.Pins.KMSKeyStrings()}
+	if kp := d.cfg.Pins.KeyringPolicy(); s.Pinned || kp.Pinned() || d.cfg.Pins.RequireAuth {
+		s.Pins = &wire.Pins{KMSKeys: d.cfg.Pins.KMSKeyStrings(), RequireAuth: d.cfg.Pins.RequireAuth}
 		if kp.Pinned() {
 			s.Pins.KeyringSigners, s.Pins.KeyringThreshold = kp.SignerStrings(), kp.M()
 		}
 	}
+	s.Auth = d.authStatus()
 	if lastErr != nil {
 		e := *lastErr
 		s.Error = &e
@@ -216,6 +260,24 @@ func (d *daemon) sign(r *wire.SignRequest) (*wire.SignResponse, error) {
 	return d.signWith(d.set.Load(), r)
 }
 
+// refusePlain records and counts the refusal of a plain sign request.
+func (d *daemon) refusePlain(r *wire.SignRequest, err error) error {
+	dec := signDecision(r, err)
+	d.refusals.count(dec.Outcome)
+	_ = d.record(dec)
+	return err
+}
+
+// plainAllowed refuses a plain (unauthenticated) sign request for a key
+// of a keyring that declares clients.
+func plainAllowed(key *keyring.Key) error {
+	if !key.Policed() {
+		return nil
+	}
+	return fmt.Errorf("%w: key %q is in keyring %q, which declares clients: send an authenticated request (an Authorization: %s header; docs/protocol.md, Authenticated sign requests)",
+		errUnauthenticated, key.ID(), key.Keyring(), signreq.Scheme)
+}
+
 // signWith signs with set, the set loaded when the request arrived. If a
 // re-provisioning swapped set out and destroyed it before the signature
 // was made, it signs with the set now loaded.
@@ -225,14 +287,17 @@ func (d *daemon) signWith(set *keyring.Set, r *wire.SignRequest) (*wire.SignResp
 		if set == nil {
 			err := d.notReady()
 			if !recorded {
-				_ = d.record(signDecision(r, err))
+				err = d.refusePlain(r, err)
 			}
 			return nil, err
 		}
 		key, err := set.Key(r.KeyID)
+		if err == nil {
+			err = plainAllowed(key)
+		}
 		if err != nil {
 			if !recorded {
-				_ = d.record(signDecision(r, err))
+				err = d.refusePlain(r, err)
 			}
 			return nil, err
 		}

@@ -90,6 +90,9 @@ type devOptions struct {
 	// KMSThrottle is the fraction of KMS requests the emulator answers
 	// with ThrottlingException (0 to below 1).
 	KMSThrottle float64
+	// Auth runs signerd with --require-auth and loads keyring-auth.age, a
+	// keyring with clients (devauth.go), instead of keyring.age.
+	Auth bool
 }
 
 // The bounds of devOptions.IMDSCredentials: a provisioning must fit in a
@@ -512,6 +515,9 @@ func startDevStack(ctx context.Context, o devOptions) (*devStack, error) {
 	if o.DebugMode {
 		args = append(args, "--sim-debug-mode")
 	}
+	if o.Auth {
+		args = append(args, "--require-auth")
+	}
 	senv := env
 	if len(o.SignerdCPUs) > 0 {
 		senv = append(senv, fmt.Sprintf("GOMAXPROCS=%d", len(o.SignerdCPUs)))
@@ -533,7 +539,7 @@ func startDevStack(ctx context.Context, o devOptions) (*devStack, error) {
 		"listen":   o.HTTP,
 		"region":   devRegion,
 		"identity": filepath.Join(dir, "identity.enc"),
-		"keyrings": append([]string{filepath.Join(dir, "keyring.age")}, absAll(o.Keyrings)...),
+		"keyrings": append([]string{s.keyringFile()}, absAll(o.Keyrings)...),
 		"instance": s.instance,
 	}
 	shimEnv := env
@@ -963,7 +969,7 @@ func (s *devStack) setupKMS(ctx context.Context) error {
 	if err := s.setupKeyringSigner(ctx, c); err != nil {
 		return err
 	}
-	return s.setupKeyring(ctx, filepath.Join(s.dir, "keyring.age"), created)
+	return s.setupKeyring(ctx, s.keyringFile(), created)
 }
 
 // setupKeyringSigner makes sure the emulator has the signing key that
@@ -1018,6 +1024,9 @@ func (s *devStack) setupKeyring(ctx context.Context, path string, fresh bool) er
 	if err != nil {
 		return err
 	}
+	if missing := s.missingClientSecret(); s.opts.Auth && missing != "" {
+		return s.makeKeyring(ctx, path, missing+" was missing")
+	}
 	pins := keyringsig.Policy{Signers: []keyringsig.SignerKey{s.signerPin}}
 	sigBytes, _ := os.ReadFile(path + sigSuffix)
 	_, verr := pins.Verify(ct, sigBytes, time.Now().Add(24*time.Hour))
@@ -1033,7 +1042,7 @@ func (s *devStack) setupKeyring(ctx context.Context, path string, fresh bool) er
 	return s.signKeyring(ctx, path, ct, st.KeyringID, st.Version, st.Recipients, "keyring.age.sig (signed again: its window was ending)")
 }
 
-func (s *devStack) makeKeyring(ctx context.Context, path, why string) error {
+func (s *devStack) makeOpenKeyring(ctx context.Context, path, why string) error {
 	r, err := age.ParseX25519Recipient(s.recipient)
 	if err != nil {
 		return fmt.Errorf("recipient.txt: %w", err)
@@ -1059,6 +1068,15 @@ func (s *devStack) makeKeyring(ctx context.Context, path, why string) error {
 	}
 	s.created = append(s.created, what)
 	return s.signKeyring(ctx, path, ct, devKeyringID, 1, []string{s.recipient}, "keyring.age.sig (its statement, signed by the keyring signer)")
+}
+
+// makeKeyring writes the stack's own keyring anew: keyring.age, or with
+// --auth keyring-auth.age and its clients' secrets.
+func (s *devStack) makeKeyring(ctx context.Context, path, why string) error {
+	if s.opts.Auth {
+		return s.makeAuthKeyring(ctx, path, why)
+	}
+	return s.makeOpenKeyring(ctx, path, why)
 }
 
 // signKeyring writes path.sig: a statement about ct, valid from now for

@@ -140,6 +140,7 @@ var pinVars = map[string]string{
 	"KMS_KEYS":          "SIGNERD_KMS_KEYS",
 	"KEYRING_SIGNERS":   "SIGNERD_KEYRING_SIGNERS",
 	"KEYRING_THRESHOLD": "SIGNERD_KEYRING_THRESHOLD",
+	"REQUIRE_AUTH":      "SIGNERD_REQUIRE_AUTH",
 }
 
 func TestCheckDockerfileRefuses(t *testing.T) {

@@ -23,7 +23,8 @@ const UserDataVersion = 1
 // keys):
 //
 //	"v":      1
-//	"pins":   {"kms_keys": [tstr…], "keyring_signers": [tstr…], "keyring_threshold": uint}
+//	"pins":   {"kms_keys": [tstr…], "keyring_signers": [tstr…], "keyring_threshold": uint,
+//	           "require_auth": true, only when set}
 //	"caller": bstr, only when the caller gave non-empty user_data
 //	"keyset": bstr, 48 bytes (KeySetDigest)
 //
@@ -48,17 +49,21 @@ type Pins struct {
 	// KeyringThreshold is how many of KeyringSigners must sign a keyring;
 	// 0 when no keyring signer is pinned.
 	KeyringThreshold uint64
+	// RequireAuth: signerd refuses, at provisioning, a keyring that
+	// declares no clients (--require-auth).
+	RequireAuth bool
 }
 
 // Unpinned reports whether no pin is set.
 func (p Pins) Unpinned() bool {
-	return len(p.KMSKeys) == 0 && len(p.KeyringSigners) == 0 && p.KeyringThreshold == 0
+	return len(p.KMSKeys) == 0 && len(p.KeyringSigners) == 0 && p.KeyringThreshold == 0 && !p.RequireAuth
 }
 
 // Equal reports whether p and q pin the same keys and signers, in any
-// order, with the same threshold.
+// order, with the same threshold and require_auth.
 func (p Pins) Equal(q Pins) bool {
-	return p.KeyringThreshold == q.KeyringThreshold && sameSet(p.KMSKeys, q.KMSKeys) && sameSet(p.KeyringSigners, q.KeyringSigners)
+	return p.KeyringThreshold == q.KeyringThreshold && p.RequireAuth == q.RequireAuth &&
+		sameSet(p.KMSKeys, q.KMSKeys) && sameSet(p.KeyringSigners, q.KeyringSigners)
 }
 
 func sameSet(a, b []string) bool {
@@ -78,6 +83,7 @@ type pinsCBOR struct {
 	KMSKeys          []string `cbor:"kms_keys"`
 	KeyringSigners   []string `cbor:"keyring_signers"`
 	KeyringThreshold uint64   `cbor:"keyring_threshold"`
+	RequireAuth      bool     `cbor:"require_auth,omitempty"`
 }
 
 var userDataEnc = func() cbor.EncMode {
@@ -107,6 +113,7 @@ func (u *UserData) Marshal() ([]byte, error) {
 			KMSKeys:          slices.Sorted(slices.Values(u.Pins.KMSKeys)),
 			KeyringSigners:   slices.Sorted(slices.Values(u.Pins.KeyringSigners)),
 			KeyringThreshold: u.Pins.KeyringThreshold,
+			RequireAuth:      u.Pins.RequireAuth,
 		},
 		Caller: u.Caller,
 	}
@@ -260,6 +267,12 @@ func parsePins(raw cbor.RawMessage) (Pins, error) {
 	if major(v) != majorUint || userDataDec.Unmarshal(v, &p.KeyringThreshold) != nil {
 		return Pins{}, bad(`"keyring_threshold": want an unsigned integer`)
 	}
+	if v, ok := fields["require_auth"]; ok {
+		if len(v) != 1 || (v[0] != 0xf4 && v[0] != 0xf5) {
+			return Pins{}, bad(`"require_auth": want a boolean`)
+		}
+		p.RequireAuth = v[0] == 0xf5
+	}
 	return p, nil
 }
 
@@ -269,8 +282,12 @@ func (p Pins) String() string {
 	if p.Unpinned() {
 		return "unpinned"
 	}
-	return fmt.Sprintf("kms_keys=[%s] keyring_signers=[%s] keyring_threshold=%d",
+	s := fmt.Sprintf("kms_keys=[%s] keyring_signers=[%s] keyring_threshold=%d",
 		strings.Join(p.KMSKeys, " "), strings.Join(p.KeyringSigners, " "), p.KeyringThreshold)
+	if p.RequireAuth {
+		s += " require_auth=true"
+	}
+	return s
 }
 
 // SignerdUserData parses the document's user_data as signerd's map

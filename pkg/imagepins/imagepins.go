@@ -28,6 +28,9 @@ const (
 	EnvKMSKeys          = "SIGNERD_KMS_KEYS"
 	EnvKeyringSigners   = "SIGNERD_KEYRING_SIGNERS"
 	EnvKeyringThreshold = "SIGNERD_KEYRING_THRESHOLD"
+	// EnvRequireAuth, "true", makes signerd refuse keyrings that declare
+	// no clients (--require-auth).
+	EnvRequireAuth = "SIGNERD_REQUIRE_AUTH"
 )
 
 // Pins are an image's pins. Its JSON form (nitro-cli's PascalCase) is the
@@ -41,6 +44,8 @@ type Pins struct {
 	// KeyringThreshold is how many of them must sign, as written ("" when
 	// unset).
 	KeyringThreshold string `json:"KeyringThreshold,omitempty"`
+	// RequireAuth is SIGNERD_REQUIRE_AUTH as written ("" when unset).
+	RequireAuth string `json:"RequireAuth,omitempty"`
 }
 
 // Pinned reports whether the image pins the KMS keys its identity may be
@@ -60,6 +65,8 @@ func FromEnv(env []string) Pins {
 			p.KeyringSigners = List(v)
 		case EnvKeyringThreshold:
 			p.KeyringThreshold = strings.TrimSpace(v)
+		case EnvRequireAuth:
+			p.RequireAuth = strings.TrimSpace(v)
 		}
 	}
 	return p

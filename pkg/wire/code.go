@@ -54,8 +54,25 @@ const (
 	CodeProvisioningFailed Code = 20
 	// CodeForbidden: the peer may not make this request: a provisioning
 	// from an unprivileged peer (a source port of 1024 or above, which any
-	// local user can open). Nothing changed; the connection keeps serving.
+	// local user can open), or an authenticated sign request the key's
+	// policy refuses (the message names the rule). Nothing changed; the
+	// connection keeps serving.
 	CodeForbidden Code = 21
+	// CodeUnauthenticated: an auth_sign_request whose credential is
+	// missing, malformed or wrong (an unknown client, a mac that does not
+	// match), whose timestamp is outside the window or before signerd
+	// started, or whose nonce was seen within the window; or a plain
+	// sign_request for a key of a keyring that declares clients. HTTP 401
+	// with WWW-Authenticate.
+	CodeUnauthenticated Code = 22
+	// CodeRateLimited: the key's or the client's rate is spent; the
+	// Error's RetryAfterMillis says when a token is next free. HTTP 429
+	// with Retry-After.
+	CodeRateLimited Code = 23
+	// CodeAuthUnavailable: signerd cannot check credentials now: its
+	// nonce cache is full, or its clock disagrees with the NSM's by more
+	// than the timestamp window. HTTP 503.
+	CodeAuthUnavailable Code = 24
 )
 
 var codeNames = map[Code]string{
@@ -72,6 +89,9 @@ var codeNames = map[Code]string{
 	CodeDigestNotAllowed:   "digest_not_allowed",
 	CodeProvisioningFailed: "provisioning_failed",
 	CodeForbidden:          "forbidden",
+	CodeUnauthenticated:    "unauthenticated",
+	CodeRateLimited:        "rate_limited",
+	CodeAuthUnavailable:    "auth_unavailable",
 }
 
 // Codes returns every code this version of the package defines, in
@@ -82,6 +102,7 @@ func Codes() []Code {
 		CodeInvalidRequest, CodeInternal, CodeTooManyConnections,
 		CodeNotReady, CodeUnknownKey, CodeInvalidDigest, CodeDigestNotAllowed,
 		CodeProvisioningFailed, CodeForbidden,
+		CodeUnauthenticated, CodeRateLimited, CodeAuthUnavailable,
 	}
 }
 
@@ -113,6 +134,9 @@ func (c Code) ClosesConn() bool {
 type Error struct {
 	Code    Code   `cbor:"1,keyasint"`
 	Message string `cbor:"2,keyasint,omitempty"`
+	// RetryAfterMillis is, for rate_limited, how long until the request
+	// could succeed, in milliseconds; 0 (absent) otherwise.
+	RetryAfterMillis uint32 `cbor:"3,keyasint,omitempty"`
 }
 
 // Sentinels for errors.Is, one per code. Their Message is empty, and an
@@ -131,6 +155,9 @@ var (
 	ErrDigestNotAllowed   = &Error{Code: CodeDigestNotAllowed}
 	ErrProvisioningFailed = &Error{Code: CodeProvisioningFailed}
 	ErrForbidden          = &Error{Code: CodeForbidden}
+	ErrUnauthenticated    = &Error{Code: CodeUnauthenticated}
+	ErrRateLimited        = &Error{Code: CodeRateLimited}
+	ErrAuthUnavailable    = &Error{Code: CodeAuthUnavailable}
 )
 
 // ErrConnClosed is wrapped by every error a Conn returns once its connection

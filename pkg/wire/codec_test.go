@@ -83,6 +83,8 @@ func samples() []struct {
 			RecoveryID: u8(0), SignatureRSV: bytes.Repeat([]byte{0x22}, 65)}},
 		{5, &AttestRequest{Nonce: []byte("nonce"), UserData: []byte("user data")}},
 		{5, &AttestResponse{Document: []byte{0x84, 0x44, 0xa1, 0x01, 0x38, 0x22}}},
+		{6, &AuthSignRequest{Method: "POST", Path: "/v1/keys/eth/sign", Body: []byte(`{"message":"aGVsbG8="}`),
+			Authorization: "ES-HMAC-SHA256 client=app1, ts=1700000000, nonce=00112233445566778899aabbccddeeff, mac=802425352bda431b093534b5621ab8d6622cd75142954cbf01e3cd461670ec1a"}},
 	}
 }
 
