@@ -126,15 +126,15 @@ const testAudience = "payments-test"
 func startDaemon(t *testing.T, rec recorder, extra ...string) (*env, *daemon) {
 	t.Helper()
 	var d *daemon
-	testOnlyDaemon = func(x *daemon) {
+	setTestOnlyDaemon(func(x *daemon) {
 		d = x
 		if rec != nil {
 			d.rec = rec
 		}
-	}
-	t.Cleanup(func() { testOnlyDaemon = nil })
+	})
+	t.Cleanup(func() { setTestOnlyDaemon(nil) })
 	e := start(t, extra...)
-	testOnlyDaemon = nil
+	setTestOnlyDaemon(nil)
 	return e, d
 }
 
@@ -361,7 +361,7 @@ func TestAuthRateLimit(t *testing.T) {
 	e, _ := startDaemon(t, nil)
 	c := e.dial()
 	cl := newClient("app1", 1)
-	cl.rate = map[string]any{"per_second": 1000, "burst": 8}
+	cl.rate = map[string]any{"per_second": 1, "burst": 8}
 	k := newKey(t, "k", keyring.Ed25519)
 	k2 := newKey(t, "k2", keyring.Ed25519)
 	ring := policedRingJSON("r", testAudience, []testClient{cl},
@@ -398,7 +398,7 @@ func TestAuthRateLimit(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if clientLimited == nil || clientLimited.Code != wire.CodeRateLimited || !strings.Contains(clientLimited.Message, `client "app1": rate 1000/s,burst=8`) {
+	if clientLimited == nil || clientLimited.Code != wire.CodeRateLimited || !strings.Contains(clientLimited.Message, `client "app1": rate 1/s,burst=8`) {
 		t.Errorf("client over its burst on another key: %+v", clientLimited)
 	}
 }
