@@ -56,6 +56,9 @@ type Config struct {
 	// Pins are what signerd takes keys from (--kms-key, --keyring-signer,
 	// --keyring-threshold and the image's SIGNERD_* variables).
 	Pins Pins
+	// NonceCapacity bounds the nonces of authenticated requests remembered
+	// (--nonce-cache, default defaultNonceCapacity).
+	NonceCapacity int
 	// AuditBuffer is how many audit records (entries and checkpoints)
 	// wait for the host to drain them (--audit-buffer, default
 	// defaultAuditBuffer); when it is full, signing stops (or, with
@@ -85,6 +88,10 @@ type Pins struct {
 	// KeyringThreshold is M of M-of-N (--keyring-threshold,
 	// SIGNERD_KEYRING_THRESHOLD; 0 means 1).
 	KeyringThreshold int
+	// RequireAuth refuses, at provisioning, a keyring that declares no
+	// clients, whose keys anyone reaching signerd could use
+	// (--require-auth; SIGNERD_REQUIRE_AUTH=true).
+	RequireAuth bool
 	// AuditOverflow is what a full audit buffer does (--audit-overflow,
 	// SIGNERD_AUDIT_OVERFLOW): "" refuses to sign until it is drained
 	// (fail closed, the default, given as "refuse"), "drop" records a gap
@@ -123,6 +130,7 @@ var imageEnv = []struct{ name, flag string }{
 	{imagepins.EnvKMSKeys, "kms-key"},
 	{imagepins.EnvKeyringSigners, "keyring-signer"},
 	{imagepins.EnvKeyringThreshold, "keyring-threshold"},
+	{imagepins.EnvRequireAuth, "require-auth"},
 	{imagepins.EnvAuditOverflow, "audit-overflow"},
 }
 
@@ -208,6 +216,8 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 	frameMemory := fs.String("frame-memory", "8MiB", "the most memory frames in flight may hold, on all connections together: BYTES, or a number with KiB, MiB or GiB")
 	fs.Var((*kmsKeyFlags)(&cfg.Pins.KMSKeys), "kms-key", "`ARN` of a KMS key an identity may be sealed under (repeatable: two during a rotation; also SIGNERD_KMS_KEYS, comma-separated); none: any key (unpinned)")
 	fs.Var((*keyringSignerFlags)(&cfg.Pins.KeyringSigners), "keyring-signer", "`VALUE` of a keyring signer (ed25519:BASE64 or ecdsa-p256:BASE64, as signer keyring signer-key prints it) whose signature keyrings need (repeatable; also SIGNERD_KEYRING_SIGNERS, comma-separated); none: keyrings are loaded unchecked")
+	fs.BoolVar(&cfg.Pins.RequireAuth, "require-auth", false, "refuse, at provisioning, any keyring that declares no clients (whose keys anyone reaching signerd could use); also SIGNERD_REQUIRE_AUTH=true")
+	fs.IntVar(&cfg.NonceCapacity, "nonce-cache", defaultNonceCapacity, "the most nonces of authenticated requests remembered at once (about 40 bytes each); when full, authenticated requests are refused (auth_unavailable) until old ones expire")
 	fs.IntVar(&cfg.Pins.KeyringThreshold, "keyring-threshold", 0, "`M`: how many distinct pinned keyring signers must sign each keyring (default 1; also SIGNERD_KEYRING_THRESHOLD)")
 	fs.Var((*auditOverflowFlag)(&cfg.Pins.AuditOverflow), "audit-overflow", "what a full audit buffer does: refuse (signing stops until the host drains it) or drop (a gap entry records how many decisions went unrecorded, and signing goes on); a pin, attested (also SIGNERD_AUDIT_OVERFLOW)")
 	fs.IntVar(&cfg.AuditBuffer, "audit-buffer", defaultAuditBuffer, "`N`: how many audit records (entries and checkpoints) wait for the host to drain them")
@@ -270,6 +280,9 @@ func (c Config) Validate() error {
 	}
 	if c.FrameMemory < wire.MinFrameMemory || c.FrameMemory > maxFrameMemory {
 		return fmt.Errorf("--frame-memory: want %s to %s, got %d bytes", formatSize(wire.MinFrameMemory), formatSize(maxFrameMemory), c.FrameMemory)
+	}
+	if c.NonceCapacity < 1 || c.NonceCapacity > maxNonceCapacity {
+		return fmt.Errorf("--nonce-cache: want 1 to %d, got %d", maxNonceCapacity, c.NonceCapacity)
 	}
 	if c.AuditBuffer < minAuditBuffer || c.AuditBuffer > maxAuditBuffer {
 		return fmt.Errorf("--audit-buffer: want %d to %d records, got %d", minAuditBuffer, maxAuditBuffer, c.AuditBuffer)
@@ -342,8 +355,9 @@ func (c Config) logLevel() (slog.Level, error) {
 // Upper bounds of --max-conns and --frame-memory: beyond them a typo, not
 // a choice (an enclave has a few GiB at most).
 const (
-	maxMaxConns    = 1 << 16
-	maxFrameMemory = 4 << 30
+	maxMaxConns      = 1 << 16
+	maxFrameMemory   = 4 << 30
+	maxNonceCapacity = 1 << 26 // some 2.5 GiB full
 )
 
 // parseSize parses BYTES or a number with a KiB, MiB or GiB suffix.

@@ -87,6 +87,14 @@ func outcomeOf(err error) string {
 		return outcomeUnknownKey
 	case errors.Is(err, errNotReady):
 		return outcomeNotReady
+	case errors.Is(err, errUnauthenticated):
+		return outcomeUnauthenticated
+	case errors.Is(err, keyring.ErrForbidden):
+		return outcomeForbidden
+	case errors.Is(err, errRateLimited):
+		return outcomeRateLimited
+	case errors.Is(err, errAuthUnavailable):
+		return outcomeAuthUnavailable
 	}
 	return outcomeInvalid
 }

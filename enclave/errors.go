@@ -28,6 +28,9 @@ var codes = []struct {
 	{errInvalidRequest, wire.CodeInvalidRequest},
 	{errUnsupported, wire.CodeUnsupported},
 	{errForbidden, wire.CodeForbidden},
+	{errUnauthenticated, wire.CodeUnauthenticated},
+	{errAuthUnavailable, wire.CodeAuthUnavailable},
+	{keyring.ErrForbidden, wire.CodeForbidden},
 	{keyring.ErrUnknownKey, wire.CodeUnknownKey},
 	{keyring.ErrDigestNotAllowed, wire.CodeDigestNotAllowed},
 	{keyring.ErrInvalidDigest, wire.CodeInvalidDigest},
@@ -43,11 +46,16 @@ func (d *daemon) wireError(req wire.Message, err error) error {
 	if errors.As(err, &we) {
 		return we
 	}
+	var rl *rateLimitError
+	if errors.As(err, &rl) {
+		return &wire.Error{Code: wire.CodeRateLimited, Message: rl.msg, RetryAfterMillis: rl.retryAfterMillis()}
+	}
 	for _, c := range codes {
 		if errors.Is(err, c.err) {
 			msg := err.Error()
 			// signerd's own sentinels only name the code again.
-			if c.err == errNotReady || c.err == errInvalidRequest || c.err == errUnsupported || c.err == errForbidden || c.err == errAuditUnavailable {
+			switch c.err {
+			case errNotReady, errInvalidRequest, errUnsupported, errForbidden, errUnauthenticated, errAuthUnavailable, errAuditUnavailable:
 				msg = strings.TrimPrefix(msg, c.err.Error()+": ")
 			}
 			return wire.NewError(c.code, msg)

@@ -12,7 +12,7 @@ import (
 // field of Pins must appear here: TestEveryPinIsAttested fails on one
 // that does not, so that no pin goes unattested.
 func (p Pins) attested() attestation.Pins {
-	a := attestation.Pins{KMSKeys: p.KMSKeyStrings(), AuditOverflow: p.AuditOverflow}
+	a := attestation.Pins{KMSKeys: p.KMSKeyStrings(), RequireAuth: p.RequireAuth, AuditOverflow: p.AuditOverflow}
 	if kp := p.KeyringPolicy(); kp.Pinned() {
 		a.KeyringSigners, a.KeyringThreshold = kp.SignerStrings(), uint64(kp.M())
 	}

@@ -26,6 +26,7 @@ import (
 	"runtime/debug"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -81,23 +82,26 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 
 	keys := kms.NewKeySource(ctx)
 	d, err := newDaemon(ctx, daemonConfig{
-		NSM:         nsm,
-		Attestation: cfg.Attestation,
-		Keys:        keys,
-		KMSProxy:    cfg.KMSProxy,
-		KMSEndpoint: cfg.KMSEndpoint,
-		KMSRoots:    roots,
-		Pins:        cfg.Pins,
-		AuditBuffer: cfg.AuditBuffer,
-		Version:     ver,
-		Log:         log,
+		NSM:           nsm,
+		Attestation:   cfg.Attestation,
+		Keys:          keys,
+		KMSProxy:      cfg.KMSProxy,
+		KMSEndpoint:   cfg.KMSEndpoint,
+		KMSRoots:      roots,
+		Pins:          cfg.Pins,
+		Version:       ver,
+		Log:           log,
+		AuditBuffer:   cfg.AuditBuffer,
+		NonceCapacity: cfg.NonceCapacity,
 	})
 	if err != nil {
 		return err
 	}
+	testOnlyMu.Lock()
 	if testOnlyDaemon != nil {
 		testOnlyDaemon(d)
 	}
+	testOnlyMu.Unlock()
 
 	ln, err := listen(ctx, cfg.Listen)
 	if err != nil {
@@ -116,6 +120,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	if p := cfg.Pins.KeyringPolicy(); p.Pinned() {
 		attrs = append(attrs, "keyring_signers", p.SignerStrings(), "keyring_threshold", p.M())
 	}
+	attrs = append(attrs, "require_auth", cfg.Pins.RequireAuth, "nonce_cache", cfg.NonceCapacity)
 	attrs = append(attrs, "audit_buffer", cfg.AuditBuffer, "audit_overflow", (*auditOverflowFlag)(&cfg.Pins.AuditOverflow).String())
 	log.Info("signerd started", attrs...)
 	if !cfg.Pins.Pinned() {
@@ -182,7 +187,11 @@ func memTotal(meminfo []byte) (uint64, bool) {
 }
 
 // testOnlyDaemon, when set by a test, is handed the daemon run builds.
-var testOnlyDaemon func(*daemon)
+// testOnlyMu guards it: a test sets it while an earlier run may read it.
+var (
+	testOnlyMu     sync.Mutex
+	testOnlyDaemon func(*daemon)
+)
 
 // testOnlySimNow, when set by a test, is the simulated NSM's clock.
 var testOnlySimNow func() time.Time

@@ -3,11 +3,13 @@ package main
 import (
 	"encoding/base64"
 	"encoding/hex"
+	"encoding/json"
 	"encoding/pem"
 	"net/http"
 	"strings"
 	"testing"
 
+	"github.com/enclave-signer/enclave-signer/internal/signreq"
 	"github.com/enclave-signer/enclave-signer/pkg/keyring"
 	"github.com/enclave-signer/enclave-signer/pkg/wire"
 )
@@ -109,5 +111,52 @@ func TestNoSecretsInLogsOrErrors(t *testing.T) {
 	}
 	if !strings.Contains(logs, `"secret_access_key":"REDACTED"`) {
 		t.Errorf("the provisioning request is not logged in redacted form:\n%s", logs)
+	}
+}
+
+// TestNoClientSecretsInLogsOrErrors: the client secrets of a policed
+// keyring appear in no log line (debug level) and in no error text or
+// status, through provisioning, signatures and every kind of refusal.
+func TestNoClientSecretsInLogsOrErrors(t *testing.T) {
+	a := startAuth(t)
+	var texts []string
+	send := func(r *wire.AuthSignRequest) {
+		if _, err := a.sign(r); err != nil {
+			texts = append(texts, err.Error())
+		}
+	}
+	p := func(client, path string, body []byte) signreq.Params {
+		return signreq.Params{Audience: testAudience, Client: client, Path: path, Body: body}
+	}
+	send(authRequest(t, a.app1.secrets[0], p("app1", "/v1/keys/k1/sign", messageBody("ok"))))
+	send(authRequest(t, a.app1.secrets[1], p("app1", "/v1/keys/k1/sign", messageBody("ok, old secret"))))
+	send(authRequest(t, a.app2.secrets[0], p("app1", "/v1/keys/k1/sign", messageBody("wrong secret"))))
+	send(authRequest(t, a.app1.secrets[0], p("app1", "/v1/keys/k2/sign", messageBody("forbidden"))))
+	send(authRequest(t, a.app1.secrets[0], p("app9", "/v1/keys/k1/sign", messageBody("unknown client"))))
+	r := authRequest(t, a.app1.secrets[0], p("app1", "/v1/keys/k1/sign", messageBody("replayed")))
+	send(r)
+	send(r)
+	if st, err := a.c.Status(t.Context()); err == nil {
+		b, _ := json.Marshal(st)
+		texts = append(texts, string(b))
+	}
+	if err := a.stop(); err != nil {
+		t.Fatal(err)
+	}
+	if len(texts) < 5 {
+		t.Fatalf("the run did not exercise what it should: %d error texts", len(texts))
+	}
+	all := strings.ToLower(a.logs.String() + "\n" + strings.Join(texts, "\n"))
+	for _, c := range []testClient{a.app1, a.app2} {
+		for i, s := range c.secrets {
+			for form, v := range map[string]string{
+				"hex": hex.EncodeToString(s), "base64": base64.StdEncoding.EncodeToString(s)[:40],
+				"base64url": base64.RawURLEncoding.EncodeToString(s)[:40], "half hex": hex.EncodeToString(s[:16]),
+			} {
+				if strings.Contains(all, strings.ToLower(v)) {
+					t.Errorf("client %s's secret %d appears in the logs or an error text (%s)", c.id, i+1, form)
+				}
+			}
+		}
 	}
 }

@@ -10,7 +10,9 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
+	"github.com/enclave-signer/enclave-signer/internal/signreq"
 	"github.com/enclave-signer/enclave-signer/pkg/attestation"
 	"github.com/enclave-signer/enclave-signer/pkg/keyring"
 	"github.com/enclave-signer/enclave-signer/pkg/keyringsig"
@@ -47,6 +49,14 @@ type daemonConfig struct {
 	Version string
 	// Log is the daemon's logger; nil discards.
 	Log *slog.Logger
+	// NonceCapacity bounds the nonces of authenticated requests remembered
+	// (--nonce-cache); 0 means defaultNonceCapacity.
+	NonceCapacity int
+	// ClockCheckEvery is the interval between comparisons of signerd's
+	// clock with the NSM's; 0 means clockCheckEvery.
+	ClockCheckEvery time.Duration
+	// Now is signerd's clock; nil means time.Now. For tests.
+	Now func() time.Time
 }
 
 // daemon is signerd's state machine and its wire.Handler.
@@ -89,6 +99,17 @@ type daemon struct {
 	// audit is the audit trail: its key is attested in every document.
 	audit *auditTrail
 
+	// Authenticated requests (auth.go): the clock, when signerd started
+	// (timestamps before it are refused: a restart empties the nonce
+	// cache), the nonces seen, the rate limits of the loaded set, and the
+	// refusals counted for status.
+	now      func() time.Time
+	boot     int64 // Unix seconds
+	clock    clockState
+	nonces   *nonceCache
+	limits   atomic.Pointer[limiters]
+	refusals authCounters
+
 	mu       sync.Mutex
 	state    wire.State
 	lastErr  *wire.StatusError // the last provisioning's failure, nil after a success
@@ -105,6 +126,14 @@ func newDaemon(life context.Context, cfg daemonConfig) (*daemon, error) {
 	log := cfg.Log
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
+	}
+	now := cfg.Now
+	if now == nil {
+		now = time.Now
+	}
+	nonceCap := cfg.NonceCapacity
+	if nonceCap <= 0 {
+		nonceCap = defaultNonceCapacity
 	}
 	pins := cfg.Pins.attested()
 	if cfg.AuditBuffer == 0 {
@@ -124,7 +153,9 @@ func newDaemon(life context.Context, cfg daemonConfig) (*daemon, error) {
 	if err != nil {
 		return nil, err
 	}
+	before := now()
 	raw, err := attestation.Attest(cfg.NSM, attestation.AttestRequest{})
+	after := now()
 	if err != nil {
 		return nil, fmt.Errorf("read own PCRs: %w", err)
 	}
@@ -143,6 +174,9 @@ func newDaemon(life context.Context, cfg daemonConfig) (*daemon, error) {
 		state:      wire.StateWaiting,
 		rec:        audit,
 		audit:      audit,
+		now:        now,
+		boot:       before.Unix(),
+		nonces:     newNonceCache(int64(authWindow/time.Second), nonceCap),
 	}
 	for i := range 16 {
 		if v, ok := doc.PCRs[i]; ok {
@@ -153,6 +187,13 @@ func newDaemon(life context.Context, cfg daemonConfig) (*daemon, error) {
 		return nil, errors.New("read own PCRs: own attestation document has no PCR0")
 	}
 	d.life, d.stop = context.WithCancel(life)
+	// The first clock check is the document just made; then periodically.
+	d.clockObserved(before, after, doc.Timestamp)
+	every := cfg.ClockCheckEvery
+	if every <= 0 {
+		every = clockCheckEvery
+	}
+	go d.clockLoop(d.life, every)
 	ok = true
 	return d, nil
 }
@@ -168,6 +209,8 @@ func (d *daemon) ServeWire(ctx context.Context, req wire.Message) (wire.Message,
 	switch r := req.(type) {
 	case *wire.SignRequest:
 		resp, err = d.sign(r)
+	case *wire.AuthSignRequest:
+		resp, err = d.authSign(r)
 	case *wire.StatusRequest:
 		return d.status(), nil
 	case *wire.ListKeysRequest:
@@ -212,12 +255,13 @@ func (d *daemon) status() *wire.Status {
 	if d.audit != nil {
 		s.Audit = d.audit.status()
 	}
-	if kp := d.cfg.Pins.KeyringPolicy(); s.Pinned || kp.Pinned() || d.cfg.Pins.AuditOverflow != "" {
-		s.Pins = &wire.Pins{KMSKeys: d.cfg.Pins.KMSKeyStrings(), AuditOverflow: d.cfg.Pins.AuditOverflow}
+	if kp := d.cfg.Pins.KeyringPolicy(); s.Pinned || kp.Pinned() || d.cfg.Pins.RequireAuth || d.cfg.Pins.AuditOverflow != "" {
+		s.Pins = &wire.Pins{KMSKeys: d.cfg.Pins.KMSKeyStrings(), RequireAuth: d.cfg.Pins.RequireAuth, AuditOverflow: d.cfg.Pins.AuditOverflow}
 		if kp.Pinned() {
 			s.Pins.KeyringSigners, s.Pins.KeyringThreshold = kp.SignerStrings(), kp.M()
 		}
 	}
+	s.Auth = d.authStatus()
 	if lastErr != nil {
 		e := *lastErr
 		s.Error = &e
@@ -249,6 +293,24 @@ func (d *daemon) sign(r *wire.SignRequest) (*wire.SignResponse, error) {
 	return d.signWith(d.set.Load(), r)
 }
 
+// refusePlain records and counts the refusal of a plain sign request.
+func (d *daemon) refusePlain(r *wire.SignRequest, err error) error {
+	dec := signDecision(r, err)
+	d.refusals.count(dec.Outcome)
+	_ = d.record(dec)
+	return err
+}
+
+// plainAllowed refuses a plain (unauthenticated) sign request for a key
+// of a keyring that declares clients.
+func plainAllowed(key *keyring.Key) error {
+	if !key.Policed() {
+		return nil
+	}
+	return fmt.Errorf("%w: key %q is in keyring %q, which declares clients: send an authenticated request (an Authorization: %s header; docs/protocol.md, Authenticated sign requests)",
+		errUnauthenticated, key.ID(), key.Keyring(), signreq.Scheme)
+}
+
 // signWith signs with set, the set loaded when the request arrived. If a
 // re-provisioning swapped set out and destroyed it before the signature
 // was made, it signs with the set now loaded.
@@ -258,14 +320,17 @@ func (d *daemon) signWith(set *keyring.Set, r *wire.SignRequest) (*wire.SignResp
 		if set == nil {
 			err := d.notReady()
 			if !recorded {
-				_ = d.record(signDecision(r, err))
+				err = d.refusePlain(r, err)
 			}
 			return nil, err
 		}
 		key, err := set.Key(r.KeyID)
+		if err == nil {
+			err = plainAllowed(key)
+		}
 		if err != nil {
 			if !recorded {
-				_ = d.record(signDecision(r, err))
+				err = d.refusePlain(r, err)
 			}
 			return nil, err
 		}

@@ -622,7 +622,7 @@ func TestAttestedPins(t *testing.T) {
 // TestEveryPinIsAttested: a pin added to Pins must reach the user_data
 // map (attested), or a verifier would not see it.
 func TestEveryPinIsAttested(t *testing.T) {
-	attestedFields := map[string]bool{"KMSKeys": true, "KeyringSigners": true, "KeyringThreshold": true, "AuditOverflow": true}
+	attestedFields := map[string]bool{"KMSKeys": true, "KeyringSigners": true, "KeyringThreshold": true, "RequireAuth": true, "AuditOverflow": true}
 	for f := range reflect.TypeFor[Pins]().Fields() {
 		if !attestedFields[f.Name] {
 			t.Errorf("Pins.%s is not attested: add it to Pins.attested (and to attestation.Pins if it is new there), then to this list", f.Name)
@@ -634,6 +634,9 @@ func TestEveryPinIsAttested(t *testing.T) {
 	}
 	if got := (Pins{KMSKeys: []kms.KeyARN{arn}}).attested(); !slices.Equal(got.KMSKeys, []string{fakeKeyARN}) || got.KeyringSigners != nil || got.KeyringThreshold != 0 {
 		t.Errorf("attested KMS keys %q, keyring signers %q (%d)", got.KMSKeys, got.KeyringSigners, got.KeyringThreshold)
+	}
+	if got := (Pins{RequireAuth: true}).attested(); !got.RequireAuth {
+		t.Error("--require-auth is not attested")
 	}
 	a, b := newSigner(t, "ed25519"), newSigner(t, "ecdsa-p256")
 	for _, tc := range []struct {
@@ -774,8 +777,8 @@ func TestBadFramesKeepDaemonServing(t *testing.T) {
 
 func TestShutdownDestroysKeys(t *testing.T) {
 	var d *daemon
-	testOnlyDaemon = func(x *daemon) { d = x }
-	t.Cleanup(func() { testOnlyDaemon = nil })
+	setTestOnlyDaemon(func(x *daemon) { d = x })
+	t.Cleanup(func() { setTestOnlyDaemon(nil) })
 	e := start(t)
 	c := e.dial()
 	if st := e.provision(c, e.keyringFor("k.age", newKey(t, "k", keyring.ECDSAP256))); st.State != wire.StateReady {

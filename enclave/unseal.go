@@ -24,6 +24,7 @@ const (
 	stepKMSKey       = "kms_key"       // the identity is sealed under a pinned KMS key
 	stepIdentity     = "identity"      // parse the age identity
 	stepKeyring      = "keyring"       // decrypt and parse the keyrings
+	stepRequireAuth  = "require_auth"  // --require-auth refused a keyring without clients
 
 	// With pinned keyring signers (--keyring-signer), before anything is
 	// decrypted: each keyring's statement is signed by enough pinned
@@ -208,6 +209,11 @@ func (d *daemon) loadKeyrings(id *keyring.Identity, ks []wire.SealedKeyring, stm
 	if err != nil {
 		return fail(stepKeyring, err)
 	}
+	if open := set.OpenKeyrings(); d.cfg.Pins.RequireAuth && len(open) > 0 {
+		set.Destroy()
+		return nil, &unsealError{step: stepRequireAuth, recipient: rec, err: fmt.Errorf(
+			"keyrings %q declare no clients, so anyone who reaches signerd could sign with their keys, and this signerd runs with --require-auth (pinned in its image): declare clients and key policies in them (signer keyring new --client …; docs/keyring.md)", open)}
+	}
 	return set, nil
 }
 
@@ -372,6 +378,9 @@ func (d *daemon) provisionRequest(ctx context.Context, r *wire.ProvisionRequest)
 		d.versions.Accept(s)
 	}
 	d.mu.Lock()
+	// The rates' buckets first: a request that finds the new set finds
+	// its buckets too.
+	d.limits.Store(newLimiters(set, d.limits.Load(), d.now()))
 	old := d.set.Swap(set)
 	d.state = wire.StateReady
 	d.lastErr = nil

@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/enclave-signer/enclave-signer/pkg/client"
 	"github.com/enclave-signer/enclave-signer/pkg/shim"
 )
 
@@ -43,6 +44,12 @@ func addEndpointFlag(e *env, fs *flag.FlagSet) *shimClientFlags {
 
 // shimCall sends one request to the shim and prints the answer.
 func shimCall(e *env, f *shimClientFlags, cmd, method, path string, body []byte, timeout time.Duration) ([]byte, error) {
+	return shimCallAuth(e, f, cmd, method, path, body, timeout, nil)
+}
+
+// shimCallAuth is shimCall, with the request signed by rs when it is not
+// nil.
+func shimCallAuth(e *env, f *shimClientFlags, cmd, method, path string, body []byte, timeout time.Duration, rs *client.RequestSigner) ([]byte, error) {
 	hc, base, err := shim.NewHTTPClient(*f.endpoint, timeout)
 	if err != nil {
 		return nil, usageErrorf("signer %s: --endpoint: %v", cmd, err)
@@ -57,6 +64,11 @@ func shimCall(e *env, f *shimClientFlags, cmd, method, path string, body []byte,
 	}
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
+	}
+	if rs != nil {
+		if err := rs.Authorize(req, body); err != nil {
+			return nil, fmt.Errorf("signing the request: %w", err)
+		}
 	}
 	resp, err := hc.Do(req)
 	if err != nil {
@@ -82,7 +94,11 @@ func shimCall(e *env, f *shimClientFlags, cmd, method, path string, body []byte,
 			Error struct{ Code, Message string } `json:"error"`
 		}
 		if json.Unmarshal(data, &eb) == nil && eb.Error.Code != "" {
-			return nil, fmt.Errorf("the shim answered %d %s: %s", resp.StatusCode, eb.Error.Code, eb.Error.Message)
+			err := fmt.Errorf("the shim answered %d %s: %s", resp.StatusCode, eb.Error.Code, eb.Error.Message)
+			if hints := answerHints(resp, eb.Error.Code); len(hints) > 0 {
+				return nil, &hintError{err: err, hints: hints}
+			}
+			return nil, err
 		}
 		return nil, fmt.Errorf("the shim answered %s", resp.Status)
 	}
@@ -109,12 +125,103 @@ func noArgs(cmd string, pos []string) error {
 	return nil
 }
 
-// runSign is `signer sign --key ID (--message-file F | --digest HEX)`.
+// answerHints says what to do about an authentication refusal.
+func answerHints(resp *http.Response, code string) []string {
+	switch code {
+	case "unauthenticated":
+		return []string{"a key of a keyring that declares clients signs only authenticated requests: pass --client ID --client-secret FILE (and --audience if the enclave has several); check the client's clock, which must be within 60 s of the enclave's"}
+	case "rate_limited":
+		return []string{"the key's or the client's rate (its keyring's policy) is spent: retry after " + resp.Header.Get("Retry-After") + " s"}
+	}
+	return nil
+}
+
+// authFlags are --client, --client-secret and --audience.
+type authFlags struct {
+	client, secretFile, audience *string
+}
+
+func addAuthFlags(fs *flag.FlagSet) *authFlags {
+	return &authFlags{
+		client:     fs.String("client", "", "sign the request as client `ID` of a keyring that declares clients (with --client-secret)"),
+		secretFile: fs.String("client-secret", "", "the client's secret `FILE`: 64 hex digits and a newline, as signer keyring new writes it"),
+		audience:   fs.String("audience", "", "the `AUDIENCE` of the client's keyring (default: the one GET /v1/status reports, if the enclave has exactly one)"),
+	}
+}
+
+// check refuses one of --client and --client-secret without the other.
+func (a *authFlags) check(cmd string) error {
+	if (*a.client == "") != (*a.secretFile == "") {
+		return usageErrorf("signer %s: --client ID and --client-secret FILE go together", cmd)
+	}
+	if *a.audience != "" && *a.client == "" {
+		return usageErrorf("signer %s: --audience goes with --client and --client-secret", cmd)
+	}
+	return nil
+}
+
+// credentials reads the secret file; audience is --audience, or fetch's
+// answer when it is empty. nil without --client.
+func (a *authFlags) credentials(fetch func() (string, error)) (*client.Credentials, error) {
+	if *a.client == "" {
+		return nil, nil
+	}
+	secret, err := client.ReadSecretFile(*a.secretFile)
+	if err != nil {
+		return nil, err
+	}
+	aud := *a.audience
+	if aud == "" {
+		if aud, err = fetch(); err != nil {
+			clear(secret)
+			return nil, err
+		}
+	}
+	return &client.Credentials{Client: *a.client, Secret: secret, Audience: aud}, nil
+}
+
+// shimAudience asks the shim's GET /v1/status for the audience of the
+// loaded keyrings.
+func shimAudience(e *env, f *shimClientFlags) (string, error) {
+	hc, base, err := shim.NewHTTPClient(*f.endpoint, 30*time.Second)
+	if err != nil {
+		return "", usageErrorf("--endpoint: %v", err)
+	}
+	req, err := http.NewRequestWithContext(e.ctx, "GET", base+"/v1/status", nil)
+	if err != nil {
+		return "", err
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return "", fmt.Errorf("learning the audience (GET /v1/status): %v", unwrapURLError(err))
+	}
+	defer resp.Body.Close()
+	var st struct {
+		Auth *struct {
+			Audiences []string `json:"audiences"`
+		} `json:"auth"`
+	}
+	if err := json.NewDecoder(io.LimitReader(resp.Body, maxAnswer)).Decode(&st); err != nil {
+		return "", fmt.Errorf("learning the audience: GET /v1/status answered %s: %v", resp.Status, err)
+	}
+	if st.Auth == nil || len(st.Auth.Audiences) != 1 {
+		var auds []string
+		if st.Auth != nil {
+			auds = st.Auth.Audiences
+		}
+		return "", usageErrorf("the enclave reports audiences [%s]: pass --audience, the audience of the client's keyring", strings.Join(auds, ", "))
+	}
+	return st.Auth.Audiences[0], nil
+}
+
+// runSign is `signer sign --key ID (--message-file F | --digest HEX)
+// [--client ID --client-secret FILE [--audience A]]`.
 func runSign(e *env) error {
 	fs, cf := clientFlagSet(e, "sign")
 	key := fs.String("key", "", "the key `ID` to sign with (required)")
 	msgFile := fs.String("message-file", "", "sign the contents of `FILE` (- for stdin)")
 	digestHex := fs.String("digest", "", "sign this precomputed digest, in `HEX` (32 bytes for the ECDSA keys; ed25519 refuses digests)")
+	af := addAuthFlags(fs)
 	pos, err := parseFlags(fs, e.args)
 	if err != nil {
 		return err
@@ -127,6 +234,9 @@ func runSign(e *env) error {
 	}
 	if (*msgFile == "") == (*digestHex == "") {
 		return usageErrorf("signer sign: want exactly one of --message-file FILE and --digest HEX")
+	}
+	if err := af.check("sign"); err != nil {
+		return err
 	}
 	var field string
 	var data []byte
@@ -148,7 +258,20 @@ func runSign(e *env) error {
 		}
 	}
 	body, _ := json.Marshal(map[string]string{field: base64.StdEncoding.EncodeToString(data)})
-	_, err = shimCall(e, cf, "sign", "POST", "/v1/keys/"+url.PathEscape(*key)+"/sign", body, 30*time.Second)
+	creds, err := af.credentials(func() (string, error) { return shimAudience(e, cf) })
+	if err != nil {
+		return fmt.Errorf("signer sign: %w", err)
+	}
+	var rs *client.RequestSigner
+	if creds != nil {
+		rs, err = client.NewRequestSigner(*creds)
+		clear(creds.Secret)
+		if err != nil {
+			return usageErrorf("signer sign: %v", err)
+		}
+		defer rs.Destroy()
+	}
+	_, err = shimCallAuth(e, cf, "sign", "POST", "/v1/keys/"+url.PathEscape(*key)+"/sign", body, 30*time.Second, rs)
 	return err
 }
 

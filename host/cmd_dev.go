@@ -25,6 +25,7 @@ func runDev(e *env) error {
 	signerd := fs.String("signerd", "", "the signerd binary (default: beside signer, else on PATH)")
 	signerdListen := fs.String("signerd-listen", "", "where signerd listens: tcp://127.0.0.1:PORT, to exercise vsock's source-port rules on loopback (default: unix://DIR/signerd.sock)")
 	imdsCreds := fs.Duration("imds-credentials", 0, "the shim takes rotating instance-role credentials, each valid this `lifetime` (10s to 1h), from the emulator's instance metadata service instead of the static test/test, and refreshes them a third of the lifetime before expiry")
+	auth := fs.Bool("auth", false, "authenticated requests: signerd runs with --require-auth and loads keyring-auth.age, whose keys only its clients app1 and app2 may use (secrets in DIR/clients/ID.secret), instead of keyring.age")
 	auditBuffer := fs.Int("audit-buffer", 0, "signerd's audit buffer, in `records` (16 to 4194304; default signerd's 65536): small, to watch signing stop when the audit trail is not drained (docs/audit.md)")
 	throttle := fs.Float64("kms-throttle", 0, "the KMS emulator answers this `fraction` of requests (0 to below 1) with ThrottlingException, spread evenly: 0.5 every other one")
 	args, err := parseFlags(fs, e.args)
@@ -59,7 +60,7 @@ func runDev(e *env) error {
 	s, err := startDevStack(e.ctx, devOptions{
 		Dir: *dir, HTTP: *httpAddr, DebugMode: *debug, Keyrings: keyrings,
 		PolicyFile: *policyFile, SignerdPath: *signerd, SignerdListen: *signerdListen, Events: e.stderr,
-		IMDSCredentials: *imdsCreds, KMSThrottle: *throttle, AuditBuffer: *auditBuffer,
+		IMDSCredentials: *imdsCreds, KMSThrottle: *throttle, Auth: *auth, AuditBuffer: *auditBuffer,
 	})
 	if err != nil {
 		return fmt.Errorf("dev: %w", err)
@@ -129,7 +130,11 @@ func (s *devStack) printSummary(e *env) {
 	if p, ok := strings.CutPrefix(s.opts.HTTP, "unix://"); ok {
 		curl += " --unix-socket " + p
 	}
-	fmt.Fprintf(w, "Sign:\n  %s -X POST %s/v1/keys/dev-ed25519/sign -H 'Content-Type: application/json' -d '{\"message\":\"'$(printf hello | base64)'\"}'\n", curl, s.httpURL)
+	if s.opts.Auth {
+		s.printAuthSummary(e, s.opts.HTTP)
+	} else {
+		fmt.Fprintf(w, "Sign:\n  %s -X POST %s/v1/keys/dev-ed25519/sign -H 'Content-Type: application/json' -d '{\"message\":\"'$(printf hello | base64)'\"}'\n", curl, s.httpURL)
+	}
 	fmt.Fprintf(w, "Keys:\n  %s %s/v1/keys\nCtrl-C stops everything.\n", curl, s.httpURL)
 }
 

@@ -90,6 +90,9 @@ type devOptions struct {
 	// KMSThrottle is the fraction of KMS requests the emulator answers
 	// with ThrottlingException (0 to below 1).
 	KMSThrottle float64
+	// Auth runs signerd with --require-auth and loads keyring-auth.age, a
+	// keyring with clients (devauth.go), instead of keyring.age.
+	Auth bool
 	// AuditBuffer, when set, is signerd's --audit-buffer.
 	AuditBuffer int
 }
@@ -514,6 +517,9 @@ func startDevStack(ctx context.Context, o devOptions) (*devStack, error) {
 	if o.DebugMode {
 		args = append(args, "--sim-debug-mode")
 	}
+	if o.Auth {
+		args = append(args, "--require-auth")
+	}
 	if o.AuditBuffer > 0 {
 		args = append(args, "--audit-buffer", strconv.Itoa(o.AuditBuffer))
 	}
@@ -538,7 +544,7 @@ func startDevStack(ctx context.Context, o devOptions) (*devStack, error) {
 		"listen":   o.HTTP,
 		"region":   devRegion,
 		"identity": filepath.Join(dir, "identity.enc"),
-		"keyrings": append([]string{filepath.Join(dir, "keyring.age")}, absAll(o.Keyrings)...),
+		"keyrings": append([]string{s.keyringFile()}, absAll(o.Keyrings)...),
 		"instance": s.instance,
 		// The audit trail, drained as in production: every decision of
 		// every signerd this stack starts, one file.
@@ -971,7 +977,7 @@ func (s *devStack) setupKMS(ctx context.Context) error {
 	if err := s.setupKeyringSigner(ctx, c); err != nil {
 		return err
 	}
-	return s.setupKeyring(ctx, filepath.Join(s.dir, "keyring.age"), created)
+	return s.setupKeyring(ctx, s.keyringFile(), created)
 }
 
 // setupKeyringSigner makes sure the emulator has the signing key that
@@ -1026,6 +1032,9 @@ func (s *devStack) setupKeyring(ctx context.Context, path string, fresh bool) er
 	if err != nil {
 		return err
 	}
+	if missing := s.missingClientSecret(); s.opts.Auth && missing != "" {
+		return s.makeKeyring(ctx, path, missing+" was missing")
+	}
 	pins := keyringsig.Policy{Signers: []keyringsig.SignerKey{s.signerPin}}
 	sigBytes, _ := os.ReadFile(path + sigSuffix)
 	_, verr := pins.Verify(ct, sigBytes, time.Now().Add(24*time.Hour))
@@ -1041,7 +1050,7 @@ func (s *devStack) setupKeyring(ctx context.Context, path string, fresh bool) er
 	return s.signKeyring(ctx, path, ct, st.KeyringID, st.Version, st.Recipients, "keyring.age.sig (signed again: its window was ending)")
 }
 
-func (s *devStack) makeKeyring(ctx context.Context, path, why string) error {
+func (s *devStack) makeOpenKeyring(ctx context.Context, path, why string) error {
 	r, err := age.ParseX25519Recipient(s.recipient)
 	if err != nil {
 		return fmt.Errorf("recipient.txt: %w", err)
@@ -1067,6 +1076,15 @@ func (s *devStack) makeKeyring(ctx context.Context, path, why string) error {
 	}
 	s.created = append(s.created, what)
 	return s.signKeyring(ctx, path, ct, devKeyringID, 1, []string{s.recipient}, "keyring.age.sig (its statement, signed by the keyring signer)")
+}
+
+// makeKeyring writes the stack's own keyring anew: keyring.age, or with
+// --auth keyring-auth.age and its clients' secrets.
+func (s *devStack) makeKeyring(ctx context.Context, path, why string) error {
+	if s.opts.Auth {
+		return s.makeAuthKeyring(ctx, path, why)
+	}
+	return s.makeOpenKeyring(ctx, path, why)
 }
 
 // signKeyring writes path.sig: a statement about ct, valid from now for

@@ -27,6 +27,7 @@ const UserDataVersion = 1
 //
 //	"v":      1
 //	"pins":   {"kms_keys": [tstr…], "keyring_signers": [tstr…], "keyring_threshold": uint,
+//	           "require_auth": true, only when set,
 //	           "audit_overflow": tstr, only when set}
 //	"audit":  bstr, the DER SubjectPublicKeyInfo of the ed25519 key that signs
 //	          this boot's audit trail (docs/audit.md); absent from older signerds
@@ -96,6 +97,9 @@ type Pins struct {
 	// KeyringThreshold is how many of KeyringSigners must sign a keyring;
 	// 0 when no keyring signer is pinned.
 	KeyringThreshold uint64
+	// RequireAuth: signerd refuses, at provisioning, a keyring that
+	// declares no clients (--require-auth).
+	RequireAuth bool
 	// AuditOverflow is what signerd does when its audit buffer is full:
 	// "" refuses to sign (fail closed, the default), "drop" records a gap
 	// entry and signs on (docs/audit.md).
@@ -104,13 +108,13 @@ type Pins struct {
 
 // Unpinned reports whether no pin is set.
 func (p Pins) Unpinned() bool {
-	return len(p.KMSKeys) == 0 && len(p.KeyringSigners) == 0 && p.KeyringThreshold == 0 && p.AuditOverflow == ""
+	return len(p.KMSKeys) == 0 && len(p.KeyringSigners) == 0 && p.KeyringThreshold == 0 && !p.RequireAuth && p.AuditOverflow == ""
 }
 
 // Equal reports whether p and q pin the same keys and signers, in any
-// order, with the same threshold and audit overflow.
+// order, with the same threshold, require_auth and audit overflow.
 func (p Pins) Equal(q Pins) bool {
-	return p.KeyringThreshold == q.KeyringThreshold && p.AuditOverflow == q.AuditOverflow &&
+	return p.KeyringThreshold == q.KeyringThreshold && p.RequireAuth == q.RequireAuth && p.AuditOverflow == q.AuditOverflow &&
 		sameSet(p.KMSKeys, q.KMSKeys) && sameSet(p.KeyringSigners, q.KeyringSigners)
 }
 
@@ -132,6 +136,7 @@ type pinsCBOR struct {
 	KMSKeys          []string `cbor:"kms_keys"`
 	KeyringSigners   []string `cbor:"keyring_signers"`
 	KeyringThreshold uint64   `cbor:"keyring_threshold"`
+	RequireAuth      bool     `cbor:"require_auth,omitempty"`
 	AuditOverflow    string   `cbor:"audit_overflow,omitempty"`
 }
 
@@ -167,6 +172,7 @@ func (u *UserData) Marshal() ([]byte, error) {
 			KMSKeys:          slices.Sorted(slices.Values(u.Pins.KMSKeys)),
 			KeyringSigners:   slices.Sorted(slices.Values(u.Pins.KeyringSigners)),
 			KeyringThreshold: u.Pins.KeyringThreshold,
+			RequireAuth:      u.Pins.RequireAuth,
 			AuditOverflow:    u.Pins.AuditOverflow,
 		},
 		Audit:  u.Audit,
@@ -331,6 +337,12 @@ func parsePins(raw cbor.RawMessage) (Pins, error) {
 	if major(v) != majorUint || userDataDec.Unmarshal(v, &p.KeyringThreshold) != nil {
 		return Pins{}, bad(`"keyring_threshold": want an unsigned integer`)
 	}
+	if v, ok := fields["require_auth"]; ok {
+		if len(v) != 1 || (v[0] != 0xf4 && v[0] != 0xf5) {
+			return Pins{}, bad(`"require_auth": want a boolean`)
+		}
+		p.RequireAuth = v[0] == 0xf5
+	}
 	if v, ok := fields["audit_overflow"]; ok {
 		if major(v) != majorText || userDataDec.Unmarshal(v, &p.AuditOverflow) != nil {
 			return Pins{}, bad(`"audit_overflow": want a text string`)
@@ -347,6 +359,9 @@ func (p Pins) String() string {
 	}
 	s := fmt.Sprintf("kms_keys=[%s] keyring_signers=[%s] keyring_threshold=%d",
 		strings.Join(p.KMSKeys, " "), strings.Join(p.KeyringSigners, " "), p.KeyringThreshold)
+	if p.RequireAuth {
+		s += " require_auth=true"
+	}
 	if p.AuditOverflow != "" {
 		s += " audit_overflow=" + p.AuditOverflow
 	}

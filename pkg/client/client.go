@@ -81,6 +81,10 @@ type Options struct {
 	PrivilegedSourcePort bool
 	// Log receives connection events (dials, losses). nil discards them.
 	Log *slog.Logger
+	// Credentials, when set, authenticate every sign request as this
+	// client (auth_sign_request; docs/protocol.md). nil: plain
+	// sign_requests, which a keyring that declares clients refuses.
+	Credentials *Credentials
 }
 
 // ErrUnavailable is matched (errors.Is) by every error that says the
@@ -127,6 +131,8 @@ type Client struct {
 
 	privDenied atomic.Bool // binding a privileged port was refused
 	privWarn   sync.Once   // the warning about it
+
+	auth *authState // nil without Credentials
 }
 
 // slot is one connection of the pool.
@@ -180,6 +186,11 @@ func New(addr transport.Addr, opts *Options) *Client {
 	}
 	c.slots = make([]slot, n)
 	c.ctx, c.cancel = context.WithCancel(context.Background())
+	if o.Credentials != nil {
+		cr := *o.Credentials
+		cr.Secret = append([]byte(nil), cr.Secret...)
+		c.auth = &authState{creds: cr}
+	}
 	return c
 }
 
@@ -232,6 +243,9 @@ func (c *Client) Close() error {
 		}
 	}
 	c.dialsWG.Wait()
+	if c.auth != nil {
+		c.auth.destroy()
+	}
 	return nil
 }
 
@@ -424,7 +438,18 @@ func (c *Client) KeyList(ctx context.Context) (*wire.KeyList, error) {
 }
 
 // Sign asks for a signature. req.Data may be reused once Sign returns.
+// With Options.Credentials it sends an authenticated request.
 func (c *Client) Sign(ctx context.Context, req *wire.SignRequest) (*wire.SignResponse, error) {
+	if c.auth != nil {
+		return c.authSign(ctx, req)
+	}
+	return callAs[*wire.SignResponse](ctx, c, "sign", req)
+}
+
+// AuthSign sends an authenticated sign request as it is: the HTTP
+// request's method, path, body and Authorization header (the shim's
+// forwarding). req.Body may be reused once AuthSign returns.
+func (c *Client) AuthSign(ctx context.Context, req *wire.AuthSignRequest) (*wire.SignResponse, error) {
 	return callAs[*wire.SignResponse](ctx, c, "sign", req)
 }
 

@@ -28,7 +28,10 @@ const (
 	EnvKMSKeys          = "SIGNERD_KMS_KEYS"
 	EnvKeyringSigners   = "SIGNERD_KEYRING_SIGNERS"
 	EnvKeyringThreshold = "SIGNERD_KEYRING_THRESHOLD"
-	EnvAuditOverflow    = "SIGNERD_AUDIT_OVERFLOW"
+	// EnvRequireAuth, "true", makes signerd refuse keyrings that declare
+	// no clients (--require-auth).
+	EnvRequireAuth   = "SIGNERD_REQUIRE_AUTH"
+	EnvAuditOverflow = "SIGNERD_AUDIT_OVERFLOW"
 )
 
 // Pins are an image's pins. Its JSON form (nitro-cli's PascalCase) is the
@@ -42,6 +45,8 @@ type Pins struct {
 	// KeyringThreshold is how many of them must sign, as written ("" when
 	// unset).
 	KeyringThreshold string `json:"KeyringThreshold,omitempty"`
+	// RequireAuth is SIGNERD_REQUIRE_AUTH as written ("" when unset).
+	RequireAuth string `json:"RequireAuth,omitempty"`
 	// AuditOverflow is what a full audit buffer does, as written ("" when
 	// unset: refuse).
 	AuditOverflow string `json:"AuditOverflow,omitempty"`
@@ -64,6 +69,8 @@ func FromEnv(env []string) Pins {
 			p.KeyringSigners = List(v)
 		case EnvKeyringThreshold:
 			p.KeyringThreshold = strings.TrimSpace(v)
+		case EnvRequireAuth:
+			p.RequireAuth = strings.TrimSpace(v)
 		case EnvAuditOverflow:
 			p.AuditOverflow = strings.TrimSpace(v)
 		}

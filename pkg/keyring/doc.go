@@ -37,6 +37,28 @@
 // the key's type and curve must match the declared algorithm. Every failure
 // is a [*ParseError] naming the keyring, the key index and id, and the field.
 //
+// # Clients and policy
+//
+// A format 2 keyring may declare clients, which makes it policed:
+//
+//	{"version": 2, "keyring_id": "payments", "keyring_version": 3,
+//	 "audience": "payments-prod",
+//	 "clients": [{"id": "app1", "secrets": ["<64 hex>", "<64 hex>"],
+//	              "rate": {"per_second": 10, "burst": 20}}],
+//	 "keys": [{"id": "k1", "algorithm": "ecdsa-secp256k1", "private_key_pem": "…",
+//	           "policy": {"clients": ["app1"], "kinds": ["message", "digest"],
+//	                      "rate": {"per_second": 0.5, "burst": 5},
+//	                      "max_message_bytes": 4096}}]}
+//
+// Each key of a policed keyring may be used only by the clients its policy
+// lists (a key without a policy by none), for the kinds it lists (all the
+// algorithm signs when absent), within its rate and each client's rate
+// (none when absent), with messages up to max_message_bytes. A keyring
+// without clients is open: anyone may use its keys. [Client] holds a
+// client's one or two 32-byte secrets, wiped by [Set.Destroy];
+// [Key.Authorize] checks a request against the policy; rates are the
+// caller's to enforce. docs/keyring.md describes every field and rule.
+//
 // # Signatures
 //
 //   - ed25519: pure RFC 8032 over the message, 64 bytes. A digest is refused
@@ -59,17 +81,18 @@
 //
 // # Secrets
 //
-// Types holding secrets ([Identity], [Key], [Keyring], [Set]) format as
+// Types holding secrets ([Identity], [Key], [Client], [Keyring], [Set]) format as
 // REDACTED (or with only public attributes) under fmt, including %#v and %x,
 // and under log/slog. No error text carries key bytes, PEM text or identity
-// text; errors about ids quote the id only when it is well formed.
+// text or client secrets; errors about ids quote the id only when it is
+// well formed (client ids only when short, too).
 //
 // Wiping is best effort, and these are its limits:
 //
 //   - Buffers this package allocates (decrypted plaintext, decoded PEM and
 //     DER, unescaped JSON strings, ed25519 private keys, the words of the
-//     ecdsa-p256 scalar, the secp256k1 scalar) are cleared when no longer
-//     needed or on Destroy.
+//     ecdsa-p256 scalar, the secp256k1 scalar, client secrets) are cleared
+//     when no longer needed or on Destroy.
 //   - Copies made inside other code can't be reached: age keeps its X25519
 //     scalar unexported and decrypts through internal chunk buffers;
 //     encoding/pem builds an intermediate copy of the base64 body; the

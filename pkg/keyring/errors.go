@@ -73,3 +73,16 @@ func (e *DuplicateKeyError) Error() string {
 	}
 	return fmt.Sprintf("duplicate key id %q: in keyring %q and in keyring %q", e.ID, e.First, e.Second)
 }
+
+// DuplicateClientError reports a client id declared by two keyrings loaded
+// together: a client's id must name one client, with one audience and one
+// set of secrets.
+type DuplicateClientError struct {
+	ID     string
+	First  string // keyring that declared ID first
+	Second string // keyring that declared it again
+}
+
+func (e *DuplicateClientError) Error() string {
+	return fmt.Sprintf("duplicate client id %q: in keyring %q and in keyring %q, want each client declared by one keyring only", e.ID, e.First, e.Second)
+}

@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"encoding/asn1"
 	"encoding/base64"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -181,6 +182,20 @@ func encodePEM(typ string, der []byte) []byte {
 type KeySpec struct {
 	ID        string
 	Algorithm Algorithm
+	// Policy, for a keyring with clients: which clients may use the key,
+	// for which kinds (nil Kinds: every kind the algorithm signs), at what
+	// rate, up to what message size. nil: no client may use it.
+	Policy *KeyPolicy
+}
+
+// ClientSpec declares one client for [GenerateKeyring].
+type ClientSpec struct {
+	ID string
+	// Secrets are the client's one or two secrets, 32 bytes each, from
+	// GenerateClientSecret. They stay the caller's to wipe.
+	Secrets [][]byte
+	// Rate limits the client over all keys; nil for none.
+	Rate *Rate
 }
 
 // GenerateOptions are the inputs of [GenerateKeyring].
@@ -198,14 +213,175 @@ type GenerateOptions struct {
 	// is Format1.
 	KeyringID      string
 	KeyringVersion uint64
+	// Audience and Clients, with a KeyringID, make a policed keyring (see
+	// the package documentation); both or neither.
+	Audience string
+	Clients  []ClientSpec
+}
+
+// piece is a part of a keyring being written: public text, a PEM (written
+// with its newlines escaped) or a client secret (written as hex).
+type piece struct {
+	text   string
+	pem    []byte
+	secret []byte
+}
+
+func (p piece) size() int {
+	switch {
+	case p.pem != nil:
+		return len(p.pem) + bytes.Count(p.pem, []byte("\n"))
+	case p.secret != nil:
+		return hex.EncodedLen(len(p.secret))
+	}
+	return len(p.text)
+}
+
+// appendTo writes the piece into out, which has room for it.
+func (p piece) appendTo(out []byte) []byte {
+	switch {
+	case p.pem != nil:
+		for _, c := range p.pem {
+			if c == '\n' {
+				out = append(out, '\\', 'n')
+				continue
+			}
+			out = append(out, c)
+		}
+		return out
+	case p.secret != nil:
+		n := len(out)
+		out = out[:n+hex.EncodedLen(len(p.secret))]
+		hex.Encode(out[n:], p.secret)
+		return out
+	}
+	return append(out, p.text...)
+}
+
+// rateJSON writes a rate object; per_second is written exactly as a
+// decimal with at most RateDecimals digits after the point.
+func rateJSON(r *Rate) (string, error) {
+	if err := checkRate(*r); err != nil {
+		return "", err
+	}
+	ps := strconv.FormatFloat(r.PerSecond, 'f', -1, 64)
+	if _, frac, ok := strings.Cut(ps, "."); ok && len(frac) > RateDecimals {
+		return "", fmt.Errorf("per_second %s has more than %d digits after the decimal point", ps, RateDecimals)
+	}
+	return fmt.Sprintf(`{"per_second": %s, "burst": %d}`, ps, r.Burst), nil
+}
+
+// policyJSON writes a key's policy object. Ids and kinds are checked
+// first, so nothing written needs escaping; what refers to the rest of the
+// keyring is checked when the result is parsed back.
+func policyJSON(p *KeyPolicy) (string, error) {
+	quoted := func(what string, xs []string, check func(string) error) (string, error) {
+		q := make([]string, len(xs))
+		for i, x := range xs {
+			if err := check(x); err != nil {
+				return "", fmt.Errorf("%s %d: %v", what, i+1, err)
+			}
+			q[i] = `"` + x + `"`
+		}
+		return "[" + strings.Join(q, ", ") + "]", nil
+	}
+	clients, err := quoted("client", p.Clients, CheckID)
+	if err != nil {
+		return "", err
+	}
+	out := `, "policy": {"clients": ` + clients
+	if p.Kinds != nil {
+		kinds, err := quoted("kind", p.Kinds, func(k string) error {
+			if k != KindMessage && k != KindDigest {
+				return fmt.Errorf(`unknown request kind, want "message" or "digest"`)
+			}
+			return nil
+		})
+		if err != nil {
+			return "", err
+		}
+		out += `, "kinds": ` + kinds
+	}
+	if p.Rate != nil {
+		r, err := rateJSON(p.Rate)
+		if err != nil {
+			return "", fmt.Errorf("rate: %v", err)
+		}
+		out += `, "rate": ` + r
+	}
+	if p.MaxMessageBytes != 0 {
+		out += `, "max_message_bytes": ` + strconv.Itoa(p.MaxMessageBytes)
+	}
+	return out + "}", nil
+}
+
+// headPieces writes the keyring's fields before "keys": version, id,
+// audience and clients (with their secrets).
+func headPieces(o GenerateOptions) ([]piece, error) {
+	if o.KeyringID == "" {
+		switch {
+		case o.KeyringVersion != 0:
+			return nil, errors.New("a keyring version without a keyring id")
+		case o.Audience != "" || len(o.Clients) > 0:
+			return nil, errors.New("clients and an audience need a format 2 keyring: give a keyring id and version")
+		}
+		return []piece{{text: `{"version": 1, "keys": [` + "\n"}}, nil
+	}
+	if err := CheckID(o.KeyringID); err != nil {
+		return nil, fmt.Errorf("keyring id: %v", err)
+	}
+	ps := []piece{{text: fmt.Sprintf(`{"version": 2, "keyring_id": "%s", "keyring_version": %d,`+"\n", o.KeyringID, o.KeyringVersion)}}
+	if (o.Audience == "") != (len(o.Clients) == 0) {
+		return nil, errors.New("give an audience and clients together: a keyring with clients names its audience, an open one has neither")
+	}
+	if o.Audience == "" {
+		return append(ps, piece{text: ` "keys": [` + "\n"}), nil
+	}
+	if err := CheckAudience(o.Audience); err != nil {
+		return nil, fmt.Errorf("audience: %v", err)
+	}
+	ps = append(ps, piece{text: ` "audience": "` + o.Audience + `",` + "\n" + ` "clients": [` + "\n"})
+	for i, c := range o.Clients {
+		if err := CheckID(c.ID); err != nil {
+			return nil, fmt.Errorf("client %d: id: %v", i+1, err)
+		}
+		if len(c.Secrets) < 1 || len(c.Secrets) > MaxClientSecrets {
+			return nil, fmt.Errorf("client %q: %d secrets, want 1 or 2", c.ID, len(c.Secrets))
+		}
+		ps = append(ps, piece{text: `  {"id": "` + c.ID + `", "secrets": [`})
+		for j, s := range c.Secrets {
+			if len(s) != ClientSecretSize {
+				return nil, fmt.Errorf("client %q: a secret of %d bytes, want %d", c.ID, len(s), ClientSecretSize)
+			}
+			if j > 0 {
+				ps = append(ps, piece{text: ", "})
+			}
+			ps = append(ps, piece{text: `"`}, piece{secret: s}, piece{text: `"`})
+		}
+		tail := "]"
+		if c.Rate != nil {
+			r, err := rateJSON(c.Rate)
+			if err != nil {
+				return nil, fmt.Errorf("client %q: rate: %v", c.ID, err)
+			}
+			tail += `, "rate": ` + r
+		}
+		tail += "}"
+		if i < len(o.Clients)-1 {
+			tail += ","
+		}
+		ps = append(ps, piece{text: tail + "\n"})
+	}
+	return append(ps, piece{text: " ],\n" + ` "keys": [` + "\n"}), nil
 }
 
 // GenerateKeyring generates a new key for each spec and returns the
 // keyring, encrypted with age to the recipients, and the keys' public
-// descriptions. The plaintext keyring and every PEM exist only in buffers
-// this function allocates and wipes before returning; the keyring is parsed
-// back with [ParseKeyring] before it is encrypted, so what is written is
-// what signerd will load.
+// descriptions. The plaintext keyring, every PEM and the hex of every
+// client secret exist only in buffers this function allocates and wipes
+// before returning; the keyring is parsed back with [ParseKeyring] before
+// it is encrypted, so what is written is what signerd will load (a policy
+// naming an undeclared client, for example, is reported then).
 func GenerateKeyring(o GenerateOptions) (ciphertext []byte, keys []KeyInfo, err error) {
 	if len(o.Keys) == 0 {
 		return nil, nil, errors.New("generate keyring: no keys requested, want at least one")
@@ -213,16 +389,12 @@ func GenerateKeyring(o GenerateOptions) (ciphertext []byte, keys []KeyInfo, err 
 	if len(o.Recipients) == 0 {
 		return nil, nil, errors.New("generate keyring: no recipients, want at least one age recipient")
 	}
-	head := `{"version": 1, "keys": [` + "\n"
-	if o.KeyringID != "" {
-		if err := CheckID(o.KeyringID); err != nil {
-			return nil, nil, fmt.Errorf("generate keyring: keyring id: %v", err)
-		}
-		head = fmt.Sprintf(`{"version": 2, "keyring_id": "%s", "keyring_version": %d, "keys": [`+"\n", o.KeyringID, o.KeyringVersion)
-	} else if o.KeyringVersion != 0 {
-		return nil, nil, errors.New("generate keyring: a keyring version without a keyring id")
+	head, err := headPieces(o)
+	if err != nil {
+		return nil, nil, fmt.Errorf("generate keyring: %v", err)
 	}
 	seen := make(map[string]bool, len(o.Keys))
+	policies := make([]string, len(o.Keys))
 	for i, k := range o.Keys {
 		if err := CheckID(k.ID); err != nil {
 			return nil, nil, fmt.Errorf("generate keyring: key %d: id: %v", i, err)
@@ -234,6 +406,11 @@ func GenerateKeyring(o GenerateOptions) (ciphertext []byte, keys []KeyInfo, err 
 		if _, err := ParseAlgorithm(string(k.Algorithm)); err != nil {
 			return nil, nil, fmt.Errorf("generate keyring: key %q: %v", k.ID, err)
 		}
+		if k.Policy != nil {
+			if policies[i], err = policyJSON(k.Policy); err != nil {
+				return nil, nil, fmt.Errorf("generate keyring: key %q: policy: %v", k.ID, err)
+			}
+		}
 	}
 
 	pems := make([][]byte, 0, len(o.Keys))
@@ -242,46 +419,45 @@ func GenerateKeyring(o GenerateOptions) (ciphertext []byte, keys []KeyInfo, err 
 			clear(p)
 		}
 	}()
-	size := len(head + `]}` + "\n")
-	for _, k := range o.Keys {
+	pieces := head
+	for i, k := range o.Keys {
 		p, err := Generate(k.Algorithm)
 		if err != nil {
 			return nil, nil, fmt.Errorf("generate keyring: key %q: %v", k.ID, err)
 		}
 		pems = append(pems, p)
-		size += len(`  {"id": "", "algorithm": "", "private_key_pem": ""},`+"\n") + len(k.ID) + len(k.Algorithm) +
-			len(p) + bytes.Count(p, []byte("\n"))
+		tail := `"` + policies[i] + "}"
+		if i < len(o.Keys)-1 {
+			tail += ","
+		}
+		pieces = append(pieces,
+			piece{text: `  {"id": "` + k.ID + `", "algorithm": "` + string(k.Algorithm) + `", "private_key_pem": "`},
+			piece{pem: p}, piece{text: tail + "\n"})
 	}
+	pieces = append(pieces, piece{text: "]}\n"})
 
-	// The JSON is written by hand into one buffer of the right size: ids
-	// and algorithm names need no escaping (checked above), PEM text only
-	// its newlines.
+	// The JSON is written into one buffer of the right size, so no
+	// unwiped copy of a key or secret is left behind by a regrown slice.
+	size := 0
+	for _, p := range pieces {
+		size += p.size()
+	}
 	plain := make([]byte, 0, size)
 	defer func() { clear(plain[:cap(plain)]) }()
-	plain = append(plain, head...)
-	for i, k := range o.Keys {
-		plain = append(plain, `  {"id": "`...)
-		plain = append(plain, k.ID...)
-		plain = append(plain, `", "algorithm": "`...)
-		plain = append(plain, k.Algorithm...)
-		plain = append(plain, `", "private_key_pem": "`...)
-		for _, c := range pems[i] {
-			if c == '\n' {
-				plain = append(plain, '\\', 'n')
-				continue
-			}
-			plain = append(plain, c)
-		}
-		plain = append(plain, `"}`...)
-		if i < len(o.Keys)-1 {
-			plain = append(plain, ',')
-		}
-		plain = append(plain, '\n')
+	for _, p := range pieces {
+		plain = p.appendTo(plain)
 	}
-	plain = append(plain, "]}\n"...)
+	if len(plain) != size {
+		return nil, nil, errors.New("generate keyring: the keyring's size was miscounted (a bug)")
+	}
 
 	kr, err := ParseKeyring("new keyring", plain)
 	if err != nil {
+		var pe *ParseError
+		if errors.As(err, &pe) && pe.Field != "private_key_pem" {
+			// A policy or client the options got wrong.
+			return nil, nil, fmt.Errorf("generate keyring: %w", err)
+		}
 		return nil, nil, fmt.Errorf("generate keyring: the generated keyring does not parse (a bug): %w", err)
 	}
 	if kr.KeyringID() != o.KeyringID || kr.KeyringVersion() != o.KeyringVersion {

@@ -2,9 +2,11 @@ package keyring_test
 
 import (
 	"bytes"
+	"encoding/hex"
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 
@@ -201,23 +203,41 @@ func TestGenerateKeyringFormat2(t *testing.T) {
 func TestGenerateKeyringErrors(t *testing.T) {
 	_, _, r := newIdentity(t)
 	rcpt := []age.Recipient{r}
+	ed := []keyring.KeySpec{{ID: "a", Algorithm: keyring.Ed25519}}
+	cl := []keyring.ClientSpec{{ID: "c", Secrets: [][]byte{scalar("c")}}}
 	for _, tc := range []struct {
 		name string
 		o    keyring.GenerateOptions
 		want string
 	}{
 		{"no keys", keyring.GenerateOptions{Recipients: rcpt}, "no keys requested"},
-		{"no recipients", keyring.GenerateOptions{Keys: []keyring.KeySpec{{"a", keyring.Ed25519}}}, "no recipients"},
-		{"duplicate", keyring.GenerateOptions{Recipients: rcpt, Keys: []keyring.KeySpec{{"a", keyring.Ed25519}, {"a", keyring.ECDSAP256}}}, `key id "a" requested twice`},
-		{"bad id", keyring.GenerateOptions{Recipients: rcpt, Keys: []keyring.KeySpec{{"a b", keyring.Ed25519}}}, "key 0: id: invalid character at position 1"},
-		{"bad algorithm", keyring.GenerateOptions{Recipients: rcpt, Keys: []keyring.KeySpec{{"a", "rsa"}}}, `unknown algorithm "rsa"`},
-		{"bad keyring id", keyring.GenerateOptions{Recipients: rcpt, Keys: []keyring.KeySpec{{"a", keyring.Ed25519}}, KeyringID: "pay\"ments"}, "keyring id: invalid character at position 3"},
-		{"version without id", keyring.GenerateOptions{Recipients: rcpt, Keys: []keyring.KeySpec{{"a", keyring.Ed25519}}, KeyringVersion: 3}, "a keyring version without a keyring id"},
+		{"no recipients", keyring.GenerateOptions{Keys: []keyring.KeySpec{{ID: "a", Algorithm: keyring.Ed25519}}}, "no recipients"},
+		{"duplicate", keyring.GenerateOptions{Recipients: rcpt, Keys: []keyring.KeySpec{{ID: "a", Algorithm: keyring.Ed25519}, {ID: "a", Algorithm: keyring.ECDSAP256}}}, `key id "a" requested twice`},
+		{"bad id", keyring.GenerateOptions{Recipients: rcpt, Keys: []keyring.KeySpec{{ID: "a b", Algorithm: keyring.Ed25519}}}, "key 0: id: invalid character at position 1"},
+		{"bad algorithm", keyring.GenerateOptions{Recipients: rcpt, Keys: []keyring.KeySpec{{ID: "a", Algorithm: "rsa"}}}, `unknown algorithm "rsa"`},
+		{"bad keyring id", keyring.GenerateOptions{Recipients: rcpt, Keys: []keyring.KeySpec{{ID: "a", Algorithm: keyring.Ed25519}}, KeyringID: "pay\"ments"}, "keyring id: invalid character at position 3"},
+		{"version without id", keyring.GenerateOptions{Recipients: rcpt, Keys: []keyring.KeySpec{{ID: "a", Algorithm: keyring.Ed25519}}, KeyringVersion: 3}, "a keyring version without a keyring id"},
+		{"clients in format 1", keyring.GenerateOptions{Recipients: rcpt, Keys: ed, Audience: "p", Clients: cl}, "clients and an audience need a format 2 keyring"},
+		{"clients without audience", keyring.GenerateOptions{Recipients: rcpt, Keys: ed, KeyringID: "k", Clients: cl}, "give an audience and clients together"},
+		{"audience without clients", keyring.GenerateOptions{Recipients: rcpt, Keys: ed, KeyringID: "k", Audience: "p"}, "give an audience and clients together"},
+		{"bad audience", keyring.GenerateOptions{Recipients: rcpt, Keys: ed, KeyringID: "k", Audience: `p"`, Clients: cl}, "audience: invalid character at position 1"},
+		{"bad client id", keyring.GenerateOptions{Recipients: rcpt, Keys: ed, KeyringID: "k", Audience: "p", Clients: []keyring.ClientSpec{{ID: `c"`, Secrets: cl[0].Secrets}}}, "client 1: id: invalid character"},
+		{"no secret", keyring.GenerateOptions{Recipients: rcpt, Keys: ed, KeyringID: "k", Audience: "p", Clients: []keyring.ClientSpec{{ID: "c"}}}, `client "c": 0 secrets, want 1 or 2`},
+		{"short secret", keyring.GenerateOptions{Recipients: rcpt, Keys: ed, KeyringID: "k", Audience: "p", Clients: []keyring.ClientSpec{{ID: "c", Secrets: [][]byte{make([]byte, 31)}}}}, "a secret of 31 bytes, want 32"},
+		{"client rate", keyring.GenerateOptions{Recipients: rcpt, Keys: ed, KeyringID: "k", Audience: "p", Clients: []keyring.ClientSpec{{ID: "c", Secrets: cl[0].Secrets, Rate: &keyring.Rate{PerSecond: 0.0001, Burst: 1}}}}, "per_second 0.0001 has more than 3 digits"},
+		{"policy undeclared client", keyring.GenerateOptions{Recipients: rcpt, KeyringID: "k", Audience: "p", Clients: cl, Keys: []keyring.KeySpec{{ID: "a", Algorithm: keyring.Ed25519, Policy: &keyring.KeyPolicy{Clients: []string{"d"}}}}}, `policy.clients[0]: client "d" is not declared`},
+		{"policy bad kind", keyring.GenerateOptions{Recipients: rcpt, KeyringID: "k", Audience: "p", Clients: cl, Keys: []keyring.KeySpec{{ID: "a", Algorithm: keyring.Ed25519, Policy: &keyring.KeyPolicy{Clients: []string{"c"}, Kinds: []string{`x"`}}}}}, `key "a": policy: kind 1: unknown request kind`},
+		{"policy digest on ed25519", keyring.GenerateOptions{Recipients: rcpt, KeyringID: "k", Audience: "p", Clients: cl, Keys: []keyring.KeySpec{{ID: "a", Algorithm: keyring.Ed25519, Policy: &keyring.KeyPolicy{Clients: []string{"c"}, Kinds: []string{"digest"}}}}}, `ed25519 keys can't sign kind "digest"`},
+		{"policy rate", keyring.GenerateOptions{Recipients: rcpt, KeyringID: "k", Audience: "p", Clients: cl, Keys: []keyring.KeySpec{{ID: "a", Algorithm: keyring.Ed25519, Policy: &keyring.KeyPolicy{Clients: []string{"c"}, Rate: &keyring.Rate{PerSecond: 1}}}}}, "policy: rate: burst is 0, want 1 to 1000000"},
+		{"policy without keyring clients", keyring.GenerateOptions{Recipients: rcpt, KeyringID: "k", Keys: []keyring.KeySpec{{ID: "a", Algorithm: keyring.Ed25519, Policy: &keyring.KeyPolicy{Clients: []string{"c"}}}}}, "a policy on a key of a keyring that declares no clients"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ct, infos, err := keyring.GenerateKeyring(tc.o)
 			if err == nil || ct != nil || infos != nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("GenerateKeyring: %d bytes, %v\n want error containing %q", len(ct), err, tc.want)
+			}
+			if strings.Contains(err.Error(), "a bug") || strings.Contains(err.Error(), hex.EncodeToString(scalar("c"))[:16]) {
+				t.Errorf("error %v", err)
 			}
 		})
 	}
@@ -243,5 +263,64 @@ func TestRecipientTypes(t *testing.T) {
 		if _, err := keyring.RecipientTypes([]byte(bad)); err == nil {
 			t.Errorf("RecipientTypes(%q) succeeded", bad)
 		}
+	}
+}
+
+// A policed keyring: clients with their secrets and rates, keys with
+// policies, parsed back as written.
+func TestGenerateKeyringPolicy(t *testing.T) {
+	_, id, r := newIdentity(t)
+	s1, s2, s3 := scalar("s1"), scalar("s2"), scalar("s3")
+	o := keyring.GenerateOptions{
+		Recipients: []age.Recipient{r}, KeyringID: "pay", KeyringVersion: 7, Audience: "payments-prod",
+		Clients: []keyring.ClientSpec{
+			{ID: "app1", Secrets: [][]byte{s1, s2}, Rate: &keyring.Rate{PerSecond: 0.125, Burst: 3}},
+			{ID: "app2", Secrets: [][]byte{s3}},
+		},
+		Keys: []keyring.KeySpec{
+			{ID: "ed", Algorithm: keyring.Ed25519, Policy: &keyring.KeyPolicy{Clients: []string{"app1"}, Rate: &keyring.Rate{PerSecond: 5, Burst: 5}, MaxMessageBytes: 4096}},
+			{ID: "k1", Algorithm: keyring.ECDSASecp256k1, Policy: &keyring.KeyPolicy{Clients: []string{"app2", "app1"}, Kinds: []string{"digest"}}},
+			{ID: "spare", Algorithm: keyring.ECDSAP256},
+		},
+	}
+	ct, infos, err := keyring.GenerateKeyring(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(infos) != 3 {
+		t.Fatalf("%d keys", len(infos))
+	}
+	for _, sec := range [][]byte{s1, s2, s3} {
+		if bytes.Equal(sec, make([]byte, 32)) {
+			t.Fatal("GenerateKeyring wiped a caller's secret")
+		}
+	}
+	set, err := keyring.Load(id, keyring.File{Name: "pay.age", Ciphertext: ct})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer set.Destroy()
+	c1, ok := set.Client("app1")
+	if !ok || c1.Audience != "payments-prod" || *c1.Rate != (keyring.Rate{PerSecond: 0.125, Burst: 3}) ||
+		len(c1.Secrets()) != 2 || !bytes.Equal(c1.Secrets()[0], s1) || !bytes.Equal(c1.Secrets()[1], s2) {
+		t.Errorf("app1 = %v", c1)
+	}
+	if c2, ok := set.Client("app2"); !ok || c2.Rate != nil || len(c2.Secrets()) != 1 || !bytes.Equal(c2.Secrets()[0], s3) {
+		t.Errorf("app2 = %v", c2)
+	}
+	ed, _ := set.Key("ed")
+	if p := ed.Policy(); p == nil || !slices.Equal(p.Clients, []string{"app1"}) || !slices.Equal(p.Kinds, []string{"message"}) || *p.Rate != (keyring.Rate{PerSecond: 5, Burst: 5}) || p.MaxMessageBytes != 4096 {
+		t.Errorf("ed policy %+v", p)
+	}
+	k1, _ := set.Key("k1")
+	if p := k1.Policy(); p == nil || !slices.Equal(p.Clients, []string{"app2", "app1"}) || !slices.Equal(p.Kinds, []string{"digest"}) || p.Rate != nil || p.MaxMessageBytes != 0 {
+		t.Errorf("k1 policy %+v", p)
+	}
+	spare, _ := set.Key("spare")
+	if !spare.Policed() || spare.Policy() != nil {
+		t.Errorf("spare: Policed %v, policy %+v", spare.Policed(), spare.Policy())
+	}
+	if !set.Policed() || len(set.OpenKeyrings()) != 0 {
+		t.Errorf("set Policed %v, open %v", set.Policed(), set.OpenKeyrings())
 	}
 }

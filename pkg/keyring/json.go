@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"strconv"
 	"unicode/utf8"
 )
 
@@ -12,8 +13,9 @@ import (
 // package can wipe (encoding/json would make the PEM an immutable string, and
 // json.Decoder copies its whole input), and it can reject duplicate fields,
 // which encoding/json silently resolves. It reads only what keyrings need:
-// objects, arrays, strings and non-negative integers, and its errors give a
-// byte offset and what was expected, never the bytes found.
+// objects, arrays, strings, non-negative integers and (for rates) decimals
+// with a bounded fraction, and its errors give a byte offset and what was
+// expected, never the bytes found.
 
 type jsonReader struct {
 	b   []byte
@@ -367,4 +369,53 @@ func (r *jsonReader) kindAt(pos int) string {
 	k := r.kind()
 	r.pos = saved
 	return k
+}
+
+// decimal reads a non-negative number with at most maxFrac digits after the
+// decimal point and no exponent (10, 0.5, 2.125), the exact form rates are
+// written in. It reads at most 7 digits before the point, so the value is
+// below 10^7.
+func (r *jsonReader) decimal(maxFrac int) (float64, error) {
+	r.skipSpace()
+	start := r.pos
+	digits := func() int {
+		n := 0
+		for r.pos < len(r.b) && r.b[r.pos] >= '0' && r.b[r.pos] <= '9' {
+			r.pos++
+			n++
+		}
+		return n
+	}
+	if start < len(r.b) && r.b[start] == '-' {
+		return 0, errors.New("negative, want a positive number")
+	}
+	intDigits := digits()
+	if intDigits == 0 {
+		return 0, errors.New("want a number, got " + r.kindAt(start))
+	}
+	if intDigits > 1 && r.b[start] == '0' {
+		return 0, &syntaxError{offset: start, msg: "leading zero in number"}
+	}
+	if intDigits > 7 {
+		return 0, &syntaxError{offset: start, msg: "number too large, want at most 7 digits before the decimal point"}
+	}
+	if r.pos < len(r.b) && r.b[r.pos] == '.' {
+		r.pos++
+		frac := digits()
+		if frac == 0 {
+			return 0, r.errorf("want digits after the decimal point")
+		}
+		if frac > maxFrac {
+			return 0, fmt.Errorf("%d digits after the decimal point, want at most %d", frac, maxFrac)
+		}
+	}
+	if r.pos < len(r.b) && (r.b[r.pos] == 'e' || r.b[r.pos] == 'E') {
+		return 0, errors.New("want a decimal number without exponent")
+	}
+	v, err := strconv.ParseFloat(string(r.b[start:r.pos]), 64)
+	if err != nil {
+		// Unreachable: the syntax was checked above.
+		return 0, &syntaxError{offset: start, msg: "malformed number"}
+	}
+	return v, nil
 }

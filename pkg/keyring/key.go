@@ -92,6 +92,8 @@ type Key struct {
 	spkiDER []byte
 	priv    privateKey
 	guard   guard
+	policed bool       // its keyring declares clients
+	policy  *KeyPolicy // nil: none (no client may use it when policed)
 }
 
 // privateKey is the signing half of a Key.

@@ -2,10 +2,13 @@ package keyring
 
 import (
 	"bytes"
+	"crypto/subtle"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
+	"strings"
 
 	"filippo.io/age"
 	"filippo.io/age/armor"
@@ -29,11 +32,13 @@ const MaxIDLength = 64
 
 // Keyring is the parsed content of one keyring: its keys, in file order.
 type Keyring struct {
-	name    string
-	format  int
-	id      string
-	version uint64
-	keys    []*Key
+	name     string
+	format   int
+	id       string
+	version  uint64
+	audience string
+	clients  []*Client // in file order; none for an open keyring
+	keys     []*Key
 }
 
 // Name returns the name the keyring was loaded under.
@@ -54,12 +59,27 @@ func (r *Keyring) KeyringVersion() uint64 { return r.version }
 // Keys returns the keyring's keys in file order.
 func (r *Keyring) Keys() []*Key { return append([]*Key(nil), r.keys...) }
 
-// Destroy wipes every key of the keyring once signing calls in flight are
-// done (see Set.Destroy). Don't call it on keyrings handed to NewSet: the
-// set owns them.
+// Audience returns the audience a keyring with clients names; "" for an
+// open keyring.
+func (r *Keyring) Audience() string { return r.audience }
+
+// Clients returns the clients the keyring declares, in file order; none
+// for an open keyring.
+func (r *Keyring) Clients() []*Client { return slices.Clone(r.clients) }
+
+// Policed reports whether the keyring declares clients: then each key may
+// be used only by the clients its policy lists.
+func (r *Keyring) Policed() bool { return len(r.clients) > 0 }
+
+// Destroy wipes every key and client secret of the keyring once signing
+// calls in flight are done (see Set.Destroy). Don't call it on keyrings
+// handed to NewSet: the set owns them.
 func (r *Keyring) Destroy() {
 	for _, k := range r.keys {
 		k.destroy()
+	}
+	for _, c := range r.clients {
+		c.destroy()
 	}
 }
 
@@ -68,7 +88,7 @@ func (r *Keyring) String() string {
 	if r == nil {
 		return "keyring.Keyring(nil)"
 	}
-	return fmt.Sprintf("keyring.Keyring{name: %q, keys: %d, private_keys: REDACTED}", r.name, len(r.keys))
+	return fmt.Sprintf("keyring.Keyring{name: %q, keys: %d, clients: %d, private_keys: REDACTED}", r.name, len(r.keys), len(r.clients))
 }
 
 // Format makes every fmt verb print String.
@@ -79,7 +99,7 @@ func (r *Keyring) LogValue() slog.Value {
 	if r == nil {
 		return slog.StringValue("<nil>")
 	}
-	return slog.GroupValue(slog.String("keyring", r.name), slog.Int("keys", len(r.keys)), slog.String("private_keys", redacted))
+	return slog.GroupValue(slog.String("keyring", r.name), slog.Int("keys", len(r.keys)), slog.Int("clients", len(r.clients)), slog.String("private_keys", redacted))
 }
 
 // DecryptKeyring decrypts an age-encrypted keyring, binary or ASCII-armored,
@@ -128,14 +148,18 @@ func ParseKeyring(name string, plaintext []byte) (*Keyring, error) {
 		for i := range entries {
 			clear(entries[i].pem)
 		}
+		hdr.wipe() // what no Client took
 	}()
 	if err != nil {
 		return nil, err
 	}
-	kr := &Keyring{name: name, format: hdr.format, id: hdr.id, version: hdr.version}
+	kr := &Keyring{name: name, format: hdr.format, id: hdr.id, version: hdr.version, audience: hdr.audience}
 	fail := func(err error) (*Keyring, error) {
 		kr.Destroy()
 		return nil, err
+	}
+	if err := kr.takeClients(&hdr); err != nil {
+		return fail(err)
 	}
 	seen := map[string]int{}
 	for i, e := range entries {
@@ -159,6 +183,10 @@ func ParseKeyring(name string, plaintext []byte) (*Keyring, error) {
 		if !alg.valid() {
 			return fail(perr("algorithm", fmt.Errorf("unknown algorithm %s, want one of ed25519, ecdsa-p256, ecdsa-secp256k1", quoteName(e.algorithm))))
 		}
+		pol, err := kr.keyPolicy(e.policy, alg, perr)
+		if err != nil {
+			return fail(err)
+		}
 		if !e.has.pem {
 			return fail(perr("private_key_pem", errors.New("missing")))
 		}
@@ -174,9 +202,94 @@ func ParseKeyring(name string, plaintext []byte) (*Keyring, error) {
 		if err != nil {
 			return fail(perr("private_key_pem", err))
 		}
+		k.policed, k.policy = len(kr.clients) > 0, pol
 		kr.keys = append(kr.keys, k)
 	}
 	return kr, nil
+}
+
+// takeClients checks the audience and clients the header declares and
+// turns them into the keyring's Clients, which take over their secrets.
+func (kr *Keyring) takeClients(hdr *keyringHeader) error {
+	perr := func(field string, err error) error {
+		return &ParseError{Keyring: kr.name, Index: -1, Field: field, Err: err}
+	}
+	switch {
+	case hdr.has.clients && !hdr.has.audience:
+		return perr("audience", errors.New("missing, want the name of this deployment (e.g. payments-prod), which every client request repeats: a keyring that declares clients needs one"))
+	case hdr.has.audience && !hdr.has.clients:
+		return perr("audience", errors.New("given without clients: a keyring without clients is open and has no use for an audience; declare clients or remove audience"))
+	}
+	ids := map[string]int{}
+	for i := range hdr.clients {
+		e := &hdr.clients[i]
+		if j, dup := ids[e.id]; dup {
+			return perr(fmt.Sprintf("clients[%d].id", i), fmt.Errorf("duplicate: clients[%d] has the same id %s", j, quoteName(e.id)))
+		}
+		ids[e.id] = i
+		c := &Client{ID: e.id, Audience: kr.audience, Rate: e.rate, keyring: kr.name, secrets: e.secrets}
+		c.guard.init()
+		e.secrets = nil // the Client owns them now
+		kr.clients = append(kr.clients, c)
+		if err := sameSecret(kr.clients[:i], c); err != nil {
+			return perr(fmt.Sprintf("clients[%d].secrets", i), err)
+		}
+	}
+	return nil
+}
+
+// sameSecret reports a secret c shares with itself or with one of others:
+// two clients with one secret could each sign as the other.
+func sameSecret(others []*Client, c *Client) error {
+	if len(c.secrets) == 2 && subtle.ConstantTimeCompare(c.secrets[0], c.secrets[1]) == 1 {
+		return errors.New("the two secrets are the same, want two different secrets (the new one and the one being retired)")
+	}
+	for _, o := range others {
+		for _, a := range o.secrets {
+			for _, b := range c.secrets {
+				if subtle.ConstantTimeCompare(a, b) == 1 {
+					return fmt.Errorf("a secret of client %s is also one of client %s (keyring %q): give every client its own secret, or one could sign as the other", quoteName(c.ID), quoteName(o.ID), o.keyring)
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// keyPolicy checks a key's policy entry against the keyring's clients and
+// the key's algorithm, and returns the KeyPolicy, or nil for none.
+func (kr *Keyring) keyPolicy(e *policyEntry, alg Algorithm, perr func(string, error) error) (*KeyPolicy, error) {
+	if e == nil {
+		return nil, nil
+	}
+	if len(kr.clients) == 0 {
+		return nil, perr("policy", errors.New("a policy on a key of a keyring that declares no clients: declare clients (and the audience) or remove the policy (an open keyring lets anyone use its keys)"))
+	}
+	for i, id := range e.clients {
+		if !slices.ContainsFunc(kr.clients, func(c *Client) bool { return c.ID == id }) {
+			return nil, perr(fmt.Sprintf("policy.clients[%d]", i), fmt.Errorf("client %s is not declared in this keyring's clients, want one of %s", quoteName(id), kr.clientIDs()))
+		}
+	}
+	supported := kindsFor(alg)
+	kinds := e.kinds
+	for i, k := range kinds {
+		if !slices.Contains(supported, k) {
+			return nil, perr(fmt.Sprintf("policy.kinds[%d]", i), fmt.Errorf("%s keys can't sign kind %q (ed25519 signs whole messages), want only %q", alg, k, supported))
+		}
+	}
+	if kinds == nil {
+		kinds = supported
+	}
+	return &KeyPolicy{Clients: e.clients, Kinds: kinds, Rate: e.rate, MaxMessageBytes: e.maxMessage}, nil
+}
+
+// clientIDs lists the keyring's client ids for errors.
+func (kr *Keyring) clientIDs() string {
+	ids := make([]string, len(kr.clients))
+	for i, c := range kr.clients {
+		ids[i] = quoteName(c.ID)
+	}
+	return strings.Join(ids, ", ")
 }
 
 // checkID enforces the id charset [A-Za-z0-9._-]{1,64}.
@@ -197,7 +310,7 @@ func idChar(c byte) bool {
 }
 
 // quoteName quotes a name from the keyring (an unknown field, an unknown
-// algorithm) for an error, but only when it is short and made of id
+// algorithm, a client id) for an error, but only when it is short and made of id
 // characters: a misplaced secret (hex, base64 or PEM text pasted into the
 // wrong place) is longer or has other characters, and is then described only
 // by its length.
@@ -214,171 +327,4 @@ func quoteID(s string) string {
 		return fmt.Sprintf("(malformed id, %d bytes)", len(s))
 	}
 	return fmt.Sprintf("%q", s)
-}
-
-// keyEntry is one element of "keys" as read from the JSON.
-type keyEntry struct {
-	rawID     []byte
-	id        string // set only when rawID is a valid id
-	algorithm string
-	pem       []byte // unescaped private_key_pem, wiped by ParseKeyring
-	has       struct{ id, algorithm, pem bool }
-}
-
-// keyringHeader is what a keyring says about itself besides its keys.
-type keyringHeader struct {
-	format  int
-	id      string // Format2 only
-	version uint64 // Format2 only
-}
-
-// readKeyringJSON reads the JSON structure, checking syntax, field names and
-// types and the version. Even on error, the entries returned so far hold
-// PEM buffers the caller must wipe.
-func readKeyringJSON(name string, b []byte) (hdr keyringHeader, entries []keyEntry, err error) {
-	r := &jsonReader{b: b}
-	index := -1 // the key being read, for errors
-	var keyID string
-	perr := func(field string, err error) error {
-		if pe, ok := err.(*ParseError); ok {
-			return pe
-		}
-		var dup *duplicateFieldError
-		if errors.As(err, &dup) {
-			field = quoteName(dup.name)
-		}
-		if index < 0 {
-			return &ParseError{Keyring: name, Index: -1, Field: field, Err: err}
-		}
-		return &ParseError{Keyring: name, Index: index, KeyID: keyID, Field: field, Err: err}
-	}
-	if len(b) == 0 {
-		return hdr, nil, perr("", errors.New("empty plaintext, want a JSON object"))
-	}
-	var version int
-	var hasVersion, hasKeys, hasID, hasKeyringVersion bool
-	err = r.object(func(field string) error {
-		switch field {
-		case "version":
-			hasVersion = true
-			if k := r.kind(); k != "number" {
-				return perr("version", fmt.Errorf("want the number %d or %d, got %s", Format1, Format2, k))
-			}
-			v, err := r.uint()
-			if err != nil {
-				return perr("version", err)
-			}
-			version = v
-			return nil
-		case "keyring_id":
-			hasID = true
-			if k := r.kind(); k != "string" {
-				return perr("keyring_id", fmt.Errorf("want a string, got %s", k))
-			}
-			s, err := r.str()
-			if err != nil {
-				return perr("keyring_id", err)
-			}
-			if err := checkID(s); err != nil {
-				return perr("keyring_id", err)
-			}
-			hdr.id = string(s)
-			return nil
-		case "keyring_version":
-			hasKeyringVersion = true
-			if k := r.kind(); k != "number" {
-				return perr("keyring_version", fmt.Errorf("want an unsigned integer, got %s", k))
-			}
-			v, err := r.uint64()
-			if err != nil {
-				return perr("keyring_version", err)
-			}
-			hdr.version = v
-			return nil
-		case "keys":
-			hasKeys = true
-			if k := r.kind(); k != "array" {
-				return perr("keys", fmt.Errorf("want an array, got %s", k))
-			}
-			err := r.array(func(i int) error {
-				index, keyID = i, ""
-				if k := r.kind(); k != "object" {
-					return perr("", fmt.Errorf("want an object, got %s", k))
-				}
-				entries = append(entries, keyEntry{})
-				e := &entries[len(entries)-1]
-				err := r.object(func(field string) error {
-					var dst *[]byte
-					switch field {
-					case "id":
-						e.has.id = true
-						dst = &e.rawID
-					case "algorithm":
-						e.has.algorithm = true
-					case "private_key_pem":
-						e.has.pem = true
-						dst = &e.pem
-					default:
-						return perr(quoteName(field), errors.New("unknown field, want id, algorithm and private_key_pem"))
-					}
-					if k := r.kind(); k != "string" {
-						return perr(field, fmt.Errorf("want a string, got %s", k))
-					}
-					s, err := r.str()
-					if err != nil {
-						return perr(field, err)
-					}
-					switch field {
-					case "id":
-						*dst = s
-						if checkID(s) == nil {
-							e.id, keyID = string(s), string(s)
-						}
-					case "algorithm":
-						e.algorithm = string(s)
-					default:
-						*dst = s
-					}
-					return nil
-				})
-				if err != nil {
-					return perr("", err)
-				}
-				return nil
-			})
-			index, keyID = -1, ""
-			return err
-		default:
-			return perr(quoteName(field), errors.New("unknown field, want version, keys, and in version 2 keyring_id and keyring_version"))
-		}
-	})
-	if err == nil {
-		index = -1
-		err = r.end()
-	}
-	if err != nil {
-		return hdr, entries, perr("", err)
-	}
-	hdr.format = version
-	switch {
-	case !hasVersion:
-		return hdr, entries, perr("version", fmt.Errorf("missing, want %d or %d", Format1, Format2))
-	case version != Format1 && version != Format2:
-		return hdr, entries, perr("version", fmt.Errorf("unsupported version %d, want %d or %d", version, Format1, Format2))
-	case version == Format1 && (hasID || hasKeyringVersion):
-		field := "keyring_id"
-		if !hasID {
-			field = "keyring_version"
-		}
-		return hdr, entries, perr(field, fmt.Errorf("a field of version %d, and this keyring says version %d", Format2, Format1))
-	case version == Format2 && !hasID:
-		return hdr, entries, perr("keyring_id", errors.New("missing, want the keyring's id (version 2)"))
-	case version == Format2 && !hasKeyringVersion:
-		return hdr, entries, perr("keyring_version", errors.New("missing, want the keyring's version, an unsigned integer (version 2)"))
-	case !hasKeys:
-		return hdr, entries, perr("keys", errors.New("missing, want an array of keys"))
-	case len(entries) == 0:
-		return hdr, entries, perr("keys", errors.New("empty, want at least one key"))
-	}
-	return hdr, entries, nil
 }

@@ -420,10 +420,10 @@ func TestParseKeyringErrors(t *testing.T) {
 		{"keys object", `{"version":1,"keys":{}}`, -1, "keys", "want an array, got object"},
 		{"keys null", `{"version":1,"keys":null}`, -1, "keys", "want an array, got null"},
 		{"no keys", `{"version":1,"keys":[]}`, -1, "keys", "empty, want at least one key"},
-		{"unknown top field", `{"version":1,"keys":[],"comment":"x"}`, -1, `"comment"`, "unknown field, want version, keys, and in version 2 keyring_id and keyring_version"},
+		{"unknown top field", `{"version":1,"keys":[],"comment":"x"}`, -1, `"comment"`, "unknown field, want version, keys, and in version 2 keyring_id, keyring_version, audience and clients"},
 		{"duplicate top field", `{"version":1,"version":1,"keys":[]}`, -1, `"version"`, "field appears twice"},
 		{"key not object", `{"version":1,"keys":[1]}`, 0, "", "want an object, got number"},
-		{"unknown key field", key(`"id":"a","algorithm":"ed25519","private_key_pem":` + edJSON + `,"created":"now"`), 0, `"created"`, "unknown field, want id, algorithm and private_key_pem"},
+		{"unknown key field", key(`"id":"a","algorithm":"ed25519","private_key_pem":` + edJSON + `,"created":"now"`), 0, `"created"`, "unknown field, want id, algorithm, private_key_pem and (version 2) policy"},
 		{"duplicate key field", key(`"id":"a","id":"b"`), 0, `"id"`, "appears twice"},
 		{"missing id", key(`"algorithm":"ed25519","private_key_pem":` + edJSON), 0, "id", "missing"},
 		{"empty id", key(`"id":"","algorithm":"ed25519","private_key_pem":` + edJSON), 0, "id", "0 bytes long, want 1 to 64"},
@@ -561,6 +561,15 @@ func FuzzParseKeyring(f *testing.F) {
 	f.Add([]byte(`{"version":1,"keys":[{"id":"a","algorithm":"ed25519","private_key_pem":"MC4CAQAwBQYDK2VwBCIEIAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"}]}`))
 	f.Add([]byte(`{"version":1,"keys":[{"id":"a","algorithm":"MC4CAQAwBQYDK2VwBCIEIAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA","private_key_pem":""}]}`))
 	f.Add([]byte(`{"version":1,"keys":[{"id":"a","MC4CAQAwBQYDK2VwBCIEIAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA":1}]}`))
+	// Clients and policies.
+	ed, p := ed25519Fixture("ed"), p256Fixture("p", "sec1")
+	f.Add(v2("pay", `"audience":"payments-prod","clients":[`+client("app1", `"rate":{"per_second":0.5,"burst":2}`, secretHex("1"), secretHex("2"))+`,`+client("app2", "", secretHex("3"))+`]`,
+		keyObj(ed, `{"clients":["app1"],"kinds":["message"],"rate":{"per_second":5,"burst":5},"max_message_bytes":4096}`),
+		keyObj(p, `{"clients":["app2","app1"],"kinds":["digest","message"]}`)))
+	f.Add(v2("pay", `"audience":"a:b","clients":[`+client("c", "", secretHex("1"))+`]`, keyObj(ed, `{"clients":["c"],"kinds":["digest"]}`), keyObj(p, "")))
+	f.Add(v2("pay", `"audience":"a","clients":[`+client("c", "", secretHex("1"), secretHex("1"))+`]`, keyObj(p, `{"clients":["d"],"rate":{"per_second":1e3,"burst":0}}`)))
+	f.Add(v2("pay", `"clients":[{"id":"`+secretHex("1")+`","secrets":["`+secretHex("1")+`"]},{"id":"`+secretHex("1")+`","secrets":["`+secretHex("1")+`"]}]`, keyObj(p, "")))
+	f.Add([]byte(`{"version":2,"keyring_id":"k","keyring_version":1,"audience":"x","clients":[{"id":"a","secrets":["00"],"rate":{"per_second":0.0001}}],"keys":[]}`))
 	f.Fuzz(func(t *testing.T, in []byte) {
 		orig := bytes.Clone(in)
 		kr, err := keyring.ParseKeyring("fuzz", in)
@@ -600,6 +609,7 @@ func FuzzParseKeyring(f *testing.F) {
 		default:
 			t.Fatalf("format %d parsed", kr.FormatVersion())
 		}
+		checkPolicies(t, kr)
 		seen := map[string]bool{}
 		for _, k := range kr.Keys() {
 			if seen[k.ID()] || len(k.ID()) == 0 || len(k.ID()) > 64 || strings.Trim(k.ID(), "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") != "" {
@@ -612,6 +622,57 @@ func FuzzParseKeyring(f *testing.F) {
 			}
 		}
 	})
+}
+
+// checkPolicies checks the invariants of a parsed keyring's clients and
+// policies.
+func checkPolicies(t *testing.T, kr *keyring.Keyring) {
+	if kr.Policed() != (len(kr.Clients()) > 0) || kr.Policed() != (kr.Audience() != "") {
+		t.Fatalf("Policed %v with %d clients and audience %q", kr.Policed(), len(kr.Clients()), kr.Audience())
+	}
+	if kr.Policed() && (kr.FormatVersion() != keyring.Format2 || keyring.CheckAudience(kr.Audience()) != nil) {
+		t.Fatalf("policed keyring of format %d, audience %q", kr.FormatVersion(), kr.Audience())
+	}
+	rateOK := func(r *keyring.Rate) bool {
+		return r == nil || r.PerSecond > 0 && r.PerSecond <= keyring.MaxRatePerSecond && r.Burst >= 1 && r.Burst <= keyring.MaxBurst
+	}
+	ids := map[string]bool{}
+	for _, c := range kr.Clients() {
+		if ids[c.ID] || keyring.CheckID(c.ID) != nil || c.Audience != kr.Audience() || !rateOK(c.Rate) {
+			t.Fatalf("bad client %v", c)
+		}
+		ids[c.ID] = true
+		if n := len(c.Secrets()); n < 1 || n > 2 {
+			t.Fatalf("client %s has %d secrets", c.ID, n)
+		}
+		for _, s := range c.Secrets() {
+			if len(s) != keyring.ClientSecretSize {
+				t.Fatalf("client %s has a secret of %d bytes", c.ID, len(s))
+			}
+		}
+	}
+	for _, k := range kr.Keys() {
+		if k.Policed() != kr.Policed() {
+			t.Fatalf("key %s: Policed %v in a keyring with Policed %v", k.ID(), k.Policed(), kr.Policed())
+		}
+		p := k.Policy()
+		if p == nil {
+			continue
+		}
+		if !kr.Policed() || len(p.Clients) == 0 || len(p.Kinds) == 0 || !rateOK(p.Rate) || p.MaxMessageBytes < 0 || p.MaxMessageBytes > keyring.MaxMessageBytesLimit {
+			t.Fatalf("key %s: bad policy %+v", k.ID(), p)
+		}
+		for _, id := range p.Clients {
+			if !ids[id] {
+				t.Fatalf("key %s: policy names undeclared client %q", k.ID(), id)
+			}
+		}
+		for _, kind := range p.Kinds {
+			if kind != keyring.KindMessage && (kind != keyring.KindDigest || k.Algorithm() == keyring.Ed25519) {
+				t.Fatalf("key %s (%s): policy allows kind %q", k.ID(), k.Algorithm(), kind)
+			}
+		}
+	}
 }
 
 func BenchmarkSign(b *testing.B) {

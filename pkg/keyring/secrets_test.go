@@ -167,3 +167,123 @@ func TestNoSecretsInOutput(t *testing.T) {
 	}
 	t.Logf("checked %d bytes of output (%d errors) against %d secrets", out.Len(), len(errs), len(forbidden))
 }
+
+// TestNoClientSecretsInOutput does the same for client secrets: a policed
+// keyring is loaded, its clients, keys, keyring and set are formatted and
+// logged every way, errors about clients and policies are provoked with
+// the secrets nearby (and misplaced), and no secret appears in any form.
+func TestNoClientSecretsInOutput(t *testing.T) {
+	var out bytes.Buffer
+	text := slog.New(slog.NewTextHandler(&out, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	jsonLog := slog.New(slog.NewJSONHandler(&out, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	s1, s2, s3 := secretHex("one"), secretHex("two"), secretHex("three")
+	clients := `"audience":"prod","clients":[` + client("app1", `"rate":{"per_second":2,"burst":4}`, s1, s2) + "," + client("app2", "", s3) + `]`
+	ed, p := ed25519Fixture("ed"), p256Fixture("p", "sec1")
+	good := v2("pay", clients, keyObj(ed, `{"clients":["app1"],"rate":{"per_second":1,"burst":1}}`), keyObj(p, `{"clients":["app1","app2"],"kinds":["digest"]}`))
+	_, id, rcpt := newIdentity(t)
+	set, err := keyring.Load(id, keyring.File{Name: "pay.age", Ciphertext: encrypt(t, rcpt, good, false)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	kr, err := keyring.ParseKeyring("again", good)
+	if err != nil {
+		t.Fatal(err)
+	}
+	values := []any{set, kr, kr.Clients(), kr.Keys(), set.Clients()}
+	for _, c := range set.Clients() {
+		values = append(values, c, c.Rate)
+	}
+	for _, k := range kr.Keys() {
+		values = append(values, k, k.Policy(), k.Authorize("app2", "message", 5))
+	}
+	for _, v := range values {
+		for _, verb := range []string{"%v", "%+v", "%#v", "%s", "%q", "%x", "%X", "%d"} {
+			fmt.Fprintf(&out, verb+"\n", v)
+		}
+		text.Info("value", "v", v)
+		jsonLog.Info("value", "v", v)
+		if b, err := json.Marshal(v); err == nil {
+			out.Write(b)
+		}
+	}
+
+	var errs []error
+	bad := func(in []byte) {
+		if _, err := keyring.ParseKeyring("bad", in); err != nil {
+			errs = append(errs, err)
+		} else {
+			t.Fatalf("parsed %s", in)
+		}
+	}
+	k := keyObj(ed, `{"clients":["app1"]}`)
+	for _, c := range []string{
+		client("app1", "", s1[:63]),
+		client("app1", "", s1+"0"),
+		client("app1", "", s1[:40]+"x"+s1[41:]),
+		client("app1", "", s1, s2, s3),
+		client("app1", "", s1, s1),
+		client("app1", "", s1) + "," + client("app2", "", s1),
+		client("app1", "", s1) + "," + client("app1", "", s2),
+		client(s1, "", s2) + "," + client(s1, "", s3),
+		client("app1", `"`+s2+`":1`, s1),
+		`{"id":"app1","secrets":["` + s1 + `"],"rate":{"` + s2 + `":1}}`,
+		`{"id":"app1","secrets":["` + s1 + `" "` + s2 + `"]}`,
+		`{"id":"app1","secrets":["` + s1 + `\q"]}`,
+		`{"id":"` + s2 + ` x","secrets":["` + s1 + `"]}`,
+	} {
+		bad(v2("pay", `"audience":"prod","clients":[`+c+`]`, k))
+	}
+	bad(v2("pay", `"audience":"`+s1+`x","clients":[`+client("app1", "", s2)+`]`, k))
+	bad(v2("pay", clients, keyObj(ed, `{"clients":["`+s1+`"]}`)))
+	bad(v2("pay", clients, keyObj(ed, `{"clients":["app1"],"kinds":["`+s1+`"]}`)))
+	other, err := keyring.ParseKeyring("other.age", v2("o", `"audience":"o","clients":[`+client("app9", "", s1)+`]`, keyObj(ed25519Fixture("o"), "")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = keyring.NewSet(kr, other)
+	errs = append(errs, err)
+	for _, sfile := range []string{s1[:60], s1 + "x", s1 + "\n\n", " " + s1} {
+		_, err := keyring.ParseClientSecretFile([]byte(sfile))
+		errs = append(errs, err)
+	}
+	set.Destroy()
+	c, _ := set.Client("app1")
+	_, err = c.MatchSecret(func([]byte) bool { return true })
+	errs = append(errs, err)
+	for _, err := range errs {
+		if err == nil {
+			t.Fatal("expected an error")
+		}
+		fmt.Fprintf(&out, "%v\n", err)
+		text.Error("failed", "err", err)
+	}
+	kr.Destroy()
+	other.Destroy()
+
+	got := strings.ToLower(out.String())
+	for i, s := range []string{s1, s2, s3} {
+		raw := must(hex.DecodeString(s))
+		for name, form := range map[string]string{
+			"hex":          s,
+			"hex prefix":   s[:20],
+			"hex suffix":   s[44:],
+			"hex middle":   s[22:42],
+			"base64":       base64.RawStdEncoding.EncodeToString(raw),
+			"base64url":    base64.RawURLEncoding.EncodeToString(raw),
+			"decimal":      new(big.Int).SetBytes(raw).String(),
+			"as Go bytes":  strings.Trim(fmt.Sprint(raw), "[]"),
+			"as Go bytes2": strings.Trim(fmt.Sprint(raw[5:15]), "[]"),
+		} {
+			if strings.Contains(got, strings.ToLower(form)) {
+				j := strings.Index(got, strings.ToLower(form))
+				t.Errorf("output contains secret %d (%s); context: %q", i+1, name, got[max(0, j-200):j])
+			}
+		}
+	}
+	for _, want := range []string{"redacted", "app1", "clients[0].secrets[0]", "policy.clients", "key destroyed", "not hex at position 40", "prod", "2/s,burst=4"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("output lacks %q", want)
+		}
+	}
+	t.Logf("checked %d bytes of output (%d errors)", out.Len(), len(errs))
+}

@@ -14,6 +14,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/enclave-signer/enclave-signer/internal/signreq"
 	"github.com/enclave-signer/enclave-signer/pkg/audit"
 	"github.com/enclave-signer/enclave-signer/pkg/client"
 	"github.com/enclave-signer/enclave-signer/pkg/pcr"
@@ -43,6 +44,9 @@ const (
 	codeForbiddenOrigin  = "forbidden_origin"       // 403, Host, Origin or Sec-Fetch-Site
 	codeForbidden        = "forbidden"              // 403, the enclave refused the shim (an unprivileged source port)
 	codeUnsupportedMedia = "unsupported_media_type" // 415
+	codeUnauthenticated  = "unauthenticated"        // 401, with WWW-Authenticate
+	codeRateLimited      = "rate_limited"           // 429, with Retry-After
+	codeAuthUnavailable  = "auth_unavailable"       // 503, the enclave cannot check credentials now
 	codeAuditUnavailable = "audit_unavailable"      // 503, the enclave's audit buffer is full (fail closed)
 )
 
@@ -181,6 +185,16 @@ func putBuffers(b *buffers) {
 	bufPool.Put(b)
 }
 
+// realm is the WWW-Authenticate realm: the audience of the loaded
+// keyrings when the enclave last reported exactly one (what a client
+// signs for), else a fixed name.
+func (h *api) realm() string {
+	if s := h.prov.seen.Load(); s != nil && s.st != nil && s.st.Auth != nil && len(s.st.Auth.Audiences) == 1 {
+		return s.st.Auth.Audiences[0]
+	}
+	return "enclave-signer"
+}
+
 // fail writes an error answer and counts it.
 func (h *api) fail(w http.ResponseWriter, status int, code, msg string) int {
 	h.metrics.countError(code)
@@ -244,10 +258,26 @@ func (h *api) bodyFailure(w http.ResponseWriter, err error) int {
 // error codes as docs/protocol.md's table says.
 func (h *api) enclaveFailure(w http.ResponseWriter, err error) int {
 	status, code, msg := mapError(err, h.timeout)
-	if code == codeNotReady {
+	switch code {
+	case codeNotReady:
 		h.prov.nudge()
+	case codeUnauthenticated:
+		// The realm is quoted: audiences hold no quote or backslash.
+		w.Header().Set("WWW-Authenticate", signreq.Scheme+` realm="`+h.realm()+`"`)
+	case codeRateLimited:
+		var we *wire.Error
+		if errors.As(err, &we) {
+			w.Header().Set("Retry-After", retryAfterSeconds(we.RetryAfterMillis))
+		}
 	}
 	return h.fail(w, status, code, msg)
+}
+
+// retryAfterSeconds is Retry-After for a wait of ms milliseconds: whole
+// seconds, rounded up, at least 1 (HTTP has no finer unit, and 0 would
+// invite an immediate retry that is refused again).
+func retryAfterSeconds(ms uint32) string {
+	return strconv.FormatUint(max((uint64(ms)+999)/1000, 1), 10)
 }
 
 func mapError(err error, timeout time.Duration) (status int, code, msg string) {
@@ -273,6 +303,12 @@ func mapError(err error, timeout time.Duration) (status int, code, msg string) {
 			return http.StatusUnprocessableEntity, codeDigestNotAllowed, msg
 		case wire.CodeForbidden:
 			return http.StatusForbidden, codeForbidden, msg
+		case wire.CodeUnauthenticated:
+			return http.StatusUnauthorized, codeUnauthenticated, msg
+		case wire.CodeRateLimited:
+			return http.StatusTooManyRequests, codeRateLimited, msg
+		case wire.CodeAuthUnavailable:
+			return http.StatusServiceUnavailable, codeAuthUnavailable, msg
 		case wire.CodeAuditUnavailable:
 			return http.StatusServiceUnavailable, codeAuditUnavailable, msg
 		}
@@ -353,8 +389,26 @@ type statusJSON struct {
 	Version     string           `json:"version"`
 	Pinned      bool             `json:"pinned"`
 	Pins        *pinsJSON        `json:"pins,omitempty"`
+	Auth        *authJSON        `json:"auth,omitempty"`
 	Audit       *auditJSON       `json:"audit,omitempty"`
 	Shim        shimState        `json:"shim"`
+}
+
+// authJSON renders wire.AuthStatus.
+type authJSON struct {
+	RequireAuth        bool     `json:"require_auth"`
+	Policed            bool     `json:"policed"`
+	Clients            int      `json:"clients"`
+	Audiences          []string `json:"audiences"`
+	ClockOK            bool     `json:"clock_ok"`
+	ClockSkewMillis    int64    `json:"clock_skew_ms"`
+	ClockChecked       int64    `json:"clock_checked"`
+	NonceCacheSize     int      `json:"nonce_cache_size"`
+	NonceCacheCapacity int      `json:"nonce_cache_capacity"`
+	Unauthenticated    uint64   `json:"unauthenticated"`
+	Forbidden          uint64   `json:"forbidden"`
+	RateLimited        uint64   `json:"rate_limited"`
+	AuthUnavailable    uint64   `json:"auth_unavailable"`
 }
 
 // auditJSON renders wire.AuditStatus: signerd's audit buffer.
@@ -373,6 +427,7 @@ type pinsJSON struct {
 	KMSKeys          []string `json:"kms_keys"`
 	KeyringSigners   []string `json:"keyring_signers,omitempty"`
 	KeyringThreshold int      `json:"keyring_threshold,omitempty"`
+	RequireAuth      bool     `json:"require_auth,omitempty"`
 	AuditOverflow    string   `json:"audit_overflow,omitempty"`
 }
 
@@ -392,7 +447,16 @@ func renderStatus(st *wire.Status, ss shimState, cfg *Config) statusJSON {
 		Pinned: st.Pinned,
 	}
 	if st.Pins != nil {
-		out.Pins = &pinsJSON{KMSKeys: st.Pins.KMSKeys, KeyringSigners: st.Pins.KeyringSigners, KeyringThreshold: st.Pins.KeyringThreshold, AuditOverflow: st.Pins.AuditOverflow}
+		out.Pins = &pinsJSON{KMSKeys: st.Pins.KMSKeys, KeyringSigners: st.Pins.KeyringSigners, KeyringThreshold: st.Pins.KeyringThreshold, RequireAuth: st.Pins.RequireAuth, AuditOverflow: st.Pins.AuditOverflow}
+	}
+	if a := st.Auth; a != nil {
+		out.Auth = &authJSON{RequireAuth: a.RequireAuth, Policed: a.Policed, Clients: a.Clients, Audiences: a.Audiences,
+			ClockOK: a.ClockOK, ClockSkewMillis: a.ClockSkewMillis, ClockChecked: a.ClockChecked,
+			NonceCacheSize: a.NonceCacheSize, NonceCacheCapacity: a.NonceCacheCapacity,
+			Unauthenticated: a.Unauthenticated, Forbidden: a.Forbidden, RateLimited: a.RateLimited, AuthUnavailable: a.AuthUnavailable}
+		if out.Auth.Audiences == nil {
+			out.Auth.Audiences = []string{}
+		}
 	}
 	if a := st.Audit; a != nil {
 		out.Audit = &auditJSON{Buffered: a.Buffered, Capacity: a.Capacity, State: a.State, Unrecorded: a.Unrecorded, Refused: a.Refused, LastSeq: a.LastSeq}
@@ -477,6 +541,9 @@ func (h *api) keys(w http.ResponseWriter, r *http.Request) int {
 }
 
 func (h *api) sign(w http.ResponseWriter, r *http.Request) int {
+	if _, ok := r.Header["Authorization"]; ok {
+		return h.authSign(w, r)
+	}
 	id := r.PathValue("id")
 	if id == "" || !utf8.ValidString(id) {
 		// Sent on, a non-UTF-8 id would be a malformed frame, which
@@ -490,24 +557,55 @@ func (h *api) sign(w http.ResponseWriter, r *http.Request) int {
 	if err != nil {
 		return h.bodyFailure(w, err)
 	}
-	sb, err := parseSignBody(b.in)
+	sb, err := signreq.ParseBody(b.in)
 	if err != nil {
 		return h.fail(w, http.StatusBadRequest, codeMalformed, err.Error())
 	}
-	data, err := decodeBase64(b.data, sb.b64)
+	data, err := sb.Decode(b.data)
 	if err != nil {
-		field := "message"
-		if sb.isDigest {
-			field = "digest"
-		}
-		return h.fail(w, http.StatusBadRequest, codeMalformed, field+": want standard base64 (RFC 4648 §4, padded): "+err.Error())
+		return h.fail(w, http.StatusBadRequest, codeMalformed, err.Error())
 	}
 	b.data = data
 	if data == nil {
 		data = []byte{} // an empty message is still sent as one
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), h.timeout)
-	resp, err := h.client.Sign(ctx, &wire.SignRequest{KeyID: id, Data: data, IsDigest: sb.isDigest})
+	resp, err := h.client.Sign(ctx, &wire.SignRequest{KeyID: id, Data: data, IsDigest: sb.IsDigest})
+	cancel()
+	if err != nil {
+		return h.enclaveFailure(w, err)
+	}
+	b.out = appendSignResponse(b.out[:0], resp.KeyID, resp.Algorithm, resp.Signature, resp.RecoveryID, resp.SignatureRSV)
+	w.Header()["Content-Type"] = jsonContentType
+	w.WriteHeader(http.StatusOK)
+	w.Write(b.out)
+	return http.StatusOK
+}
+
+// authSign forwards an authenticated sign request as it came: method,
+// request target, body bytes and Authorization header, unchanged and
+// unparsed. signerd verifies the MAC over exactly these bytes and reads
+// the key and what to sign from them alone; anything the shim changed
+// would fail the MAC.
+func (h *api) authSign(w http.ResponseWriter, r *http.Request) int {
+	auth := r.Header["Authorization"]
+	if len(auth) != 1 {
+		w.Header().Set("WWW-Authenticate", signreq.Scheme+` realm="`+h.realm()+`"`)
+		return h.fail(w, http.StatusUnauthorized, codeUnauthenticated, fmt.Sprintf("%d Authorization headers: want one", len(auth)))
+	}
+	b := getBuffers()
+	defer putBuffers(b)
+	var err error
+	b.in, err = readBody(w, r, b.in)
+	if err != nil {
+		return h.bodyFailure(w, err)
+	}
+	body := b.in
+	if body == nil {
+		body = []byte{}
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), h.timeout)
+	resp, err := h.client.AuthSign(ctx, &wire.AuthSignRequest{Method: r.Method, Path: r.RequestURI, Body: body, Authorization: auth[0]})
 	cancel()
 	if err != nil {
 		return h.enclaveFailure(w, err)

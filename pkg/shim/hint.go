@@ -58,6 +58,8 @@ func hint(e *wire.StatusError, cfg *Config) string {
 		return keyringSigHint(e, msg, then)
 	case "kms_decrypt":
 		return kmsHint(e, msg, identity, region, then)
+	case "require_auth":
+		return "the enclave's image pins --require-auth, and a configured keyring declares no clients (the message names it), so anyone reaching the enclave could sign with its keys: make it declare clients and key policies (signer keyring new --client …; docs/keyring.md), or drop it from the config field keyrings" + then
 	case "kms_key":
 		return identity + " is not sealed under a KMS key the enclave's image pins (the message names the key and the pins). If you sealed it, seal it again under a pinned key (signer seal --key-id ARN), or build an image that pins its key (make image KMS_KEYS=ARN,…; docs/operations.md, Rotating the KMS key); if nobody on your side did, someone who can reach the enclave tried to load keys of their own: the enclave refused them and keeps its keys" + then
 	}

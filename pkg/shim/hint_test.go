@@ -64,6 +64,8 @@ func TestHint(t *testing.T) {
 			[]string{"same keyring id"}, nil},
 		{"unpinned key", wire.StatusError{Step: "kms_key", Message: "the identity is sealed under KMS key arn:aws:kms:eu-west-1:999999999999:key/x, which is not pinned"},
 			[]string{"/etc/signer/identity.enc", "signer seal --key-id ARN", "make image KMS_KEYS=", "keeps its keys"}, []string{"key policy"}},
+		{"open keyring", wire.StatusError{Step: "require_auth", Message: `keyrings ["open.age"] declare no clients, …`},
+			[]string{"--require-auth", "declare clients", "signer keyring new --client"}, []string{"key policy"}},
 		{"nsm", wire.StatusError{Step: "attest", Message: "nsm: boom"}, []string{"restart the enclave"}, nil},
 		{"unknown step", wire.StatusError{Step: "future"}, []string{"docs/signerd.md"}, nil},
 	} {

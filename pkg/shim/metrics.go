@@ -16,7 +16,7 @@ import (
 // the request path), and the shim keeps its dependency tree to the AWS SDK.
 
 // statusCodes are the HTTP statuses the API answers; others count as "other".
-var statusCodes = [...]int{200, 400, 403, 404, 405, 413, 415, 422, 500, 503}
+var statusCodes = [...]int{200, 400, 401, 403, 404, 405, 413, 415, 422, 429, 500, 503}
 
 const nStatus = len(statusCodes) + 1
 
@@ -33,7 +33,7 @@ func statusIndex(code int) int {
 var errorCodes = [...]string{
 	codeMalformed, codeUnknownKey, codeTooLarge, codeInvalidDigest, codeDigestNotAllowed,
 	codeInternal, codeNotReady, codeNotFound, codeMethodNotAllowed, codeForbiddenOrigin, codeUnsupportedMedia, codeForbidden,
-	codeAuditUnavailable,
+	codeUnauthenticated, codeRateLimited, codeAuthUnavailable, codeAuditUnavailable,
 }
 
 // latencyBuckets are the histogram's upper bounds in seconds.

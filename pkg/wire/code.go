@@ -54,8 +54,25 @@ const (
 	CodeProvisioningFailed Code = 20
 	// CodeForbidden: the peer may not make this request: a provisioning
 	// from an unprivileged peer (a source port of 1024 or above, which any
-	// local user can open). Nothing changed; the connection keeps serving.
+	// local user can open), or an authenticated sign request the key's
+	// policy refuses (the message names the rule). Nothing changed; the
+	// connection keeps serving.
 	CodeForbidden Code = 21
+	// CodeUnauthenticated: an auth_sign_request whose credential is
+	// missing, malformed or wrong (an unknown client, a mac that does not
+	// match), whose timestamp is outside the window or before signerd
+	// started, or whose nonce was seen within the window; or a plain
+	// sign_request for a key of a keyring that declares clients. HTTP 401
+	// with WWW-Authenticate.
+	CodeUnauthenticated Code = 22
+	// CodeRateLimited: the key's or the client's rate is spent; the
+	// Error's RetryAfterMillis says when a token is next free. HTTP 429
+	// with Retry-After.
+	CodeRateLimited Code = 23
+	// CodeAuthUnavailable: signerd cannot check credentials now: its
+	// nonce cache is full, or its clock disagrees with the NSM's by more
+	// than the timestamp window. HTTP 503.
+	CodeAuthUnavailable Code = 24
 	// CodeAuditUnavailable: the audit trail cannot record the request
 	// (its buffer is full: the host has stopped draining it), so nothing
 	// is signed; signing resumes once it is drained.
@@ -76,6 +93,9 @@ var codeNames = map[Code]string{
 	CodeDigestNotAllowed:   "digest_not_allowed",
 	CodeProvisioningFailed: "provisioning_failed",
 	CodeForbidden:          "forbidden",
+	CodeUnauthenticated:    "unauthenticated",
+	CodeRateLimited:        "rate_limited",
+	CodeAuthUnavailable:    "auth_unavailable",
 	CodeAuditUnavailable:   "audit_unavailable",
 }
 
@@ -86,7 +106,8 @@ func Codes() []Code {
 		CodeMalformedFrame, CodeFrameTooLarge, CodeUnsupported, CodeVersionMismatch,
 		CodeInvalidRequest, CodeInternal, CodeTooManyConnections,
 		CodeNotReady, CodeUnknownKey, CodeInvalidDigest, CodeDigestNotAllowed,
-		CodeProvisioningFailed, CodeForbidden, CodeAuditUnavailable,
+		CodeProvisioningFailed, CodeForbidden,
+		CodeUnauthenticated, CodeRateLimited, CodeAuthUnavailable, CodeAuditUnavailable,
 	}
 }
 
@@ -118,6 +139,9 @@ func (c Code) ClosesConn() bool {
 type Error struct {
 	Code    Code   `cbor:"1,keyasint"`
 	Message string `cbor:"2,keyasint,omitempty"`
+	// RetryAfterMillis is, for rate_limited, how long until the request
+	// could succeed, in milliseconds; 0 (absent) otherwise.
+	RetryAfterMillis uint32 `cbor:"3,keyasint,omitempty"`
 }
 
 // Sentinels for errors.Is, one per code. Their Message is empty, and an
@@ -136,6 +160,9 @@ var (
 	ErrDigestNotAllowed   = &Error{Code: CodeDigestNotAllowed}
 	ErrProvisioningFailed = &Error{Code: CodeProvisioningFailed}
 	ErrForbidden          = &Error{Code: CodeForbidden}
+	ErrUnauthenticated    = &Error{Code: CodeUnauthenticated}
+	ErrRateLimited        = &Error{Code: CodeRateLimited}
+	ErrAuthUnavailable    = &Error{Code: CodeAuthUnavailable}
 	ErrAuditUnavailable   = &Error{Code: CodeAuditUnavailable}
 )
 

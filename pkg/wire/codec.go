@@ -79,6 +79,10 @@ func Unmarshal(body []byte) (id uint64, m Message, err error) {
 		if m, ok := decodeSignRequest(rest); ok {
 			return id, m, nil
 		}
+	case TypeAuthSignRequest:
+		if m, ok := decodeAuthSignRequest(rest); ok {
+			return id, m, nil
+		}
 	case TypeSignResponse:
 		if m, ok := decodeSignResponse(rest); ok {
 			return id, m, nil
@@ -122,6 +126,8 @@ func appendFrame(buf *bytes.Buffer, id uint64, m Message) error {
 		// Appended in the buffer's own spare capacity (no copy, no
 		// allocation once the pooled buffer has grown).
 		buf.Write(appendSignRequest(append(buf.AvailableBuffer(), h...), v))
+	case *AuthSignRequest:
+		buf.Write(appendAuthSignRequest(append(buf.AvailableBuffer(), h...), v))
 	case *SignResponse:
 		buf.Write(appendSignResponse(append(buf.AvailableBuffer(), h...), v))
 	case *Hello:

@@ -83,6 +83,8 @@ func samples() []struct {
 			RecoveryID: u8(0), SignatureRSV: bytes.Repeat([]byte{0x22}, 65)}},
 		{5, &AttestRequest{Nonce: []byte("nonce"), UserData: []byte("user data")}},
 		{5, &AttestResponse{Document: []byte{0x84, 0x44, 0xa1, 0x01, 0x38, 0x22}}},
+		{6, &AuthSignRequest{Method: "POST", Path: "/v1/keys/eth/sign", Body: []byte(`{"message":"aGVsbG8="}`),
+			Authorization: "ES-HMAC-SHA256 client=app1, ts=1700000000, nonce=00112233445566778899aabbccddeeff, mac=802425352bda431b093534b5621ab8d6622cd75142954cbf01e3cd461670ec1a"}},
 		{6, &AuditReadRequest{AuditKey: bytes.Repeat([]byte{0x8a}, 32), Cursor: 21, Max: 512}},
 		{6, &AuditBatch{AuditKey: bytes.Repeat([]byte{0x8a}, 32), Records: [][]byte{
 			[]byte(`{"type":"decision","seq":10,"time":"2026-12-07T20:57:53.123456789Z","client":"","key":"dev-ed25519","kind":"message","sha256":"2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824","outcome":"allowed","reason":"","prev":"91aa9d2898e0dbc81f785d98190136641265d99745e282022326eafb4225b2b5"}`),

@@ -27,6 +27,9 @@ func fastPathSamples() []Message {
 		&SignRequest{KeyID: long, Data: bytes.Repeat([]byte{7}, 70000)},
 		&SignRequest{KeyID: "é", Data: make([]byte, 23)},
 		&SignRequest{KeyID: "k", Data: make([]byte, 24)},
+		&AuthSignRequest{},
+		&AuthSignRequest{Method: "POST", Path: "/v1/keys/eth/sign", Body: []byte(`{"message":"aGVsbG8="}`), Authorization: "ES-HMAC-SHA256 client=app1, ts=1700000000, nonce=00112233445566778899aabbccddeeff, mac=" + strings.Repeat("ab", 32)},
+		&AuthSignRequest{Method: long, Path: "/é", Body: bytes.Repeat([]byte{7}, 70000), Authorization: long},
 		&SignResponse{},
 		&SignResponse{KeyID: "payments", Algorithm: "ed25519", Signature: make([]byte, 64)},
 		&SignResponse{KeyID: "eth", Algorithm: "ecdsa-secp256k1", Signature: make([]byte, 71), RecoveryID: u8(1), SignatureRSV: make([]byte, 65)},
@@ -44,7 +47,7 @@ func fastPathSamples() []Message {
 
 // fastTypes are the types with a fast path, in the order
 // FuzzFastPathMatchesGeneric picks them.
-var fastTypes = []Type{TypeSignRequest, TypeSignResponse, TypeHello, TypeHelloAck}
+var fastTypes = []Type{TypeSignRequest, TypeSignResponse, TypeHello, TypeHelloAck, TypeAuthSignRequest}
 
 // fastDecode runs typ's fast decoder, and returns its re-encoder.
 func fastDecode(typ Type, body []byte) (Message, bool, func() []byte) {
@@ -61,6 +64,9 @@ func fastDecode(typ Type, body []byte) (Message, bool, func() []byte) {
 	case TypeHelloAck:
 		m, ok := decodeHelloAck(body)
 		return m, ok, func() []byte { return appendHelloAck(nil, m) }
+	case TypeAuthSignRequest:
+		m, ok := decodeAuthSignRequest(body)
+		return m, ok, func() []byte { return appendAuthSignRequest(nil, m) }
 	}
 	panic("no fast path for " + typ.String())
 }
@@ -93,6 +99,8 @@ func TestFastPathMatchesGeneric(t *testing.T) {
 			got = appendHello(nil, v)
 		case *HelloAck:
 			got = appendHelloAck(nil, v)
+		case *AuthSignRequest:
+			got = appendAuthSignRequest(nil, v)
 		}
 		dec, ok, _ := fastDecode(m.MessageType(), want)
 		if !bytes.Equal(got, want) {
@@ -159,6 +167,12 @@ func TestFastPathDefersToGeneric(t *testing.T) {
 		{"hello_ack version 65536", TypeHelloAck, "a1 01 1a00010000"},
 		{"hello_ack without version", TypeHelloAck, "a1 02 6178"},
 		{"hello_ack software as bytes", TypeHelloAck, "a2 01 01 02 4178"},
+		{"auth without authorization", TypeAuthSignRequest, "a3 01 60 02 60 03 40"},
+		{"auth body as text", TypeAuthSignRequest, "a4 01 60 02 60 03 60 04 60"},
+		{"auth path as bytes", TypeAuthSignRequest, "a4 01 60 02 40 03 40 04 60"},
+		{"auth unknown key", TypeAuthSignRequest, "a5 01 60 02 60 03 40 04 60 05 60"},
+		{"auth keys out of order", TypeAuthSignRequest, "a4 02 60 01 60 03 40 04 60"},
+		{"auth null body", TypeAuthSignRequest, "a4 01 60 02 60 03 f6 04 60"},
 	} {
 		body := mustHex(t, strings.ReplaceAll(c.body, " ", ""))
 		if _, ok, _ := fastDecode(c.typ, body); ok {

@@ -35,6 +35,8 @@ const (
 	TypeSignResponse     Type = 23 // *SignResponse
 	TypeAttestRequest    Type = 24 // *AttestRequest → *AttestResponse
 	TypeAttestResponse   Type = 25 // *AttestResponse
+	// TypeAuthSignRequest is answered by *SignResponse, like TypeSignRequest.
+	TypeAuthSignRequest  Type = 26 // *AuthSignRequest → *SignResponse
 	TypeAuditReadRequest Type = 28 // *AuditReadRequest → *AuditBatch (privileged peers only)
 	TypeAuditBatch       Type = 29 // *AuditBatch
 	TypeAuditHeadRequest Type = 30 // *AuditHeadRequest → *AuditHead
@@ -62,6 +64,7 @@ var messages = map[Type]msgInfo{
 	TypeSignResponse:     {"sign_response", func() Message { return new(SignResponse) }, false},
 	TypeAttestRequest:    {"attest_request", func() Message { return new(AttestRequest) }, true},
 	TypeAttestResponse:   {"attest_response", func() Message { return new(AttestResponse) }, false},
+	TypeAuthSignRequest:  {"auth_sign_request", func() Message { return new(AuthSignRequest) }, true},
 	TypeAuditReadRequest: {"audit_read_request", func() Message { return new(AuditReadRequest) }, true},
 	TypeAuditBatch:       {"audit_batch", func() Message { return new(AuditBatch) }, false},
 	TypeAuditHeadRequest: {"audit_head_request", func() Message { return new(AuditHeadRequest) }, true},
@@ -74,7 +77,7 @@ func Types() []Type {
 		TypeError, TypeHello, TypeHelloAck,
 		TypeStatusRequest, TypeStatus, TypeProvisionRequest,
 		TypeListKeysRequest, TypeKeyList, TypeSignRequest, TypeSignResponse,
-		TypeAttestRequest, TypeAttestResponse,
+		TypeAttestRequest, TypeAttestResponse, TypeAuthSignRequest,
 		TypeAuditReadRequest, TypeAuditBatch, TypeAuditHeadRequest, TypeAuditHead,
 	}
 }
@@ -155,9 +158,46 @@ type Status struct {
 	// Pins are what signerd takes keys from, fixed in its image; nil when
 	// nothing is pinned.
 	Pins *Pins `cbor:"9,keyasint,omitempty"`
+	// Auth is the state of authenticated signing; nil from a signerd
+	// older than it.
+	Auth *AuthStatus `cbor:"10,keyasint,omitempty"`
 	// Audit is the state of signerd's audit trail; nil from a signerd
 	// without one.
 	Audit *AuditStatus `cbor:"11,keyasint,omitempty"`
+}
+
+// AuthStatus is the state of signerd's authentication of sign requests
+// (docs/protocol.md, Authenticated sign requests).
+type AuthStatus struct {
+	// RequireAuth is the --require-auth pin: a keyring without clients is
+	// refused at provisioning.
+	RequireAuth bool `cbor:"1,keyasint,omitempty"`
+	// Policed is true when the loaded key set declares clients: its keys
+	// sign only authenticated requests.
+	Policed bool `cbor:"2,keyasint,omitempty"`
+	// Clients is the number of clients the loaded key set declares, and
+	// Audiences their keyrings' audiences, sorted and distinct.
+	Clients   int      `cbor:"3,keyasint,omitempty"`
+	Audiences []string `cbor:"4,keyasint,omitempty"`
+	// ClockOK is false while signerd's clock and the NSM's disagree by
+	// more than the timestamp window (authenticated requests are then
+	// refused with auth_unavailable), or before the first check.
+	ClockOK bool `cbor:"5,keyasint,omitempty"`
+	// ClockSkewMillis is signerd's clock minus the NSM's at the last
+	// check, in milliseconds; ClockChecked is when that was (Unix
+	// seconds, signerd's clock; 0 before the first check).
+	ClockSkewMillis int64 `cbor:"6,keyasint,omitempty"`
+	ClockChecked    int64 `cbor:"7,keyasint,omitempty"`
+	// NonceCacheSize is how many nonces signerd remembers now, and
+	// NonceCacheCapacity how many it can (then it answers
+	// auth_unavailable until some expire).
+	NonceCacheSize     int `cbor:"8,keyasint,omitempty"`
+	NonceCacheCapacity int `cbor:"9,keyasint,omitempty"`
+	// The sign requests refused since signerd started, by reason.
+	Unauthenticated uint64 `cbor:"10,keyasint,omitempty"`
+	Forbidden       uint64 `cbor:"11,keyasint,omitempty"`
+	RateLimited     uint64 `cbor:"12,keyasint,omitempty"`
+	AuthUnavailable uint64 `cbor:"13,keyasint,omitempty"`
 }
 
 // The states of AuditStatus.State.
@@ -198,6 +238,9 @@ type Pins struct {
 	// how many distinct ones must have signed (0 when none are pinned).
 	KeyringSigners   []string `cbor:"2,keyasint,omitempty"`
 	KeyringThreshold int      `cbor:"3,keyasint,omitempty"`
+	// RequireAuth: signerd refuses, at provisioning, a keyring that
+	// declares no clients (--require-auth).
+	RequireAuth bool `cbor:"4,keyasint,omitempty"`
 	// AuditOverflow is "drop" when a full audit buffer records a gap
 	// entry and signing goes on; "" (absent) when it refuses to sign.
 	AuditOverflow string `cbor:"5,keyasint,omitempty"`
@@ -369,7 +412,25 @@ type SignRequest struct {
 	IsDigest bool `cbor:"3,keyasint,omitempty"`
 }
 
-// SignResponse answers SignRequest.
+// AuthSignRequest is an authenticated sign request: the HTTP request
+// POST /v1/keys/{id}/sign exactly as the client sent it, which the shim
+// forwards unchanged. signerd verifies Authorization (the ES-HMAC-SHA256
+// scheme, docs/protocol.md) over Method, Path and Body, and then reads the
+// key id from Path and what to sign from Body: nothing the host could
+// change unnoticed decides what is signed, or with which key.
+type AuthSignRequest struct {
+	// Method is the HTTP method as sent ("POST").
+	Method string `cbor:"1,keyasint"`
+	// Path is the request target as sent: /v1/keys/{id}/sign, the id
+	// path-escaped as the client escaped it.
+	Path string `cbor:"2,keyasint"`
+	// Body is the exact body: {"message": BASE64} or {"digest": BASE64}.
+	Body []byte `cbor:"3,keyasint"`
+	// Authorization is the Authorization header's value.
+	Authorization string `cbor:"4,keyasint"`
+}
+
+// SignResponse answers SignRequest and AuthSignRequest.
 type SignResponse struct {
 	KeyID     string `cbor:"1,keyasint"`
 	Algorithm string `cbor:"2,keyasint"`
@@ -452,6 +513,7 @@ func (*SignRequest) MessageType() Type      { return TypeSignRequest }
 func (*SignResponse) MessageType() Type     { return TypeSignResponse }
 func (*AttestRequest) MessageType() Type    { return TypeAttestRequest }
 func (*AttestResponse) MessageType() Type   { return TypeAttestResponse }
+func (*AuthSignRequest) MessageType() Type  { return TypeAuthSignRequest }
 func (*AuditReadRequest) MessageType() Type { return TypeAuditReadRequest }
 func (*AuditBatch) MessageType() Type       { return TypeAuditBatch }
 func (*AuditHeadRequest) MessageType() Type { return TypeAuditHeadRequest }

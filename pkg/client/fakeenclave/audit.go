@@ -90,6 +90,24 @@ func (a *fakeAudit) newBoot() {
 	a.priv, a.chain, a.recs, a.next, a.lastCP = priv, audit.NewChain(pub), nil, 0, 0
 }
 
+// auditRecord records a sign request's decision, if the fake has an
+// audit trail: allowed, or the code of the error it was answered with.
+func (e *Enclave) auditRecord(r *wire.SignRequest, err error) {
+	e.mu.Lock()
+	a := e.audit
+	e.mu.Unlock()
+	if a == nil {
+		return
+	}
+	outcome := audit.OutcomeAllowed
+	if we, ok := err.(*wire.Error); ok {
+		outcome = we.Code.String()
+	} else if err != nil {
+		outcome = "invalid"
+	}
+	a.record(r, outcome)
+}
+
 func (a *fakeAudit) record(r *wire.SignRequest, outcome string) {
 	a.mu.Lock()
 	defer a.mu.Unlock()

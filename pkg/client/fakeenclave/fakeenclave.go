@@ -29,8 +29,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/enclave-signer/enclave-signer/internal/signreq"
 	"github.com/enclave-signer/enclave-signer/pkg/attestation"
-	"github.com/enclave-signer/enclave-signer/pkg/audit"
 	"github.com/enclave-signer/enclave-signer/pkg/transport"
 	"github.com/enclave-signer/enclave-signer/pkg/wire"
 )
@@ -76,6 +76,9 @@ type Enclave struct {
 	signsHeld  chan struct{}
 	provDelay  time.Duration
 	restarts   int
+	authSigns  []wire.AuthSignRequest
+	authErr    *wire.Error
+	authStatus *wire.AuthStatus
 	audit      *fakeAudit // nil until EnableAudit
 }
 
@@ -240,7 +243,56 @@ func (e *Enclave) status() *wire.Status {
 	if e.state == wire.StateReady {
 		st.Keys = len(e.keys)
 	}
+	st.Auth = e.authStatus
 	return st
+}
+
+// authSign records r and answers it: with the error SetAuthError set, or
+// else by signing what its body asks with the key its path names. It
+// checks no credential: that is signerd's job, tested there.
+func (e *Enclave) authSign(ctx context.Context, r *wire.AuthSignRequest) (wire.Message, error) {
+	e.mu.Lock()
+	e.authSigns = append(e.authSigns, *r)
+	we := e.authErr
+	e.mu.Unlock()
+	if we != nil {
+		return nil, we
+	}
+	id, err := signreq.KeyIDFromPath(r.Path)
+	if err != nil {
+		return nil, wire.NewError(wire.CodeInvalidRequest, err.Error())
+	}
+	b, err := signreq.ParseBody(r.Body)
+	if err != nil {
+		return nil, wire.NewError(wire.CodeInvalidRequest, err.Error())
+	}
+	data, err := b.Decode(nil)
+	if err != nil {
+		return nil, wire.NewError(wire.CodeInvalidRequest, err.Error())
+	}
+	return e.sign(ctx, &wire.SignRequest{KeyID: id, Data: data, IsDigest: b.IsDigest})
+}
+
+// AuthSigns returns the authenticated sign requests received so far.
+func (e *Enclave) AuthSigns() []wire.AuthSignRequest {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return append([]wire.AuthSignRequest(nil), e.authSigns...)
+}
+
+// SetAuthError makes every later authenticated sign request answer we
+// (nil: sign again).
+func (e *Enclave) SetAuthError(we *wire.Error) {
+	e.mu.Lock()
+	e.authErr = we
+	e.mu.Unlock()
+}
+
+// SetAuthStatus sets the auth part of every later status.
+func (e *Enclave) SetAuthStatus(a *wire.AuthStatus) {
+	e.mu.Lock()
+	e.authStatus = a
+	e.mu.Unlock()
 }
 
 func (e *Enclave) serve(ctx context.Context, req wire.Message) (wire.Message, error) {
@@ -260,19 +312,10 @@ func (e *Enclave) serve(ctx context.Context, req wire.Message) (wire.Message, er
 		return &wire.KeyList{Keys: e.keys, KeySetDigest: e.keySetDigest}, nil
 	case *wire.SignRequest:
 		m, err := e.sign(ctx, r)
-		e.mu.Lock()
-		a := e.audit
-		e.mu.Unlock()
-		if a != nil {
-			outcome := audit.OutcomeAllowed
-			if we, ok := err.(*wire.Error); ok {
-				outcome = we.Code.String()
-			} else if err != nil {
-				outcome = "invalid"
-			}
-			a.record(r, outcome)
-		}
+		e.auditRecord(r, err)
 		return m, err
+	case *wire.AuthSignRequest:
+		return e.authSign(ctx, r)
 	case *wire.AuditReadRequest, *wire.AuditHeadRequest:
 		e.mu.Lock()
 		a := e.audit
