@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/enclave-signer/enclave-signer/pkg/attestation/nsmsim"
 	"github.com/enclave-signer/enclave-signer/pkg/transport"
 )
 
@@ -110,7 +111,8 @@ func (s *devStack) printSummary(e *env) {
 	fmt.Fprintf(w, "  sign a keyring made by hand for --keyring (writes FILE.sig):\n    AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_REGION=%s signer keyring sign --endpoint-url $(cat %s) --sign-with $(cat %s) --id ID --version N --recipient-file %s FILE\n",
 		devRegion, filepath.Join(s.dir, "kms-endpoint"), signerFile, filepath.Join(s.dir, "recipient.txt"))
 	fmt.Fprintf(w, "Logs:           %s\n", filepath.Join(s.dir, "logs"))
-	fmt.Fprintf(w, "Audit log:      %s (every decision of every signerd this stack starts)\n", filepath.Join(s.dir, "audit.jsonl"))
+	fmt.Fprintf(w, "Audit log:      %s (every decision; check it: signer audit verify %s --expect-pcr 0=%x --root %s)\n",
+		filepath.Join(s.dir, "audit.jsonl"), filepath.Join(s.dir, "audit.jsonl"), s.pcr0, filepath.Join(s.dir, "ca", nsmsim.RootCertFile))
 	fmt.Fprintf(w, "Host shim:      %s (instance %s)\n", s.httpURL, s.instance)
 	fmt.Fprintf(w, "Processes:      %s (signerd is restarted when it exits)\n", s.processes())
 	st, err := s.status(httpClientFor(s.opts.HTTP))
