@@ -354,8 +354,13 @@ func TestAuditEndToEnd(t *testing.T) {
 		})
 	}
 	wg.Wait()
+	// A digest the ed25519 key cannot sign is refused before the
+	// decision: recorded as refused, never as allowed.
+	if _, err := c.Sign(t.Context(), &wire.SignRequest{KeyID: "k", Data: make([]byte, 32), IsDigest: true}); !errors.Is(err, wire.ErrDigestNotAllowed) {
+		t.Fatalf("a digest for ed25519: %v", err)
+	}
 	st, err := c.Status(t.Context())
-	if err != nil || st.Audit == nil || st.Audit.LastSeq != 400 || st.Audit.Capacity != 4096 || st.Audit.State != wire.AuditOK {
+	if err != nil || st.Audit == nil || st.Audit.LastSeq != 401 || st.Audit.Capacity != 4096 || st.Audit.State != wire.AuditOK {
 		t.Fatalf("status %+v, %v", st.Audit, err)
 	}
 	log := auditLog(t, e, c)
@@ -363,11 +368,13 @@ func TestAuditEndToEnd(t *testing.T) {
 	if err != nil {
 		t.Fatalf("%v\n%s", err, log)
 	}
-	if b := rep.Boots[0]; b.Decisions != 400 || b.Allowed != 360 || b.Refused != 40 || b.LastCheckpoint != 400 {
+	if b := rep.Boots[0]; b.Decisions != 401 || b.Allowed != 360 || b.Refused != 41 || b.LastCheckpoint != 401 {
 		t.Fatalf("report %+v", b)
 	}
-	if !strings.Contains(log, `"outcome":"unknown_key","reason":"unknown key \"nope\""`) && !strings.Contains(log, `"outcome":"unknown_key"`) {
-		t.Fatalf("no unknown_key entry in\n%s", log)
+	for _, want := range []string{`"key":"nope","kind":"message"`, `"outcome":"unknown_key"`, `"kind":"digest","sha256":"66687aadf862bd776c8fc18b8e9f8e20089714856ee233b3902a591d0d5f2925","outcome":"invalid"`} {
+		if !strings.Contains(log, want) {
+			t.Errorf("no %s in the log:\n%s", want, log)
+		}
 	}
 }
 

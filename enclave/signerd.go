@@ -328,6 +328,11 @@ func (d *daemon) signWith(set *keyring.Set, r *wire.SignRequest) (*wire.SignResp
 		if err == nil {
 			err = plainAllowed(key)
 		}
+		if err == nil && r.IsDigest {
+			// Refused before the decision, not after it: the audit trail
+			// records no "allowed" for a digest the key cannot sign.
+			err = key.CheckDigest(r.Data)
+		}
 		if err != nil {
 			if !recorded {
 				err = d.refusePlain(r, err)
