@@ -451,41 +451,52 @@ func TestAuditConfig(t *testing.T) {
 	}
 }
 
-// BenchmarkRecord is what the recorder adds to each signature: the
-// entry's hash and its place in the buffer, with a reader draining.
+// BenchmarkRecord is what the audit trail costs signerd per decision:
+// "record" the entry's hash and its place in the buffer (the buffer freed
+// every 1024 entries without encoding them), "record+drain" that and the
+// drain's work, a checkpoint (ed25519) per read and each record's JSON.
 func BenchmarkRecord(b *testing.B) {
-	a, err := newAuditTrail(defaultAuditBuffer, "", nil)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer a.close()
-	stop := make(chan struct{})
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		var key []byte
-		var cursor uint64
-		for {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			bt, _ := a.read(&wire.AuditReadRequest{AuditKey: key, Cursor: cursor})
-			key, cursor = bt.AuditKey, bt.Next
-			if len(bt.Records) == 0 {
-				time.Sleep(time.Millisecond)
-			}
+	for _, drain := range []bool{false, true} {
+		name := "record"
+		if drain {
+			name = "record+drain"
 		}
-	}()
-	d := allowed(1)
-	b.RunParallel(func(pb *testing.PB) {
-		for pb.Next() {
-			if err := a.record(d); err != nil {
+		b.Run(name, func(b *testing.B) {
+			a, err := newAuditTrail(defaultAuditBuffer, "", nil)
+			if err != nil {
 				b.Fatal(err)
 			}
-		}
-	})
-	close(stop)
-	<-done
+			defer a.close()
+			d := allowed(1)
+			n := 0
+			for b.Loop() {
+				if err := a.record(d); err != nil {
+					b.Fatal(err)
+				}
+				if n++; n%1024 != 0 {
+					continue
+				}
+				if !drain {
+					a.mu.Lock()
+					next := a.nextPos
+					a.mu.Unlock()
+					a.read(&wire.AuditReadRequest{AuditKey: a.pub, Cursor: next, Max: 1})
+					continue
+				}
+				for {
+					a.mu.Lock()
+					start := uint64(0)
+					if a.n > 0 {
+						start = audit.Position(a.ring[a.start].record())
+					}
+					a.mu.Unlock()
+					bt, _ := a.read(&wire.AuditReadRequest{AuditKey: a.pub, Cursor: start})
+					a.read(&wire.AuditReadRequest{AuditKey: a.pub, Cursor: bt.Next, Max: 1})
+					if !bt.More {
+						break
+					}
+				}
+			}
+		})
+	}
 }

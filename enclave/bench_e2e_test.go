@@ -43,6 +43,14 @@ const e2eCallers = 64
 // returns its address.
 func benchDaemon(b *testing.B, alg keyring.Algorithm) transport.Addr {
 	b.Helper()
+	return benchDaemonWith(b, alg, false)
+}
+
+// benchDaemonWith is benchDaemon, with the audit trail on when audit is
+// set: then a reader drains it over the wire into a file, appending and
+// syncing each batch, as the shim does.
+func benchDaemonWith(b *testing.B, alg keyring.Algorithm, withAudit bool) transport.Addr {
+	b.Helper()
 	id, _ := age.GenerateX25519Identity()
 	ident, err := keyring.ParseIdentity(identityFile(id))
 	if err != nil {
@@ -68,7 +76,58 @@ func benchDaemon(b *testing.B, alg keyring.Algorithm) transport.Addr {
 	srv := &wire.Server{Handler: d}
 	go srv.Serve(ln)
 	b.Cleanup(func() { srv.Close() })
-	return transport.Addr{Scheme: transport.Unix, Path: path}
+	addr := transport.Addr{Scheme: transport.Unix, Path: path}
+	if withAudit {
+		a, err := newAuditTrail(defaultAuditBuffer, "", nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		d.audit, d.rec = a, a
+		b.Cleanup(a.close)
+		drainOverWire(b, addr)
+	}
+	return addr
+}
+
+// drainOverWire drains the audit trail at addr into a file until the
+// benchmark ends.
+func drainOverWire(b *testing.B, addr transport.Addr) {
+	f, err := os.Create(filepath.Join(b.TempDir(), "audit.jsonl"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	c := client.New(addr, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		var key []byte
+		var cursor uint64
+		var buf []byte
+		for ctx.Err() == nil {
+			bt, err := c.AuditRead(ctx, key, cursor, 0)
+			if err != nil {
+				time.Sleep(10 * time.Millisecond)
+				continue
+			}
+			buf = buf[:0]
+			for _, r := range bt.Records {
+				buf = append(append(buf, r...), '\n')
+			}
+			f.Write(buf)
+			f.Sync()
+			key, cursor = bt.AuditKey, bt.Next
+			if !bt.More {
+				time.Sleep(100 * time.Millisecond)
+			}
+		}
+	}()
+	b.Cleanup(func() {
+		cancel()
+		<-done
+		c.Close()
+		f.Close()
+	})
 }
 
 func e2eCPUTime() time.Duration {
@@ -100,9 +159,17 @@ func runE2E(b *testing.B, op func() error) {
 // BenchmarkSignWireE2E signs over the wire protocol: pkg/client (two
 // connections, as the shim) to wire.Server to the daemon.
 func BenchmarkSignWireE2E(b *testing.B) {
-	for _, alg := range []keyring.Algorithm{keyring.Ed25519, keyring.ECDSAP256} {
-		b.Run(string(alg), func(b *testing.B) {
-			addr := benchDaemon(b, alg)
+	for _, tc := range []struct {
+		alg   keyring.Algorithm
+		audit bool
+	}{{keyring.Ed25519, false}, {keyring.Ed25519, true}, {keyring.ECDSAP256, false}, {keyring.ECDSAP256, true}} {
+		name := string(tc.alg)
+		if tc.audit {
+			name += "+audit"
+		}
+		alg := tc.alg
+		b.Run(name, func(b *testing.B) {
+			addr := benchDaemonWith(b, alg, tc.audit)
 			c := client.New(addr, nil)
 			defer c.Close()
 			msg := make([]byte, 32)

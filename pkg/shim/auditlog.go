@@ -125,16 +125,18 @@ func (d *auditDrain) once(ctx context.Context) (bool, error) {
 		}
 		out = append(line, '\n')
 	}
+	// The lines are stored as signerd wrote them, for the verifier to
+	// judge; only the last is parsed, for the state's sequence number.
 	var last audit.Record
 	for _, r := range b.Records {
-		rec, err := audit.ParseLine(r)
-		if err != nil {
-			// signerd wrote it: store it as it is, for the verifier to judge.
-			d.log.Error("the enclave sent an audit record that does not parse; storing it as sent", "err", err)
-		} else {
-			last = rec
-		}
 		out = append(append(out, r...), '\n')
+	}
+	if n := len(b.Records); n > 0 {
+		rec, err := audit.ParseLine(b.Records[n-1])
+		if err != nil {
+			d.log.Error("the enclave sent an audit record that does not parse; stored as sent", "err", err)
+		}
+		last = rec
 	}
 	if len(out) > 0 {
 		if _, err := d.f.Write(out); err != nil {
