@@ -42,7 +42,7 @@ type httpConn struct {
 	nc   net.Conn
 	br   *bufio.Reader
 	body []byte
-	req  []byte // the signed request being sent, with Authorize
+	req  []byte          // the signed request being sent, with Authorize
 	ctx  context.Context // the context whose end closes nc
 	stop func() bool
 	_    [32]byte // keep workers' connections off each other's cache lines
