@@ -125,8 +125,8 @@ const testAudience = "payments-test"
 // hook run calls before it serves).
 func startRecorded(t *testing.T, rec recorder, extra ...string) *env {
 	t.Helper()
-	testOnlyDaemon = func(d *daemon) { d.rec = rec }
-	t.Cleanup(func() { testOnlyDaemon = nil }) // after the env's stop
+	setTestOnlyDaemon(func(d *daemon) { d.rec = rec })
+	t.Cleanup(func() { setTestOnlyDaemon(nil) }) // after the env's stop
 	return start(t, extra...)
 }
 

@@ -531,3 +531,10 @@ func verify(t *testing.T, pub crypto.PublicKey, data []byte, isDigest bool, resp
 }
 
 func newIdentityPair() (*age.X25519Identity, error) { return age.GenerateX25519Identity() }
+
+// setTestOnlyDaemon sets the hook run hands its daemon to.
+func setTestOnlyDaemon(f func(*daemon)) {
+	testOnlyMu.Lock()
+	testOnlyDaemon = f
+	testOnlyMu.Unlock()
+}

@@ -26,6 +26,7 @@ import (
 	"runtime/debug"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -95,9 +96,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	if err != nil {
 		return err
 	}
+	testOnlyMu.Lock()
 	if testOnlyDaemon != nil {
 		testOnlyDaemon(d)
 	}
+	testOnlyMu.Unlock()
 
 	ln, err := listen(ctx, cfg.Listen)
 	if err != nil {
@@ -182,7 +185,11 @@ func memTotal(meminfo []byte) (uint64, bool) {
 }
 
 // testOnlyDaemon, when set by a test, is handed the daemon run builds.
-var testOnlyDaemon func(*daemon)
+// testOnlyMu guards it: a test sets it while an earlier run may read it.
+var (
+	testOnlyMu     sync.Mutex
+	testOnlyDaemon func(*daemon)
+)
 
 // testOnlySimNow, when set by a test, is the simulated NSM's clock.
 var testOnlySimNow func() time.Time

@@ -774,8 +774,8 @@ func TestBadFramesKeepDaemonServing(t *testing.T) {
 
 func TestShutdownDestroysKeys(t *testing.T) {
 	var d *daemon
-	testOnlyDaemon = func(x *daemon) { d = x }
-	t.Cleanup(func() { testOnlyDaemon = nil })
+	setTestOnlyDaemon(func(x *daemon) { d = x })
+	t.Cleanup(func() { setTestOnlyDaemon(nil) })
 	e := start(t)
 	c := e.dial()
 	if st := e.provision(c, e.keyringFor("k.age", newKey(t, "k", keyring.ECDSAP256))); st.State != wire.StateReady {

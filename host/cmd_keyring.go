@@ -25,10 +25,14 @@ func runKeyring(e *env) error {
 
 // runKeyringNew is `signer keyring new --recipient age1… [--recipient-file
 // FILE]... --key ID:ALGORITHM... --out FILE [--armor] [--force] [--id ID
-// --version N [--sign-with SIGNER...] [window]]`: new keys generated in
-// memory, written as a keyring encrypted with age to the recipients, and,
-// with --sign-with, FILE.sig, the signed statement about it; stdout gets
-// only the public keys, as GET /v1/keys shows them.
+// --version N [--sign-with SIGNER...] [window] [--audience NAME --client
+// ID... --client-secret-dir DIR [--client-rate ID=RATE] [--allow
+// KEY=CLIENT,...] [--kinds KEY=KIND,...] [--key-rate KEY=RATE]
+// [--max-message KEY=BYTES]]]`: new keys generated in memory, written as a
+// keyring encrypted with age to the recipients, and, with --sign-with,
+// FILE.sig, the signed statement about it; each new client's secret goes
+// to its own file (mode 0600); stdout gets only the public keys, as GET
+// /v1/keys shows them.
 func runKeyringNew(e *env) error {
 	fs := newFlagSet(e, "keyring new")
 	var recipients, recipientFiles, keySpecs multiFlag
@@ -44,6 +48,7 @@ func runKeyringNew(e *env) error {
 	krVersion := fs.String("version", "", "the keyring's version `N` (with --id)")
 	win := addWindowFlags(fs)
 	awsf := addAWSFlags(fs)
+	cf := addClientFlags(fs)
 	pos, err := parseFlags(fs, e.args)
 	if err != nil {
 		return err
@@ -96,6 +101,10 @@ func runKeyringNew(e *env) error {
 		seen[id] = true
 		specs = append(specs, keyring.KeySpec{ID: id, Algorithm: a})
 	}
+	clients, err := cf.apply(specs, *krID != "")
+	if err != nil {
+		return err
+	}
 	var rcpts []age.Recipient
 	var rcptNames []string
 	for i, r := range recipients {
@@ -139,6 +148,9 @@ func runKeyringNew(e *env) error {
 			return fmt.Errorf("keyring new: %w", err)
 		}
 	}
+	if err := cf.refuseExistingSecrets(clients); err != nil {
+		return fmt.Errorf("keyring new: %w", err)
+	}
 	var nb, na time.Time
 	if len(signWith) > 0 {
 		if nb, na, err = win.window("keyring new", time.Now()); err != nil {
@@ -154,7 +166,15 @@ func runKeyringNew(e *env) error {
 		signers = append(signers, sg)
 	}
 
-	ct, infos, err := keyring.GenerateKeyring(keyring.GenerateOptions{Keys: specs, Recipients: rcpts, Armor: *armored, KeyringID: *krID, KeyringVersion: ver})
+	// The client secrets exist in memory, in the keyring's plaintext (wiped
+	// by GenerateKeyring) and in their files only.
+	wipe, err := generateSecrets(clients)
+	if err != nil {
+		return fmt.Errorf("keyring new: %w", err)
+	}
+	defer wipe()
+	ct, infos, err := keyring.GenerateKeyring(keyring.GenerateOptions{Keys: specs, Recipients: rcpts, Armor: *armored, KeyringID: *krID, KeyringVersion: ver,
+		Audience: cf.audience, Clients: clients})
 	if err != nil {
 		return fmt.Errorf("keyring new: %w", err)
 	}
@@ -175,7 +195,15 @@ func runKeyringNew(e *env) error {
 			}
 		}
 	}
+	removeSecrets := func() {}
+	if len(clients) > 0 {
+		if removeSecrets, err = cf.writeSecrets(clients); err != nil {
+			return fmt.Errorf("keyring new: %w (keyring not written)", err)
+		}
+	}
+	wipe()
 	if err := writeCiphertextFile(*out, ct, *force); err != nil {
+		removeSecrets() // they would belong to no keyring
 		return fmt.Errorf("keyring new: %w", err)
 	}
 	if signed != nil {
@@ -197,6 +225,7 @@ func runKeyringNew(e *env) error {
 			st.NotBefore.Format(time.RFC3339), st.NotAfter.Format(time.RFC3339), len(signed.Signatures), sigPath)
 	}
 	fmt.Fprintf(e.stderr, "signer: the private keys exist only inside %s: back it up; the public keys are above\n", *out)
+	printClients(e, cf, clients, specs)
 	return nil
 }
 
@@ -249,4 +278,20 @@ func parseRecipientFile(b []byte) ([]*age.X25519Recipient, error) {
 		return nil, fmt.Errorf("no recipients found, want lines of age1…")
 	}
 	return xs, nil
+}
+
+// printClients tells where each client's secret went and which keys no
+// client may use.
+func printClients(e *env, cf *clientFlags, clients []keyring.ClientSpec, specs []keyring.KeySpec) {
+	if len(clients) == 0 {
+		return
+	}
+	for _, c := range clients {
+		fmt.Fprintf(e.stderr, "signer: client %s: secret written to %s (mode 0600): give it to that client only (--client %s --client-secret FILE)\n", c.ID, cf.secretPath(c.ID), c.ID)
+	}
+	for _, k := range specs {
+		if k.Policy == nil {
+			fmt.Fprintf(e.stderr, "signer: warning: key %s has no --allow: no client may use it\n", k.ID)
+		}
+	}
 }

@@ -3,10 +3,12 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -274,4 +276,180 @@ func TestSealThenKeyringNew(t *testing.T) {
 		t.Fatal(err)
 	}
 	keyringtest.TestSigner(t, key)
+}
+
+// TestKeyringNewClients makes a policed keyring: clients with secrets in
+// their own files (mode 0600), per-key policies, parsed back as asked.
+func TestKeyringNewClients(t *testing.T) {
+	_, x, id := memIdentity(t)
+	dir := t.TempDir()
+	out, secrets := filepath.Join(dir, "pay.age"), filepath.Join(dir, "secrets")
+	args := []string{"keyring", "new", "--recipient", x.Recipient().String(), "--out", out, "--id", "pay", "--version", "3",
+		"--key", "k1:ed25519", "--key", "k2:ecdsa-secp256k1", "--key", "spare:ecdsa-p256",
+		"--audience", "payments-prod", "--client", "app1", "--client", "app2", "--client-secret-dir", secrets,
+		"--client-rate", "app1=10/s,burst=20", "--allow", "k1=app1", "--allow", "k2=app2,app1", "--kinds", "k2=digest",
+		"--key-rate", "k1=0.5/s", "--max-message", "k1=4096"}
+	code, stdout, stderr := signer(t, "", args...)
+	if code != 0 {
+		t.Fatalf("keyring new: exit %d\n%s", code, stderr)
+	}
+	var got keysOutput
+	if err := json.Unmarshal([]byte(stdout), &got); err != nil || len(got.Keys) != 3 {
+		t.Fatalf("stdout: %v\n%s", err, stdout)
+	}
+	if fi, err := os.Stat(secrets); err != nil || fi.Mode().Perm() != 0o700 {
+		t.Fatalf("secret dir: %v, mode %v; want 0700", err, fi.Mode().Perm())
+	}
+	files := map[string][]byte{}
+	for _, c := range []string{"app1", "app2"} {
+		p := filepath.Join(secrets, c+".secret")
+		fi, err := os.Stat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fi.Mode().Perm() != 0o600 {
+			t.Errorf("%s: mode %v, want 0600", p, fi.Mode().Perm())
+		}
+		b, _ := os.ReadFile(p)
+		if len(b) != 65 || b[64] != '\n' || strings.Trim(string(b[:64]), "0123456789abcdef") != "" {
+			t.Fatalf("%s is not 64 lowercase hex digits and a newline (%d bytes)", p, len(b))
+		}
+		if strings.Contains(stdout+stderr, string(b[:64])) || strings.Contains(stdout+stderr, string(b[10:30])) {
+			t.Fatalf("the secret of %s is printed", c)
+		}
+		if !strings.Contains(stderr, "client "+c+": secret written to "+p+" (mode 0600)") {
+			t.Errorf("stderr doesn't say where %s's secret went:\n%s", c, stderr)
+		}
+		files[c] = b
+	}
+	if !strings.Contains(stderr, "warning: key spare has no --allow: no client may use it") {
+		t.Errorf("no warning about the key without --allow:\n%s", stderr)
+	}
+
+	ct, _ := os.ReadFile(out)
+	set, err := keyring.Load(id, keyring.File{Name: "pay.age", Ciphertext: ct})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer set.Destroy()
+	for c, b := range files {
+		cl, ok := set.Client(c)
+		if !ok {
+			t.Fatalf("client %s not in the keyring", c)
+		}
+		sec, err := keyring.ParseClientSecretFile(b)
+		if err != nil || len(cl.Secrets()) != 1 || !bytes.Equal(cl.Secrets()[0], sec) || cl.Audience != "payments-prod" {
+			t.Errorf("client %s: %v, secret file matches: %v", c, cl, err == nil && bytes.Equal(cl.Secrets()[0], sec))
+		}
+	}
+	if bytes.Equal(files["app1"], files["app2"]) {
+		t.Error("two clients got the same secret")
+	}
+	if c, _ := set.Client("app1"); c.Rate == nil || *c.Rate != (keyring.Rate{PerSecond: 10, Burst: 20}) {
+		t.Errorf("app1 rate %v", c.Rate)
+	}
+	if c, _ := set.Client("app2"); c.Rate != nil {
+		t.Errorf("app2 rate %v, want none", c.Rate)
+	}
+	k1, _ := set.Key("k1")
+	if p := k1.Policy(); p == nil || strings.Join(p.Clients, ",") != "app1" || strings.Join(p.Kinds, ",") != "message" ||
+		p.Rate == nil || *p.Rate != (keyring.Rate{PerSecond: 0.5, Burst: 1}) || p.MaxMessageBytes != 4096 {
+		t.Errorf("k1 policy %+v", p)
+	}
+	k2, _ := set.Key("k2")
+	if p := k2.Policy(); p == nil || strings.Join(p.Clients, ",") != "app2,app1" || strings.Join(p.Kinds, ",") != "digest" || p.Rate != nil || p.MaxMessageBytes != 0 {
+		t.Errorf("k2 policy %+v", p)
+	}
+	if err := k2.Authorize("app2", keyring.KindDigest, 32); err != nil {
+		t.Errorf("app2 on k2: %v", err)
+	}
+	if err := k1.Authorize("app2", keyring.KindMessage, 1); !errors.Is(err, keyring.ErrForbidden) {
+		t.Errorf("app2 on k1: %v, want forbidden", err)
+	}
+	if spare, _ := set.Key("spare"); !spare.Policed() || spare.Policy() != nil {
+		t.Error("spare has a policy")
+	}
+
+	// Never over an existing secret file, even with --force: a client may
+	// be using it. Nothing changes.
+	code, _, stderr = signer(t, "", append(args, "--force")...)
+	if code != 1 || !strings.Contains(stderr, "app1.secret already exists: not replacing a client secret") {
+		t.Fatalf("keyring new over existing secrets: exit %d\n%s", code, stderr)
+	}
+	if again, _ := os.ReadFile(out); !bytes.Equal(again, ct) {
+		t.Error("the keyring changed")
+	}
+	for c, b := range files {
+		if again, _ := os.ReadFile(filepath.Join(secrets, c+".secret")); !bytes.Equal(again, b) {
+			t.Errorf("%s's secret changed", c)
+		}
+	}
+
+	// When the keyring can't be written, the secrets just written are
+	// removed: they would belong to no keyring.
+	other := filepath.Join(dir, "other")
+	code, _, stderr = signer(t, "", "keyring", "new", "--recipient", x.Recipient().String(), "--out", filepath.Join(dir, "missing-dir", "k.age"),
+		"--id", "k", "--version", "1", "--key", "a:ed25519", "--audience", "a", "--client", "c", "--client-secret-dir", other, "--allow", "a=c")
+	if code != 1 {
+		t.Fatalf("keyring new into a missing directory: exit %d\n%s", code, stderr)
+	}
+	if _, err := os.Stat(filepath.Join(other, "c.secret")); !os.IsNotExist(err) {
+		t.Errorf("the secret of a keyring not written is left behind: %v", err)
+	}
+}
+
+func TestKeyringNewClientsUsage(t *testing.T) {
+	_, x, _ := memIdentity(t)
+	dir := t.TempDir()
+	out, secrets := filepath.Join(dir, "k.age"), filepath.Join(dir, "secrets")
+	base := []string{"--recipient", x.Recipient().String(), "--out", out, "--key", "k1:ed25519", "--key", "k2:ecdsa-p256"}
+	v2 := append(slices.Clone(base), "--id", "pay", "--version", "1")
+	full := append(slices.Clone(v2), "--audience", "prod", "--client", "app1", "--client-secret-dir", secrets)
+	with := func(args []string, more ...string) []string { return append(slices.Clone(args), more...) }
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"allow without client", with(v2, "--allow", "k1=app1"), "--allow, --kinds, --key-rate and --max-message need --client"},
+		{"audience without client", with(v2, "--audience", "prod"), "--audience, --client-secret-dir and --client-rate need --client ID"},
+		{"client in format 1", with(base, "--client", "app1", "--audience", "prod", "--client-secret-dir", secrets), "--client needs --id ID and --version N"},
+		{"client without audience", with(v2, "--client", "app1", "--client-secret-dir", secrets), "--client needs --audience NAME"},
+		{"client without secret dir", with(v2, "--client", "app1", "--audience", "prod"), "--client needs --client-secret-dir DIR"},
+		{"bad audience", with(v2, "--client", "app1", "--audience", "pay prod", "--client-secret-dir", secrets), "--audience: invalid character at position 3"},
+		{"bad client id", with(full, "--client", "a/b"), `--client "a/b": id: invalid character at position 1`},
+		{"client twice", with(full, "--client", "app1"), `--client "app1" given twice`},
+		{"client rate unknown client", with(full, "--client-rate", "app9=1/s"), `--client-rate "app9=1/s": no client "app9" in this keyring`},
+		{"client rate bad", with(full, "--client-rate", "app1=10"), `--client-rate app1: "10": no /s`},
+		{"client rate no value", with(full, "--client-rate", "app1"), `--client-rate "app1": want CLIENT=VALUE`},
+		{"client rate twice", with(full, "--client-rate", "app1=1/s", "--client-rate", "app1=2/s"), `--client-rate: client "app1" given twice`},
+		{"allow unknown key", with(full, "--allow", "k9=app1"), `--allow "k9=app1": no key "k9" in this keyring`},
+		{"allow unknown client", with(full, "--allow", "k1=app1,app9"), `--allow k1=app1,app9: "app9" is not a --client of this keyring`},
+		{"allow client twice", with(full, "--allow", "k1=app1,app1"), `client "app1" listed twice`},
+		{"allow empty client", with(full, "--allow", "k1=app1,"), `"" is not a --client`},
+		{"allow key twice", with(full, "--allow", "k1=app1", "--allow", "k1=app1"), `--allow: key "k1" given twice, want one --allow per key`},
+		{"kinds without allow", with(full, "--kinds", "k2=digest"), `--kinds k2: key "k2" has no --allow`},
+		{"key rate without allow", with(full, "--key-rate", "k2=1/s"), `--key-rate k2: key "k2" has no --allow`},
+		{"max message without allow", with(full, "--max-message", "k2=10"), `--max-message k2: key "k2" has no --allow`},
+		{"unknown kind", with(full, "--allow", "k2=app1", "--kinds", "k2=message,typed"), `unknown kind "typed", want message or digest`},
+		{"digest on ed25519", with(full, "--allow", "k1=app1", "--kinds", "k1=digest"), "k1 is ed25519, which signs whole messages only"},
+		{"kind twice", with(full, "--allow", "k2=app1", "--kinds", "k2=digest,digest"), `kind "digest" listed twice`},
+		{"key rate bad", with(full, "--allow", "k1=app1", "--key-rate", "k1=5/s,burst=0"), "--key-rate k1: \"5/s,burst=0\": burst is 0, want 1 to 1000000"},
+		{"key rate fraction", with(full, "--allow", "k1=app1", "--key-rate", "k1=0.0001/s"), "4 digits after the decimal point, want at most 3"},
+		{"max message zero", with(full, "--allow", "k1=app1", "--max-message", "k1=0"), "--max-message k1=0: want a number of bytes from 1 to 1048576"},
+		{"max message huge", with(full, "--allow", "k1=app1", "--max-message", "k1=2000000"), "want a number of bytes from 1 to 1048576"},
+		{"max message text", with(full, "--allow", "k1=app1", "--max-message", "k1=4k"), "want a number of bytes"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			code, stdout, stderr := signer(t, "", append([]string{"keyring", "new"}, tc.args...)...)
+			if code != 2 || stdout != "" || !strings.Contains(stderr, tc.want) {
+				t.Fatalf("exit %d, stdout %q, stderr:\n%s\nwant exit 2 with %q", code, stdout, stderr, tc.want)
+			}
+			for _, p := range []string{out, secrets} {
+				if _, err := os.Stat(p); !os.IsNotExist(err) {
+					t.Fatalf("%s written despite the usage error", p)
+				}
+			}
+		})
+	}
 }

@@ -13,8 +13,9 @@ import (
 // package can wipe (encoding/json would make the PEM an immutable string, and
 // json.Decoder copies its whole input), and it can reject duplicate fields,
 // which encoding/json silently resolves. It reads only what keyrings need:
-// objects, arrays, strings and non-negative integers, and its errors give a
-// byte offset and what was expected, never the bytes found.
+// objects, arrays, strings, non-negative integers and (for rates) decimals
+// with a bounded fraction, and its errors give a byte offset and what was
+// expected, never the bytes found.
 
 type jsonReader struct {
 	b   []byte

@@ -339,6 +339,15 @@ func TestAuthorize(t *testing.T) {
 			t.Errorf("%s: error %v, want a PolicyError for rule %s", name, err, tc.rule)
 		}
 	}
+	// The check is on every signature: allowing costs no allocation.
+	k := key(kr, 1)
+	if n := testing.AllocsPerRun(100, func() {
+		if k.Authorize("app1", keyring.KindDigest, 32) != nil {
+			t.Fatal("refused")
+		}
+	}); n != 0 {
+		t.Errorf("Authorize allocates %v times when it allows", n)
+	}
 }
 
 func TestSetClients(t *testing.T) {
