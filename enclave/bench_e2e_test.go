@@ -1,18 +1,17 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/base64"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"runtime"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -46,9 +45,8 @@ func benchDaemon(b *testing.B, alg keyring.Algorithm) transport.Addr {
 	return benchDaemonWith(b, alg, false)
 }
 
-// benchDaemonWith is benchDaemon, with the audit trail on when audit is
-// set: then a reader drains it over the wire into a file, appending and
-// syncing each batch, as the shim does.
+// benchDaemonWith is benchDaemon, with the audit trail on when withAudit
+// is set (serveBenchDaemon).
 func benchDaemonWith(b *testing.B, alg keyring.Algorithm, withAudit bool) transport.Addr {
 	b.Helper()
 	id, _ := age.GenerateX25519Identity()
@@ -64,10 +62,23 @@ func benchDaemonWith(b *testing.B, alg keyring.Algorithm, withAudit bool) transp
 	if err != nil {
 		b.Fatal(err)
 	}
-	d := &daemon{log: slog.New(slog.DiscardHandler), state: wire.StateReady}
-	d.set.Store(set)
 	b.Cleanup(set.Destroy)
+	return serveBenchDaemon(b, authBenchDaemon(set), withAudit)
+}
 
+// benchAuthDaemon is benchDaemon with the key in a keyring that declares
+// the client app1 (and lets it use the key); it returns the secret too.
+func benchAuthDaemon(b *testing.B, alg keyring.Algorithm, withAudit bool) (transport.Addr, []byte) {
+	b.Helper()
+	set, secret := benchPolicedSet(b, alg)
+	return serveBenchDaemon(b, authBenchDaemon(set), withAudit), secret
+}
+
+// serveBenchDaemon serves d on a unix socket and returns its address.
+// With withAudit, d gets an audit trail that a reader drains over the
+// wire into a file, appending and syncing each batch, as the shim does.
+func serveBenchDaemon(b *testing.B, d *daemon, withAudit bool) transport.Addr {
+	b.Helper()
 	path := filepath.Join(b.TempDir(), "signerd.sock")
 	ln, err := net.Listen("unix", path)
 	if err != nil {
@@ -157,75 +168,123 @@ func runE2E(b *testing.B, op func() error) {
 }
 
 // BenchmarkSignWireE2E signs over the wire protocol: pkg/client (two
-// connections, as the shim) to wire.Server to the daemon.
+// connections, as the shim) to wire.Server to the daemon. The -auth
+// variants sign each request as a client (pkg/client's Credentials: a
+// nonce and a MAC in the caller, an auth_sign_request, signerd's checks).
+// The +audit variants record every decision in the audit trail, drained
+// over the wire into a synced file as the shim does.
 func BenchmarkSignWireE2E(b *testing.B) {
-	for _, tc := range []struct {
-		alg   keyring.Algorithm
-		audit bool
-	}{{keyring.Ed25519, false}, {keyring.Ed25519, true}, {keyring.ECDSAP256, false}, {keyring.ECDSAP256, true}} {
-		name := string(tc.alg)
-		if tc.audit {
-			name += "+audit"
+	for _, alg := range []keyring.Algorithm{keyring.Ed25519, keyring.ECDSAP256} {
+		for _, auth := range []bool{false, true} {
+			for _, withAudit := range []bool{false, true} {
+				name := string(alg)
+				if auth {
+					name += "-auth"
+				}
+				if withAudit {
+					name += "+audit"
+				}
+				b.Run(name, func(b *testing.B) { benchWireE2E(b, alg, auth, withAudit) })
+			}
 		}
-		alg := tc.alg
-		b.Run(name, func(b *testing.B) {
-			addr := benchDaemonWith(b, alg, tc.audit)
-			c := client.New(addr, nil)
-			defer c.Close()
-			msg := make([]byte, 32)
-			rand.Read(msg)
-			runE2E(b, func() error {
-				_, err := c.SignMessage(context.Background(), "k", msg)
-				return err
-			})
-		})
 	}
 }
 
+func benchWireE2E(b *testing.B, alg keyring.Algorithm, auth, withAudit bool) {
+	var opts client.Options
+	var addr transport.Addr
+	if auth {
+		var secret []byte
+		addr, secret = benchAuthDaemon(b, alg, withAudit)
+		opts.Credentials = &client.Credentials{Client: "app1", Secret: secret, Audience: testAudience}
+	} else {
+		addr = benchDaemonWith(b, alg, withAudit)
+	}
+	c := client.New(addr, &opts)
+	defer c.Close()
+	msg := make([]byte, 32)
+	rand.Read(msg)
+	runE2E(b, func() error {
+		_, err := c.SignMessage(context.Background(), "k", msg)
+		return err
+	})
+}
+
 // BenchmarkSignHTTPE2E signs over HTTP: net/http client to the shim's API
-// handler (httptest server on loopback) to pkg/client to the daemon.
+// handler (httptest server on loopback) to pkg/client to the daemon. The
+// -auth variants sign each request as a client (pkg/client's
+// RequestSigner), which the shim forwards as an auth_sign_request.
 func BenchmarkSignHTTPE2E(b *testing.B) {
 	for _, alg := range []keyring.Algorithm{keyring.Ed25519, keyring.ECDSAP256} {
-		b.Run(string(alg), func(b *testing.B) {
-			addr := benchDaemon(b, alg)
-			dir := b.TempDir()
-			cfg := &shim.Config{Enclave: addr.String(), Region: "eu-west-1", Identity: filepath.Join(dir, "id"), Keyrings: []string{filepath.Join(dir, "k")}}
-			for _, f := range []string{cfg.Identity, cfg.Keyrings[0]} {
-				if err := os.WriteFile(f, []byte("ciphertext stand-in"), 0o600); err != nil {
-					b.Fatal(err)
-				}
+		for _, auth := range []bool{false, true} {
+			name := string(alg)
+			if auth {
+				name += "-auth"
 			}
-			if err := cfg.Validate(); err != nil {
-				b.Fatal(err)
-			}
-			s, err := shim.New(cfg, shim.Options{AWS: aws.Config{Region: "eu-west-1", Credentials: credentials.NewStaticCredentialsProvider("AKID", "secret", "")}})
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer s.Close()
-			srv := httptest.NewServer(s.Handler())
-			defer srv.Close()
-			tr := &http.Transport{MaxIdleConnsPerHost: 2 * e2eCallers, IdleConnTimeout: time.Minute}
-			defer tr.CloseIdleConnections()
-			hc := &http.Client{Transport: tr}
-			msg := make([]byte, 32)
-			rand.Read(msg)
-			url := srv.URL + "/v1/keys/k/sign"
-			body := `{"message":"` + base64.StdEncoding.EncodeToString(msg) + `"}`
-			runE2E(b, func() error {
-				resp, err := hc.Post(url, "application/json", strings.NewReader(body))
-				if err != nil {
-					return err
-				}
-				io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
-				if resp.StatusCode != http.StatusOK {
-					return &httpStatusError{resp.Status}
-				}
-				return nil
-			})
-		})
+			b.Run(name, func(b *testing.B) { benchHTTPE2E(b, alg, auth) })
+		}
 	}
+}
+
+func benchHTTPE2E(b *testing.B, alg keyring.Algorithm, auth bool) {
+	var addr transport.Addr
+	var rs *client.RequestSigner
+	if auth {
+		var secret []byte
+		addr, secret = benchAuthDaemon(b, alg, false)
+		var err error
+		if rs, err = client.NewRequestSigner(client.Credentials{Client: "app1", Secret: secret, Audience: testAudience}); err != nil {
+			b.Fatal(err)
+		}
+	} else {
+		addr = benchDaemon(b, alg)
+	}
+	dir := b.TempDir()
+	cfg := &shim.Config{Enclave: addr.String(), Region: "eu-west-1", Identity: filepath.Join(dir, "id"), Keyrings: []string{filepath.Join(dir, "k")}}
+	for _, f := range []string{cfg.Identity, cfg.Keyrings[0]} {
+		if err := os.WriteFile(f, []byte("ciphertext stand-in"), 0o600); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if err := cfg.Validate(); err != nil {
+		b.Fatal(err)
+	}
+	s, err := shim.New(cfg, shim.Options{AWS: aws.Config{Region: "eu-west-1", Credentials: credentials.NewStaticCredentialsProvider("AKID", "secret", "")}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	srv := httptest.NewServer(s.Handler())
+	defer srv.Close()
+	tr := &http.Transport{MaxIdleConnsPerHost: 2 * e2eCallers, IdleConnTimeout: time.Minute}
+	defer tr.CloseIdleConnections()
+	hc := &http.Client{Transport: tr}
+	msg := make([]byte, 32)
+	rand.Read(msg)
+	url := srv.URL + "/v1/keys/k/sign"
+	body := []byte(`{"message":"` + base64.StdEncoding.EncodeToString(msg) + `"}`)
+	runE2E(b, func() error {
+		req, err := http.NewRequest("POST", url, bytes.NewReader(body))
+		if err != nil {
+			return err
+		}
+		req.Header.Set("Content-Type", "application/json")
+		if rs != nil {
+			if err := rs.Authorize(req, body); err != nil {
+				return err
+			}
+		}
+		resp, err := hc.Do(req)
+		if err != nil {
+			return err
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return &httpStatusError{resp.Status}
+		}
+		return nil
+	})
 }
 
 type httpStatusError struct{ status string }

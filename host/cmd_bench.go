@@ -59,6 +59,11 @@ type benchOptions struct {
 	json        bool
 	signerd     string
 	httpAddr    string
+	// auth (--dev --auth) signs as the dev stack's client app1;
+	// authFlags (--client, --client-secret, --audience) as the client
+	// given, against --endpoint or --enclave.
+	auth      bool
+	authFlags *authFlags
 }
 
 // devKeyIDs are the keys signer dev's keyring holds, by algorithm.
@@ -90,6 +95,8 @@ func parseBenchFlags(e *env) (*benchOptions, error) {
 	jsonOut := fs.Bool("json", false, "print one JSON object as the last line (the summary goes to stderr)")
 	signerd := fs.String("signerd", "", "with --dev: the signerd binary (default: beside signer, else on PATH)")
 	httpAddr := fs.String("http", "", "with --dev: the shim's HTTP address (default: a free 127.0.0.1 port)")
+	auth := fs.Bool("auth", false, "with --dev: start the stack as signer dev --auth does and sign every request as its client app1 (authenticated requests)")
+	af := addAuthFlags(fs)
 	pos, err := parseFlags(fs, e.args)
 	if err != nil {
 		return nil, err
@@ -103,6 +110,10 @@ func parseBenchFlags(e *env) (*benchOptions, error) {
 	o := &benchOptions{
 		duration: *duration, warmup: *warmup, concurrency: *concurrency, enclaveCPUs: *enclaveCPUs,
 		conns: *conns, msgSize: *msgSize, maxOps: *maxOps, json: *jsonOut, signerd: *signerd, httpAddr: *httpAddr,
+		auth: *auth, authFlags: af,
+	}
+	if err := af.check("bench"); err != nil {
+		return nil, err
 	}
 	var targets []string
 	if *dev {
@@ -134,6 +145,12 @@ func parseBenchFlags(e *env) (*benchOptions, error) {
 		o.enclave = a
 	default:
 		o.target = "dev"
+	}
+	switch {
+	case o.target == "dev" && *af.client != "":
+		return nil, usageErrorf("bench: --client signs against --endpoint or --enclave; with --dev, --auth signs as the dev stack's client app1")
+	case o.target != "dev" && o.auth:
+		return nil, usageErrorf("bench: --auth goes with --dev; against --endpoint or --enclave, give --client ID --client-secret FILE")
 	}
 	if o.target != "dev" {
 		for _, f := range []string{"signerd", "http"} {
@@ -223,6 +240,9 @@ type benchResult struct {
 	LoadCPUs    string  `json:"load_cpus"`
 	RawOps      uint64  `json:"raw_ops"`
 	FirstError  string  `json:"first_error,omitempty"`
+	// Client is the client the requests were signed as (--auth: app1;
+	// --client); absent when they went unauthenticated.
+	Client string `json:"client,omitempty"`
 	// CPU time over the windows (with --dev, where signerd's is known):
 	// signatures per CPU-second through signerd and in process, and their
 	// ratio, which other load on the machine disturbs far less than the
@@ -284,6 +304,7 @@ func (o *benchOptions) run(e *env) error {
 	switch o.transport {
 	case "wire":
 		addr := o.enclave
+		var creds *client.Credentials
 		if o.target == "dev" {
 			st, stop, err := o.startDev(ctx, encCPUs, pinned)
 			if err != nil {
@@ -292,19 +313,30 @@ func (o *benchOptions) run(e *env) error {
 			defer stop()
 			addr = transport.Addr{Scheme: transport.Unix, Path: filepath.Join(st.dir, "signerd.sock")}
 			signerdPID = st.pid("signerd")
+			if creds, err = o.devCredentials(st); err != nil {
+				return err
+			}
+		} else if creds, err = o.authFlags.credentials(func() (string, error) { return "", nil }); err != nil {
+			// The client asks the enclave's status for the audience.
+			return fmt.Errorf("bench: %w", err)
 		}
-		c := client.New(addr, &client.Options{Conns: o.conns})
+		c := client.New(addr, &client.Options{Conns: o.conns, Credentials: creds})
+		if creds != nil {
+			clear(creds.Secret) // the client holds its own copy
+		}
 		defer c.Close()
 		closeTarget = func() { c.Close() }
 		op = bench.SignWire(c, o.keyID, msg)
 	case "http":
 		endpoint := o.endpoint
+		var dev *devStack
 		if o.target == "dev" {
 			st, stop, err := o.startDev(ctx, encCPUs, pinned)
 			if err != nil {
 				return err
 			}
 			defer stop()
+			dev = st
 			endpoint = st.httpURL
 			if strings.HasPrefix(st.opts.HTTP, "unix://") {
 				endpoint = st.opts.HTTP
@@ -317,6 +349,14 @@ func (o *benchOptions) run(e *env) error {
 			return usageErrorf("bench: --endpoint: %v", err)
 		}
 		defer hs.Close()
+		rs, err := o.requestSigner(e, endpoint, dev)
+		if err != nil {
+			return err
+		}
+		if rs != nil {
+			defer rs.Destroy()
+			hs.Authorize(rs.Authorization)
+		}
 		closeTarget = hs.Close
 		op = hs.Op()
 	}
@@ -415,6 +455,11 @@ func (o *benchOptions) run(e *env) error {
 	if res.FirstError != nil {
 		out.FirstError = res.FirstError.Error()
 	}
+	if o.auth {
+		out.Client = "app1"
+	} else {
+		out.Client = *o.authFlags.client
+	}
 	fmt.Fprintf(progress, "  through %s: %d signatures in %.3f s: %.1f/s, %d errors\n", o.transport, res.Ops, res.Elapsed.Seconds(), out.OpsPerS, res.Errors)
 	fmt.Fprintf(progress, "  latency: p50 %.1f µs, p99 %.1f µs, p99.9 %.1f µs, max %.1f µs\n", out.P50us, out.P99us, out.P999us, out.MaxUs)
 	fmt.Fprintf(progress, "  in process on CPUs %s: %.1f/s\n", out.SignerdCPUs, out.RawOpsPerS)
@@ -453,6 +498,41 @@ func (o *benchOptions) targetHints() []string {
 	return []string{"the dev stack's logs were in its temporary directory; run `signer dev` to see it start"}
 }
 
+// devCredentials are the credentials of the dev stack's client app1 with
+// --auth; nil without.
+func (o *benchOptions) devCredentials(st *devStack) (*client.Credentials, error) {
+	if !o.auth {
+		return nil, nil
+	}
+	secret, err := client.ReadSecretFile(clientSecretFile(st.dir, "app1"))
+	if err != nil {
+		return nil, fmt.Errorf("bench: %w", err)
+	}
+	return &client.Credentials{Client: "app1", Secret: secret, Audience: devAudience}, nil
+}
+
+// requestSigner signs the HTTP requests: as the dev stack's app1 with
+// --auth (dev is the stack), as --client against --endpoint; nil when
+// requests go unauthenticated.
+func (o *benchOptions) requestSigner(e *env, endpoint string, dev *devStack) (*client.RequestSigner, error) {
+	var creds *client.Credentials
+	var err error
+	if dev != nil {
+		creds, err = o.devCredentials(dev)
+	} else {
+		creds, err = o.authFlags.credentials(func() (string, error) { return shimAudience(e, endpoint) })
+	}
+	if err != nil || creds == nil {
+		return nil, err
+	}
+	defer clear(creds.Secret)
+	rs, err := client.NewRequestSigner(*creds)
+	if err != nil {
+		return nil, usageErrorf("bench: %v", err)
+	}
+	return rs, nil
+}
+
 // startDev starts a dev stack in a temporary directory, with signerd
 // pinned to encCPUs (when pin) and everything else on this process's
 // CPUs, and waits until it is ready. stop ends the stack and removes the
@@ -467,7 +547,7 @@ func (o *benchOptions) startDev(ctx context.Context, encCPUs []int, pin bool) (s
 	if httpAddr == "" {
 		httpAddr = "127.0.0.1:0" // the shim picks a free port; st.opts.HTTP names it
 	}
-	opts := devOptions{Dir: dir, HTTP: httpAddr, SignerdPath: o.signerd}
+	opts := devOptions{Dir: dir, HTTP: httpAddr, SignerdPath: o.signerd, Auth: o.auth}
 	if pin {
 		opts.SignerdCPUs = encCPUs
 	}

@@ -41,6 +41,9 @@ func TestBenchUsage(t *testing.T) {
 		{[]string{"--nope"}, "flag provided but not defined: -nope"},
 		{[]string{"--raw", "--alg", "rsa"}, `bench --raw: --alg: unknown algorithm "rsa"`},
 		{[]string{"--raw", "--concurrency", "0"}, "bench --raw: --concurrency: want 1 to 4096"},
+		{[]string{"--dev", "--client", "app1", "--client-secret", "f"}, "with --dev, --auth signs as the dev stack's client app1"},
+		{[]string{"--endpoint", "http://127.0.0.1:1", "--auth"}, "--auth goes with --dev"},
+		{[]string{"--endpoint", "http://127.0.0.1:1", "--client", "app1"}, "--client ID and --client-secret FILE go together"},
 	} {
 		code, stdout, stderr := signer(t, "", append([]string{"bench"}, c.args...)...)
 		if code != 2 || !strings.Contains(stderr, c.want) || stdout != "" {
@@ -67,6 +70,7 @@ type benchJSON struct {
 	P999us      *float64 `json:"p999_us"`
 	SignerdCPUs string   `json:"signerd_cpus"`
 	LoadCPUs    string   `json:"load_cpus"`
+	Client      string   `json:"client"`
 
 	// With --dev only; the shim's with --transport http only.
 	SignerdRSSStart *uint64 `json:"signerd_rss_kib_start"`
@@ -171,6 +175,17 @@ func TestBenchDev(t *testing.T) {
 		defer os.RemoveAll(dir)
 		runBenchBinary(t, "ed25519", "http", 2, "--dev", "--transport", "http", "--http", "unix://"+filepath.Join(dir, "shim.sock"), "--concurrency", "2")
 	})
+	// Authenticated: every request signed afresh as the dev stack's app1,
+	// through the shim and straight to signerd.
+	for _, tr := range []string{"http", "wire"} {
+		t.Run(tr+"-auth", func(t *testing.T) {
+			t.Parallel()
+			r := runBenchBinary(t, "ed25519", tr, 4, "--dev", "--auth", "--transport", tr, "--concurrency", "4")
+			if r.Client != "app1" {
+				t.Errorf("client %q, want app1", r.Client)
+			}
+		})
+	}
 }
 
 // TestBenchAgainstRunningStack benchmarks a running signer dev: signerd
@@ -212,5 +227,30 @@ func TestBenchRaw(t *testing.T) {
 	}
 	if r.Alg != "ecdsa-p256" || r.Ops == 0 || r.Errors != 0 || r.GOMAXPROCS != 1 || r.Workers != 1 || len(r.CPUs) == 0 || r.OpsPerS <= 0 || r.CPUSec <= 0 {
 		t.Errorf("raw result %+v", r)
+	}
+}
+
+// TestBenchAsClient benchmarks a running signer dev --auth as its client
+// app2 (--client, --client-secret): over the wire protocol, where the
+// client learns the audience from signerd's status, and through the shim.
+func TestBenchAsClient(t *testing.T) {
+	dir, err := os.MkdirTemp("", "bench-auth")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	p := startDev(t, dir, "--auth")
+	secret := filepath.Join(dir, "clients", "app2.secret")
+	r := runBenchBinary(t, "ecdsa-p256", "wire", 4, "--enclave", "unix://"+filepath.Join(dir, "signerd.sock"), "--alg", "ecdsa-p256",
+		"--key", "dev-app2", "--concurrency", "4", "--client", "app2", "--client-secret", secret)
+	if r.Client != "app2" {
+		t.Errorf("client %q, want app2", r.Client)
+	}
+	runBenchBinary(t, "ed25519", "http", 4, "--endpoint", p.url, "--concurrency", "4", "--client", "app2", "--client-secret", secret, "--audience", "dev")
+	// Without credentials a policed key fails at once, saying why.
+	cmd := exec.Command(filepath.Join(builtBinaries(t), "signer"), "bench", "--endpoint", p.url, "--duration", "1s")
+	out, err := cmd.CombinedOutput()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 || !strings.Contains(string(out), "HTTP 401") {
+		t.Errorf("bench without credentials: %v\n%s\nwant exit 1 and the 401", err, out)
 	}
 }

@@ -180,10 +180,10 @@ func (a *authFlags) credentials(fetch func() (string, error)) (*client.Credentia
 	return &client.Credentials{Client: *a.client, Secret: secret, Audience: aud}, nil
 }
 
-// shimAudience asks the shim's GET /v1/status for the audience of the
-// loaded keyrings.
-func shimAudience(e *env, f *shimClientFlags) (string, error) {
-	hc, base, err := shim.NewHTTPClient(*f.endpoint, 30*time.Second)
+// shimAudience asks the shim at endpoint (GET /v1/status) for the
+// audience of the loaded keyrings.
+func shimAudience(e *env, endpoint string) (string, error) {
+	hc, base, err := shim.NewHTTPClient(endpoint, 30*time.Second)
 	if err != nil {
 		return "", usageErrorf("--endpoint: %v", err)
 	}
@@ -258,7 +258,7 @@ func runSign(e *env) error {
 		}
 	}
 	body, _ := json.Marshal(map[string]string{field: base64.StdEncoding.EncodeToString(data)})
-	creds, err := af.credentials(func() (string, error) { return shimAudience(e, cf) })
+	creds, err := af.credentials(func() (string, error) { return shimAudience(e, *cf.endpoint) })
 	if err != nil {
 		return fmt.Errorf("signer sign: %w", err)
 	}

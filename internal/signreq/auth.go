@@ -1,7 +1,6 @@
 package signreq
 
 import (
-	"crypto/hmac"
 	"crypto/sha256"
 	"crypto/subtle"
 	"errors"
@@ -122,10 +121,7 @@ func ParseAuthorization(h string) (Credential, error) {
 			return Credential{}, authErrorf("want parameter %d to be %s=, in the order client, ts, nonce, mac: %s", i+1, name, headerForm)
 		}
 		rest = rest[len(name)+1:]
-		end := strings.IndexAny(rest, ", \t")
-		if end < 0 {
-			end = len(rest)
-		}
+		end := valueEnd(rest)
 		val := rest[:end]
 		rest = strings.TrimLeft(rest[end:], " \t")
 		var err error
@@ -147,6 +143,17 @@ func ParseAuthorization(h string) (Credential, error) {
 		return Credential{}, authErrorf("unexpected data after the mac parameter: %s", headerForm)
 	}
 	return c, nil
+}
+
+// valueEnd is the index of the first comma, space or tab in s (len(s)
+// if none): where a parameter's value ends.
+func valueEnd(s string) int {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c == ',' || c == ' ' || c == '\t' {
+			return i
+		}
+	}
+	return len(s)
 }
 
 // checkClient checks a client id's syntax.
@@ -309,15 +316,40 @@ func MAC(secret []byte, p *Params) ([MACSize]byte, error) {
 	if len(secret) != SecretSize {
 		return out, fmt.Errorf("client secret is %d bytes, want %d", len(secret), SecretSize)
 	}
-	var buf [512]byte
-	in, err := p.MACInput(buf[:0])
+	var buf [blockSize + 512]byte
+	in, err := p.MACInput(buf[:blockSize])
 	if err != nil {
 		return out, err
 	}
-	m := hmac.New(sha256.New, secret)
-	m.Write(in)
-	m.Sum(out[:0])
-	return out, nil
+	return hmacSHA256(secret, in), nil
+}
+
+// blockSize is SHA-256's block size, to which HMAC pads the key.
+const blockSize = 64
+
+// hmacSHA256 is HMAC-SHA256 (RFC 2104) of buf[blockSize:] under key (at
+// most blockSize bytes; a client secret is 32), as crypto/hmac computes it
+// (TestHMACMatchesCryptoHMAC), but with no allocation: buf[:blockSize] is
+// scratch for the inner pad, so that each of the two hashes is one
+// sha256.Sum256 over contiguous bytes. This runs for every authenticated
+// request, once per secret of the client. The pads, derived from the key,
+// are zeroed before it returns.
+func hmacSHA256(key, buf []byte) [MACSize]byte {
+	var outer [blockSize + sha256.Size]byte
+	for i := range blockSize {
+		var k byte
+		if i < len(key) {
+			k = key[i]
+		}
+		buf[i] = k ^ 0x36
+		outer[i] = k ^ 0x5c
+	}
+	inner := sha256.Sum256(buf)
+	copy(outer[blockSize:], inner[:])
+	mac := sha256.Sum256(outer[:])
+	clear(buf[:blockSize])
+	clear(outer[:])
+	return mac
 }
 
 // Authorization returns the header value for p signed with secret.
@@ -335,7 +367,7 @@ func Authorization(secret []byte, p *Params) (string, error) {
 // comparison in constant time. Try every secret, whatever the outcome, so
 // that timing tells nothing about which one matched.
 type Check struct {
-	input   []byte
+	buf     []byte // blockSize bytes of scratch, then the MAC input
 	mac     [MACSize]byte
 	matched int
 }
@@ -350,7 +382,7 @@ func NewCheck(c *Credential, audience, method, path string, body []byte) (*Check
 	}
 	sum := sha256.Sum256(body)
 	k := &Check{mac: c.MAC}
-	k.input = p.appendInput(make([]byte, 0, 256+len(path)), &sum)
+	k.buf = p.appendInput(make([]byte, blockSize, blockSize+256+len(path)), &sum)
 	return k, nil
 }
 
@@ -360,10 +392,8 @@ func (k *Check) Try(secret []byte) {
 	if len(secret) != SecretSize {
 		return
 	}
-	var got [MACSize]byte
-	m := hmac.New(sha256.New, secret)
-	m.Write(k.input)
-	k.matched |= subtle.ConstantTimeCompare(m.Sum(got[:0]), k.mac[:])
+	got := hmacSHA256(secret, k.buf)
+	k.matched |= subtle.ConstantTimeCompare(got[:], k.mac[:])
 }
 
 // Matched reports whether a secret tried so far matched.

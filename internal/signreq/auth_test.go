@@ -2,6 +2,9 @@ package signreq
 
 import (
 	"bytes"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -344,5 +347,74 @@ print(sign.authorization(bytes.fromhex(%q), %q, %q, %q, %q, %q.encode(), ts=%d, 
 	}
 	if got := strings.TrimSpace(string(out)); got != v.Authorization {
 		t.Fatalf("sign.py computes\n%s\nwant\n%s", got, v.Authorization)
+	}
+}
+
+func BenchmarkParseAuthorization(b *testing.B) {
+	v, _, _ := loadVector(b)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := ParseAuthorization(v.Authorization); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkVerify is signerd's check of one credential: the MAC input and
+// an HMAC-SHA256 per secret (a client has one, or two while rotating).
+func BenchmarkVerify(b *testing.B) {
+	v, secret, _ := loadVector(b)
+	c, _ := ParseAuthorization(v.Authorization)
+	other := bytes.Repeat([]byte{1}, SecretSize)
+	for _, tc := range []struct {
+		name    string
+		secrets [][]byte
+	}{{"one-secret", [][]byte{secret}}, {"two-secrets", [][]byte{other, secret}}} {
+		b.Run(tc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if err := Verify(&c, tc.secrets, v.Audience, v.Method, v.Path, []byte(v.Body)); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkSignerAuthorization is a client's cost per request: a nonce
+// from crypto/rand and the MAC.
+func BenchmarkSignerAuthorization(b *testing.B) {
+	v, secret, _ := loadVector(b)
+	s, _ := NewSigner(v.Audience, v.Client, secret)
+	body := []byte(v.Body)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := s.Authorization(v.Method, v.Path, body); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// TestHMACMatchesCryptoHMAC: the allocation-free HMAC is crypto/hmac's,
+// for keys up to a block and messages of every length around the block
+// boundaries.
+func TestHMACMatchesCryptoHMAC(t *testing.T) {
+	for _, keyLen := range []int{0, 1, 31, 32, 33, 63, 64} {
+		for msgLen := range 300 {
+			key := make([]byte, keyLen)
+			msg := make([]byte, msgLen)
+			rand.Read(key)
+			rand.Read(msg)
+			buf := append(make([]byte, blockSize), msg...)
+			got := hmacSHA256(key, buf)
+			m := hmac.New(sha256.New, key)
+			m.Write(msg)
+			if want := m.Sum(nil); !bytes.Equal(got[:], want) {
+				t.Fatalf("key %d bytes, message %d bytes: %x, crypto/hmac %x", keyLen, msgLen, got, want)
+			}
+			if !bytes.Equal(buf[blockSize:], msg) || !bytes.Equal(buf[:blockSize], make([]byte, blockSize)) {
+				t.Fatalf("the message was changed, or the pad not zeroed")
+			}
+		}
 	}
 }

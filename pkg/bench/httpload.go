@@ -28,12 +28,21 @@ type HTTPSigner struct {
 	target  string // for errors
 	request []byte
 	conns   []httpConn
+
+	// With Authorize, each request is signed anew (a fresh nonce and
+	// timestamp): head is the request up to its headers' end, without
+	// the blank line; path and body are what the MAC covers.
+	authorize func(method, path string, body []byte) (string, error)
+	head      []byte
+	path      string
+	body      []byte
 }
 
 type httpConn struct {
 	nc   net.Conn
 	br   *bufio.Reader
 	body []byte
+	req  []byte          // the signed request being sent, with Authorize
 	ctx  context.Context // the context whose end closes nc
 	stop func() bool
 	_    [32]byte // keep workers' connections off each other's cache lines
@@ -71,15 +80,39 @@ func NewHTTPSigner(endpoint, keyID string, msg []byte, workers int) (*HTTPSigner
 	}
 	path := "/v1/keys/" + url.PathEscape(keyID) + "/sign"
 	body := `{"message":"` + base64.StdEncoding.EncodeToString(msg) + `"}`
-	req := "POST " + path + " HTTP/1.1\r\nHost: " + host + "\r\nContent-Type: application/json\r\nContent-Length: " +
-		strconv.Itoa(len(body)) + "\r\n\r\n" + body
+	head := "POST " + path + " HTTP/1.1\r\nHost: " + host + "\r\nContent-Type: application/json\r\nContent-Length: " +
+		strconv.Itoa(len(body)) + "\r\n"
 	var d net.Dialer
 	return &HTTPSigner{
 		dial:    func(ctx context.Context) (net.Conn, error) { return d.DialContext(ctx, network, addr) },
 		target:  "POST " + path,
-		request: []byte(req),
+		request: []byte(head + "\r\n" + body),
 		conns:   make([]httpConn, workers),
+		head:    []byte(head),
+		path:    path,
+		body:    []byte(body),
 	}, nil
+}
+
+// Authorize makes every request carry an Authorization header, made by f
+// for the request's method, path and body (an authenticated client, as
+// pkg/client's RequestSigner signs). Call it before the first Op.
+func (h *HTTPSigner) Authorize(f func(method, path string, body []byte) (string, error)) {
+	h.authorize = f
+}
+
+// requestFor returns the bytes of the next request on c.
+func (h *HTTPSigner) requestFor(c *httpConn) ([]byte, error) {
+	if h.authorize == nil {
+		return h.request, nil
+	}
+	auth, err := h.authorize("POST", h.path, h.body)
+	if err != nil {
+		return nil, err
+	}
+	c.req = append(append(append(append(c.req[:0], h.head...), "Authorization: "...), auth...), "\r\n\r\n"...)
+	c.req = append(c.req, h.body...)
+	return c.req, nil
 }
 
 // Op returns the operation: one request on worker's connection, dialed
@@ -145,7 +178,11 @@ func (h *HTTPSigner) do(ctx context.Context, c *httpConn) error {
 		nc := c.nc
 		c.ctx, c.stop = ctx, context.AfterFunc(ctx, func() { nc.SetDeadline(time.Unix(1, 0)) })
 	}
-	if _, err := c.nc.Write(h.request); err != nil {
+	req, err := h.requestFor(c)
+	if err != nil {
+		return err
+	}
+	if _, err := c.nc.Write(req); err != nil {
 		return err
 	}
 	status, n, keepAlive, err := readHead(c.br)

@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -11,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -177,4 +180,43 @@ func FuzzReadHead(f *testing.F) {
 			t.Fatalf("accepted status %d, Content-Length %d", status, n)
 		}
 	})
+}
+
+// TestHTTPSignerAuthorize: with Authorize, every request carries a header
+// made afresh for its method, path and body.
+func TestHTTPSignerAuthorize(t *testing.T) {
+	var seen sync.Map
+	var n atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		want := "sig POST /v1/keys/k/sign " + string(body)
+		got := r.Header.Get("Authorization")
+		if !strings.HasPrefix(got, want) || string(body) != `{"message":"bXNn"}` {
+			t.Errorf("Authorization %q, want %q…", got, want)
+		}
+		if _, dup := seen.LoadOrStore(got, true); dup {
+			t.Errorf("Authorization %q sent twice", got)
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.Write([]byte(`{"key_id":"k","algorithm":"ed25519","signature":"AAAA"}`))
+	}))
+	defer srv.Close()
+	hs, err := NewHTTPSigner(srv.URL, "k", []byte("msg"), 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs.Authorize(func(method, path string, body []byte) (string, error) {
+		return fmt.Sprintf("sig %s %s %s %d", method, path, body, n.Add(1)), nil
+	})
+	res, err := Run(t.Context(), Options{Concurrency: 2, Duration: 50 * time.Millisecond}, hs.Op())
+	hs.Close()
+	if err != nil || res.Errors != 0 || res.Ops < 5 {
+		t.Fatalf("run: ops %d errors %d (%v), %v", res.Ops, res.Errors, res.FirstError, err)
+	}
+	hs, _ = NewHTTPSigner(srv.URL, "k", []byte("msg"), 1)
+	hs.Authorize(func(string, string, []byte) (string, error) { return "", errors.New("no secret") })
+	if err := hs.Op()(t.Context(), 0); err == nil || !strings.Contains(err.Error(), "no secret") {
+		t.Errorf("a failing Authorize: %v", err)
+	}
+	hs.Close()
 }

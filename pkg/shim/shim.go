@@ -18,9 +18,12 @@
 //
 // # Requests from web pages
 //
-// The API has no authentication; guard.go keeps browsers out: Host must
-// name the listener, cross-site requests are refused, and POST bodies must
-// be application/json (docs/shim.md, Requests from web pages).
+// The shim authenticates nobody itself: a sign request with an
+// Authorization header goes to the enclave unchanged (auth_sign_request),
+// and signerd checks it (docs/shim.md, Authenticated requests). guard.go
+// keeps browsers out: Host must name the listener, cross-site requests are
+// refused, and POST bodies must be application/json (docs/shim.md,
+// Requests from web pages).
 //
 // # Secrets
 //
