@@ -106,7 +106,7 @@ func TestRunMaxOpsEndsTheWindow(t *testing.T) {
 }
 
 func TestRunGraceCancelsStuckOperations(t *testing.T) {
-	res, err := Run(t.Context(), Options{Concurrency: 3, Duration: 20 * time.Millisecond, Grace: 30 * time.Millisecond}, func(ctx context.Context, w int) error {
+	res, err := Run(t.Context(), Options{Concurrency: 3, Duration: 200 * time.Millisecond, Grace: 30 * time.Millisecond}, func(ctx context.Context, w int) error {
 		if w == 0 {
 			<-ctx.Done() // stuck until the run gives up on it
 			return ctx.Err()
