@@ -85,6 +85,7 @@ type gauges struct {
 	credsExpire  time.Time
 	connects     uint64
 	lastProvided time.Time
+	auth         *wire.AuthStatus // from the status last seen; nil from a signerd without it
 }
 
 var enclaveStates = [...]string{string(wire.StateWaiting), string(wire.StateProvisioning), string(wire.StateReady), string(wire.StateFailed), "unreachable"}
@@ -159,6 +160,9 @@ func (m *metrics) write(w io.Writer, g gauges) error {
 	sample("signer_enclave_keys", "", float64(g.keys))
 	header("signer_enclave_connects_total", "counter", "Connections opened to the enclave (one more each time it is redialed).")
 	sample("signer_enclave_connects_total", "", float64(g.connects))
+	if a := g.auth; a != nil {
+		writeAuth(header, sample, a)
+	}
 	header("signer_provisions_total", "counter", "Provisioning attempts, by result.")
 	sample("signer_provisions_total", `result="ok"`, float64(m.provisions[0].Load()))
 	sample("signer_provisions_total", `result="failed"`, float64(m.provisions[1].Load()))
@@ -168,6 +172,30 @@ func (m *metrics) write(w io.Writer, g gauges) error {
 	sample("signer_credentials_expiry_timestamp_seconds", "", unixSeconds(g.credsExpire))
 	_, err := w.Write(b)
 	return err
+}
+
+// writeAuth writes the enclave's authentication state, as last seen.
+func writeAuth(header func(name, typ, help string), sample func(name, labels string, v float64), a *wire.AuthStatus) {
+	header("signer_enclave_clock_ok", "gauge", "1 while the enclave's clock agrees with its NSM's (authenticated requests are refused otherwise), as last seen.")
+	sample("signer_enclave_clock_ok", "", boolValue(a.ClockOK))
+	header("signer_enclave_nonce_cache_nonces", "gauge", "Nonces of authenticated requests the enclave remembers, as last seen.")
+	sample("signer_enclave_nonce_cache_nonces", "", float64(a.NonceCacheSize))
+	header("signer_enclave_nonce_cache_capacity", "gauge", "How many nonces the enclave can remember (signerd --nonce-cache); when full it refuses authenticated requests.")
+	sample("signer_enclave_nonce_cache_capacity", "", float64(a.NonceCacheCapacity))
+	header("signer_enclave_sign_refusals_total", "counter", "Sign requests the enclave refused since it started, by reason, as last seen.")
+	for _, r := range []struct {
+		reason string
+		n      uint64
+	}{{"unauthenticated", a.Unauthenticated}, {"forbidden", a.Forbidden}, {"rate_limited", a.RateLimited}, {"auth_unavailable", a.AuthUnavailable}} {
+		sample("signer_enclave_sign_refusals_total", `reason="`+r.reason+`"`, float64(r.n))
+	}
+}
+
+func boolValue(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 func unixSeconds(t time.Time) float64 {
