@@ -74,7 +74,7 @@ ENCRYPT_ROLE        ?=
 ADMIN_ROLE          ?=
 POLICY_FLAGS        ?=
 
-.PHONY: all build test vet staticcheck fuzz bench dev clean \
+.PHONY: all build test check-fmt check-tidy vet staticcheck fuzz bench dev clean \
 	enclave-signerd image docker-image signer eif run-enclave run-debug stop policy
 
 all: build
@@ -90,8 +90,22 @@ vet:
 staticcheck:
 	$(GO) run $(STATICCHECK) ./...
 
+# Gates make test runs first; neither changes the tree. check-fmt: every Go
+# file as gofmt (of the go in use) writes it. check-tidy: go.mod and go.sum
+# as go mod tidy leaves them (go mod tidy -diff prints what it would change
+# and fails).
+check-fmt:
+	@files=$$("$$($(GO) env GOROOT)/bin/gofmt" -l .) || exit 1; \
+	 if [ -n "$$files" ]; then \
+	   echo "make check-fmt: these Go files are not gofmt-formatted (run gofmt -w on them):" >&2; \
+	   echo "$$files" | sed 's/^/  /' >&2; exit 1; \
+	 fi
+
+check-tidy:
+	@$(GO) mod tidy -diff || { echo "make check-tidy: go mod tidy would change go.mod or go.sum as shown above, or could not run: run go mod tidy and commit the result" >&2; exit 1; }
+
 # The seed corpora of every fuzz target run as part of go test.
-test: vet staticcheck
+test: check-fmt check-tidy vet staticcheck
 	$(GO) test -race -count=1 ./...
 
 # Runs each fuzz target for FUZZTIME (CI: 10s each, after make test). The
