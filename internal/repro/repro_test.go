@@ -29,11 +29,11 @@ import (
 //
 // It needs git, make, tar and buildah: on a developer's machine it skips
 // without them, in CI (CI=true) it fails. Both copies share the Go build
-// cache, so the second build of signerd is a cache hit; that the cache key
-// matches is itself evidence (it covers the source, the flags and, without
-// -trimpath, the directory), but to also recompile everything from an
-// empty cache for the second copy, set REPRO_COLD_CACHE=1 (about a minute
-// more on two cores).
+// cache, so the second builds of signerd and signer are cache hits; that
+// the cache key matches is itself evidence (it covers the source, the flags
+// and, without -trimpath, the directory), but to also recompile everything
+// from an empty cache for the second copy, set REPRO_COLD_CACHE=1 (about
+// two minutes more on two cores).
 func TestReproducibleImage(t *testing.T) {
 	for _, tool := range []string{"git", "make", "tar", "buildah"} {
 		if _, err := exec.LookPath(tool); err != nil {
