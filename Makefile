@@ -53,8 +53,12 @@ KEYRING_SIGNERS   ?=
 KEYRING_THRESHOLD ?=
 # REQUIRE_AUTH=true: signerd refuses keyrings that declare no clients.
 REQUIRE_AUTH      ?=
+# AUDIT_OVERFLOW=drop: a full audit buffer records a gap entry and signing
+# goes on (docs/audit.md); empty (the default) stops signing until drained.
+AUDIT_OVERFLOW    ?=
 PIN_ARGS = --build-arg 'KMS_KEYS=$(KMS_KEYS)' --build-arg 'KEYRING_SIGNERS=$(KEYRING_SIGNERS)' \
-	--build-arg 'KEYRING_THRESHOLD=$(KEYRING_THRESHOLD)' --build-arg 'REQUIRE_AUTH=$(REQUIRE_AUTH)'
+	--build-arg 'KEYRING_THRESHOLD=$(KEYRING_THRESHOLD)' --build-arg 'REQUIRE_AUTH=$(REQUIRE_AUTH)' \
+	--build-arg 'AUDIT_OVERFLOW=$(AUDIT_OVERFLOW)'
 
 # On the parent instance (nitro-cli and Docker; not available in CI).
 NITRO_CLI      ?= nitro-cli

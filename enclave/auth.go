@@ -210,6 +210,9 @@ func (d *daemon) signAuthed(a *authedRequest, dec decision) (*wire.SignResponse,
 		if err == nil {
 			err = key.Authorize(a.client.ID, dec.Kind, len(a.req.Data))
 		}
+		if err == nil && a.req.IsDigest {
+			err = key.CheckDigest(a.req.Data)
+		}
 		if err == nil && !charged {
 			err = d.takeTokens(key, a.client)
 		}

@@ -42,6 +42,13 @@ const e2eCallers = 64
 // returns its address.
 func benchDaemon(b *testing.B, alg keyring.Algorithm) transport.Addr {
 	b.Helper()
+	return benchDaemonWith(b, alg, false)
+}
+
+// benchDaemonWith is benchDaemon, with the audit trail on when withAudit
+// is set (serveBenchDaemon).
+func benchDaemonWith(b *testing.B, alg keyring.Algorithm, withAudit bool) transport.Addr {
+	b.Helper()
 	id, _ := age.GenerateX25519Identity()
 	ident, err := keyring.ParseIdentity(identityFile(id))
 	if err != nil {
@@ -56,19 +63,21 @@ func benchDaemon(b *testing.B, alg keyring.Algorithm) transport.Addr {
 		b.Fatal(err)
 	}
 	b.Cleanup(set.Destroy)
-	return serveBenchDaemon(b, authBenchDaemon(set))
+	return serveBenchDaemon(b, authBenchDaemon(set), withAudit)
 }
 
 // benchAuthDaemon is benchDaemon with the key in a keyring that declares
 // the client app1 (and lets it use the key); it returns the secret too.
-func benchAuthDaemon(b *testing.B, alg keyring.Algorithm) (transport.Addr, []byte) {
+func benchAuthDaemon(b *testing.B, alg keyring.Algorithm, withAudit bool) (transport.Addr, []byte) {
 	b.Helper()
 	set, secret := benchPolicedSet(b, alg)
-	return serveBenchDaemon(b, authBenchDaemon(set)), secret
+	return serveBenchDaemon(b, authBenchDaemon(set), withAudit), secret
 }
 
 // serveBenchDaemon serves d on a unix socket and returns its address.
-func serveBenchDaemon(b *testing.B, d *daemon) transport.Addr {
+// With withAudit, d gets an audit trail that a reader drains over the
+// wire into a file, appending and syncing each batch, as the shim does.
+func serveBenchDaemon(b *testing.B, d *daemon, withAudit bool) transport.Addr {
 	b.Helper()
 	path := filepath.Join(b.TempDir(), "signerd.sock")
 	ln, err := net.Listen("unix", path)
@@ -78,7 +87,58 @@ func serveBenchDaemon(b *testing.B, d *daemon) transport.Addr {
 	srv := &wire.Server{Handler: d}
 	go srv.Serve(ln)
 	b.Cleanup(func() { srv.Close() })
-	return transport.Addr{Scheme: transport.Unix, Path: path}
+	addr := transport.Addr{Scheme: transport.Unix, Path: path}
+	if withAudit {
+		a, err := newAuditTrail(defaultAuditBuffer, "", nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		d.audit, d.rec = a, a
+		b.Cleanup(a.close)
+		drainOverWire(b, addr)
+	}
+	return addr
+}
+
+// drainOverWire drains the audit trail at addr into a file until the
+// benchmark ends.
+func drainOverWire(b *testing.B, addr transport.Addr) {
+	f, err := os.Create(filepath.Join(b.TempDir(), "audit.jsonl"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	c := client.New(addr, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		var key []byte
+		var cursor uint64
+		var buf []byte
+		for ctx.Err() == nil {
+			bt, err := c.AuditRead(ctx, key, cursor, 0)
+			if err != nil {
+				time.Sleep(10 * time.Millisecond)
+				continue
+			}
+			buf = buf[:0]
+			for _, r := range bt.Records {
+				buf = append(append(buf, r...), '\n')
+			}
+			f.Write(buf)
+			f.Sync()
+			key, cursor = bt.AuditKey, bt.Next
+			if !bt.More {
+				time.Sleep(100 * time.Millisecond)
+			}
+		}
+	}()
+	b.Cleanup(func() {
+		cancel()
+		<-done
+		c.Close()
+		f.Close()
+	})
 }
 
 func e2eCPUTime() time.Duration {
@@ -111,27 +171,34 @@ func runE2E(b *testing.B, op func() error) {
 // connections, as the shim) to wire.Server to the daemon. The -auth
 // variants sign each request as a client (pkg/client's Credentials: a
 // nonce and a MAC in the caller, an auth_sign_request, signerd's checks).
+// The +audit variants record every decision in the audit trail, drained
+// over the wire into a synced file as the shim does.
 func BenchmarkSignWireE2E(b *testing.B) {
 	for _, alg := range []keyring.Algorithm{keyring.Ed25519, keyring.ECDSAP256} {
 		for _, auth := range []bool{false, true} {
-			name := string(alg)
-			if auth {
-				name += "-auth"
+			for _, withAudit := range []bool{false, true} {
+				name := string(alg)
+				if auth {
+					name += "-auth"
+				}
+				if withAudit {
+					name += "+audit"
+				}
+				b.Run(name, func(b *testing.B) { benchWireE2E(b, alg, auth, withAudit) })
 			}
-			b.Run(name, func(b *testing.B) { benchWireE2E(b, alg, auth) })
 		}
 	}
 }
 
-func benchWireE2E(b *testing.B, alg keyring.Algorithm, auth bool) {
+func benchWireE2E(b *testing.B, alg keyring.Algorithm, auth, withAudit bool) {
 	var opts client.Options
 	var addr transport.Addr
 	if auth {
 		var secret []byte
-		addr, secret = benchAuthDaemon(b, alg)
+		addr, secret = benchAuthDaemon(b, alg, withAudit)
 		opts.Credentials = &client.Credentials{Client: "app1", Secret: secret, Audience: testAudience}
 	} else {
-		addr = benchDaemon(b, alg)
+		addr = benchDaemonWith(b, alg, withAudit)
 	}
 	c := client.New(addr, &opts)
 	defer c.Close()
@@ -164,7 +231,7 @@ func benchHTTPE2E(b *testing.B, alg keyring.Algorithm, auth bool) {
 	var rs *client.RequestSigner
 	if auth {
 		var secret []byte
-		addr, secret = benchAuthDaemon(b, alg)
+		addr, secret = benchAuthDaemon(b, alg, false)
 		var err error
 		if rs, err = client.NewRequestSigner(client.Credentials{Client: "app1", Secret: secret, Audience: testAudience}); err != nil {
 			b.Fatal(err)

@@ -47,6 +47,20 @@ func BenchmarkSign(b *testing.B) {
 				}
 			}
 		})
+		// The same with the audit trail, drained by a reader as the shim
+		// drains it (the records encoded, as for the wire): what the
+		// recorder adds to a signature.
+		b.Run(string(alg)+"/daemon+audit", func(b *testing.B) {
+			da := &daemon{log: slog.New(slog.DiscardHandler)}
+			da.set.Store(set)
+			stop := attachAudit(b, da)
+			defer stop()
+			for b.Loop() {
+				if _, err := da.ServeWire(b.Context(), req); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 		key, _ := set.Key("k")
 		b.Run(string(alg)+"/key", func(b *testing.B) {
 			for b.Loop() {
@@ -56,6 +70,42 @@ func BenchmarkSign(b *testing.B) {
 			}
 		})
 		set.Destroy()
+	}
+}
+
+// attachAudit gives d an audit trail and drains it until the returned
+// function is called.
+func attachAudit(b *testing.B, d *daemon) func() {
+	a, err := newAuditTrail(defaultAuditBuffer, "", nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	d.audit, d.rec = a, a
+	stop, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		var key []byte
+		var cursor uint64
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			bt, err := a.read(&wire.AuditReadRequest{AuditKey: key, Cursor: cursor})
+			if err != nil {
+				panic(err)
+			}
+			key, cursor = bt.AuditKey, bt.Next
+			if !bt.More {
+				time.Sleep(time.Millisecond)
+			}
+		}
+	}()
+	return func() {
+		close(stop)
+		<-done
+		a.close()
 	}
 }
 

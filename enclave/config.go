@@ -59,6 +59,11 @@ type Config struct {
 	// NonceCapacity bounds the nonces of authenticated requests remembered
 	// (--nonce-cache, default defaultNonceCapacity).
 	NonceCapacity int
+	// AuditBuffer is how many audit records (entries and checkpoints)
+	// wait for the host to drain them (--audit-buffer, default
+	// defaultAuditBuffer); when it is full, signing stops (or, with
+	// --audit-overflow drop, goes on with a gap entry).
+	AuditBuffer int
 }
 
 // Pins are what signerd takes keys from, fixed when signerd starts: from
@@ -87,6 +92,13 @@ type Pins struct {
 	// clients, whose keys anyone reaching signerd could use
 	// (--require-auth; SIGNERD_REQUIRE_AUTH=true).
 	RequireAuth bool
+	// AuditOverflow is what a full audit buffer does (--audit-overflow,
+	// SIGNERD_AUDIT_OVERFLOW): "" refuses to sign until it is drained
+	// (fail closed, the default, given as "refuse"), "drop" records a gap
+	// entry and signs on. A pin because it decides whether anything can
+	// be signed unrecorded: the image fixes it, PCR0 measures it, and every
+	// document attests it.
+	AuditOverflow string
 }
 
 // Pinned reports whether an identity must be sealed under a pinned key.
@@ -119,6 +131,7 @@ var imageEnv = []struct{ name, flag string }{
 	{imagepins.EnvKeyringSigners, "keyring-signer"},
 	{imagepins.EnvKeyringThreshold, "keyring-threshold"},
 	{imagepins.EnvRequireAuth, "require-auth"},
+	{imagepins.EnvAuditOverflow, "audit-overflow"},
 }
 
 // kmsKeyFlags is --kms-key: repeatable, each value a key ARN.
@@ -156,6 +169,28 @@ func (k *keyringSignerFlags) Set(s string) error {
 	return nil
 }
 
+// auditOverflowFlag is --audit-overflow: refuse (stored as "") or drop.
+type auditOverflowFlag string
+
+func (a *auditOverflowFlag) String() string {
+	if *a == "" {
+		return overflowRefuse
+	}
+	return string(*a)
+}
+
+func (a *auditOverflowFlag) Set(s string) error {
+	switch s {
+	case overflowRefuse:
+		*a = ""
+	case overflowDrop:
+		*a = overflowDrop
+	default:
+		return fmt.Errorf("want %s (a full audit buffer stops signing until it is drained) or %s (it records a gap entry and signing goes on), got %q", overflowRefuse, overflowDrop, s)
+	}
+	return nil
+}
+
 type pcrFlags []string
 
 func (p *pcrFlags) String() string     { return fmt.Sprint(*p) }
@@ -184,6 +219,8 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 	fs.BoolVar(&cfg.Pins.RequireAuth, "require-auth", false, "refuse, at provisioning, any keyring that declares no clients (whose keys anyone reaching signerd could use); also SIGNERD_REQUIRE_AUTH=true")
 	fs.IntVar(&cfg.NonceCapacity, "nonce-cache", defaultNonceCapacity, "the most nonces of authenticated requests remembered at once (about 40 bytes each); when full, authenticated requests are refused (auth_unavailable) until old ones expire")
 	fs.IntVar(&cfg.Pins.KeyringThreshold, "keyring-threshold", 0, "`M`: how many distinct pinned keyring signers must sign each keyring (default 1; also SIGNERD_KEYRING_THRESHOLD)")
+	fs.Var((*auditOverflowFlag)(&cfg.Pins.AuditOverflow), "audit-overflow", "what a full audit buffer does: refuse (signing stops until the host drains it) or drop (a gap entry records how many decisions went unrecorded, and signing goes on); a pin, attested (also SIGNERD_AUDIT_OVERFLOW)")
+	fs.IntVar(&cfg.AuditBuffer, "audit-buffer", defaultAuditBuffer, "`N`: how many audit records (entries and checkpoints) wait for the host to drain them")
 	if err := setImageEnv(fs, getenv); err != nil {
 		return Config{}, err
 	}
@@ -246,6 +283,9 @@ func (c Config) Validate() error {
 	}
 	if c.NonceCapacity < 1 || c.NonceCapacity > maxNonceCapacity {
 		return fmt.Errorf("--nonce-cache: want 1 to %d, got %d", maxNonceCapacity, c.NonceCapacity)
+	}
+	if c.AuditBuffer < minAuditBuffer || c.AuditBuffer > maxAuditBuffer {
+		return fmt.Errorf("--audit-buffer: want %d to %d records, got %d", minAuditBuffer, maxAuditBuffer, c.AuditBuffer)
 	}
 	if err := c.Pins.KeyringPolicy().Validate(); err != nil {
 		return fmt.Errorf("--keyring-signer, --keyring-threshold: %w", err)

@@ -24,6 +24,7 @@ var codes = []struct {
 	code wire.Code
 }{
 	{errNotReady, wire.CodeNotReady},
+	{errAuditUnavailable, wire.CodeAuditUnavailable},
 	{errInvalidRequest, wire.CodeInvalidRequest},
 	{errUnsupported, wire.CodeUnsupported},
 	{errForbidden, wire.CodeForbidden},
@@ -54,7 +55,7 @@ func (d *daemon) wireError(req wire.Message, err error) error {
 			msg := err.Error()
 			// signerd's own sentinels only name the code again.
 			switch c.err {
-			case errNotReady, errInvalidRequest, errUnsupported, errForbidden, errUnauthenticated, errAuthUnavailable:
+			case errNotReady, errInvalidRequest, errUnsupported, errForbidden, errUnauthenticated, errAuthUnavailable, errAuditUnavailable:
 				msg = strings.TrimPrefix(msg, c.err.Error()+": ")
 			}
 			return wire.NewError(c.code, msg)

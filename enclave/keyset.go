@@ -12,7 +12,7 @@ import (
 // field of Pins must appear here: TestEveryPinIsAttested fails on one
 // that does not, so that no pin goes unattested.
 func (p Pins) attested() attestation.Pins {
-	a := attestation.Pins{KMSKeys: p.KMSKeyStrings(), RequireAuth: p.RequireAuth}
+	a := attestation.Pins{KMSKeys: p.KMSKeyStrings(), RequireAuth: p.RequireAuth, AuditOverflow: p.AuditOverflow}
 	if kp := p.KeyringPolicy(); kp.Pinned() {
 		a.KeyringSigners, a.KeyringThreshold = kp.SignerStrings(), uint64(kp.M())
 	}
@@ -26,9 +26,10 @@ func (p Pins) attested() attestation.Pins {
 const minCallerRoom = 64
 
 // callerRoom returns how many bytes of caller user_data fit beside signerd's
-// map with these pins, or an error when it is less than minCallerRoom.
-func callerRoom(p attestation.Pins) (int, error) {
-	u := attestation.UserData{KeySet: make([]byte, attestation.KeySetDigestSize), Pins: p}
+// map with these pins and audit key, or an error when it is less than
+// minCallerRoom.
+func callerRoom(p attestation.Pins, auditSPKI []byte) (int, error) {
+	u := attestation.UserData{KeySet: make([]byte, attestation.KeySetDigestSize), Pins: p, Audit: auditSPKI}
 	room, err := u.CallerRoom()
 	if err != nil {
 		return 0, err

@@ -91,6 +91,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		Pins:          cfg.Pins,
 		Version:       ver,
 		Log:           log,
+		AuditBuffer:   cfg.AuditBuffer,
 		NonceCapacity: cfg.NonceCapacity,
 	})
 	if err != nil {
@@ -120,6 +121,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		attrs = append(attrs, "keyring_signers", p.SignerStrings(), "keyring_threshold", p.M())
 	}
 	attrs = append(attrs, "require_auth", cfg.Pins.RequireAuth, "nonce_cache", cfg.NonceCapacity)
+	attrs = append(attrs, "audit_buffer", cfg.AuditBuffer, "audit_overflow", (*auditOverflowFlag)(&cfg.Pins.AuditOverflow).String())
 	log.Info("signerd started", attrs...)
 	if !cfg.Pins.Pinned() {
 		log.Warn("no KMS key is pinned (--kms-key, or make image KMS_KEYS=ARN): signerd accepts an identity sealed under any KMS key, so whoever can provision it (root on the parent) can load keys of its own choosing; pin the key the identity is sealed under (docs/signerd.md)")

@@ -35,6 +35,10 @@ func serve(ctx context.Context, ln net.Listener, d *daemon, cfg Config, log *slo
 		log.Error("listener failed; shutting down", "err", err)
 	case <-ctx.Done():
 		log.Info("shutting down", "grace", shutdownGrace)
+		// The final checkpoint, drained while the host can still read.
+		if d.audit != nil {
+			d.audit.stop(auditDrainWait)
+		}
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
 	if serr := srv.Shutdown(sctx); serr != nil {

@@ -42,6 +42,9 @@ type daemonConfig struct {
 	// need. They are attested in the user_data of every document signerd
 	// makes for a caller. The zero value checks neither.
 	Pins Pins
+	// AuditBuffer is how many audit records wait to be drained
+	// (--audit-buffer); 0 means defaultAuditBuffer.
+	AuditBuffer int
 	// Version is signerd's version string.
 	Version string
 	// Log is the daemon's logger; nil discards.
@@ -93,6 +96,8 @@ type daemon struct {
 
 	// rec receives every sign request's decision (the audit trail).
 	rec recorder
+	// audit is the audit trail: its key is attested in every document.
+	audit *auditTrail
 
 	// Authenticated requests (auth.go): the clock, when signerd started
 	// (timestamps before it are refused: a restart empties the nonce
@@ -134,7 +139,20 @@ func newDaemon(life context.Context, cfg daemonConfig) (*daemon, error) {
 		nonceCap = defaultNonceCapacity
 	}
 	pins := cfg.Pins.attested()
-	room, err := callerRoom(pins)
+	if cfg.AuditBuffer == 0 {
+		cfg.AuditBuffer = defaultAuditBuffer
+	}
+	audit, err := newAuditTrail(cfg.AuditBuffer, cfg.Pins.AuditOverflow, log.With("component", "audit"))
+	if err != nil {
+		return nil, err
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			audit.close()
+		}
+	}()
+	room, err := callerRoom(pins, audit.spki)
 	if err != nil {
 		return nil, err
 	}
@@ -157,7 +175,8 @@ func newDaemon(life context.Context, cfg daemonConfig) (*daemon, error) {
 		callerRoom: room,
 		provision:  make(chan struct{}, 1),
 		state:      wire.StateWaiting,
-		rec:        nopRecorder{},
+		rec:        audit,
+		audit:      audit,
 		now:        now,
 		boot:       before.Unix(),
 		nonces:     newNonceCache(int64(authWindow/time.Second), nonceCap),
@@ -178,6 +197,7 @@ func newDaemon(life context.Context, cfg daemonConfig) (*daemon, error) {
 		every = clockCheckEvery
 	}
 	go d.clockLoop(d.life, every)
+	ok = true
 	return d, nil
 }
 
@@ -202,6 +222,16 @@ func (d *daemon) ServeWire(ctx context.Context, req wire.Message) (wire.Message,
 		resp, err = d.attest(r)
 	case *wire.ProvisionRequest:
 		resp, err = d.provisionRequest(ctx, r)
+	case *wire.AuditReadRequest:
+		if err = d.hasAudit(); err == nil {
+			if err = checkAuditReader(ctx); err == nil {
+				resp, err = d.audit.read(r)
+			}
+		}
+	case *wire.AuditHeadRequest:
+		if err = d.hasAudit(); err == nil {
+			resp, err = d.audit.head(r.Nonce)
+		}
 	default:
 		err = fmt.Errorf("%w: signerd does not serve %s", errUnsupported, req.MessageType())
 	}
@@ -225,8 +255,11 @@ func (d *daemon) status() *wire.Status {
 		Version:     d.cfg.Version,
 		Pinned:      d.cfg.Pins.Pinned(),
 	}
-	if kp := d.cfg.Pins.KeyringPolicy(); s.Pinned || kp.Pinned() || d.cfg.Pins.RequireAuth {
-		s.Pins = &wire.Pins{KMSKeys: d.cfg.Pins.KMSKeyStrings(), RequireAuth: d.cfg.Pins.RequireAuth}
+	if d.audit != nil {
+		s.Audit = d.audit.status()
+	}
+	if kp := d.cfg.Pins.KeyringPolicy(); s.Pinned || kp.Pinned() || d.cfg.Pins.RequireAuth || d.cfg.Pins.AuditOverflow != "" {
+		s.Pins = &wire.Pins{KMSKeys: d.cfg.Pins.KMSKeyStrings(), RequireAuth: d.cfg.Pins.RequireAuth, AuditOverflow: d.cfg.Pins.AuditOverflow}
 		if kp.Pinned() {
 			s.Pins.KeyringSigners, s.Pins.KeyringThreshold = kp.SignerStrings(), kp.M()
 		}
@@ -298,6 +331,11 @@ func (d *daemon) signWith(set *keyring.Set, r *wire.SignRequest) (*wire.SignResp
 		if err == nil {
 			err = plainAllowed(key)
 		}
+		if err == nil && r.IsDigest {
+			// Refused before the decision, not after it: the audit trail
+			// records no "allowed" for a digest the key cannot sign.
+			err = key.CheckDigest(r.Data)
+		}
 		if err != nil {
 			if !recorded {
 				err = d.refusePlain(r, err)
@@ -355,14 +393,14 @@ func (d *daemon) listKeys() (*wire.KeyList, error) {
 // attest returns a fresh document for the caller's nonce, with no public
 // key: a document that proves what runs here, not one that could unseal
 // anything. Its user_data is signerd's map (attestation.UserData): the
-// digest of the key set loaded now, the pins, and the caller's user data
-// under "caller". The host chooses the caller's bytes, never the rest.
+// digest of the key set loaded now, the pins, this boot's audit key, and
+// the caller's user data under "caller". The host chooses the caller's bytes, never the rest.
 func (d *daemon) attest(r *wire.AttestRequest) (*wire.AttestResponse, error) {
 	if len(r.Nonce) > attestation.MaxUserFieldSize {
 		return nil, fmt.Errorf("%w: nonce is %d bytes, want at most %d", errInvalidRequest, len(r.Nonce), attestation.MaxUserFieldSize)
 	}
 	if len(r.UserData) > d.callerRoom {
-		return nil, fmt.Errorf("%w: user_data is %d bytes, want at most %d: the document's user_data (%d bytes at most) holds signerd's key set digest and pins too, which leaves %d bytes for yours (send a hash of larger data)",
+		return nil, fmt.Errorf("%w: user_data is %d bytes, want at most %d: the document's user_data (%d bytes at most) holds signerd's key set digest, pins and audit key too, which leaves %d bytes for yours (send a hash of larger data)",
 			errInvalidRequest, len(r.UserData), d.callerRoom, attestation.MaxUserFieldSize, d.callerRoom)
 	}
 	if !d.enter() {
@@ -373,7 +411,7 @@ func (d *daemon) attest(r *wire.AttestRequest) (*wire.AttestResponse, error) {
 	if err != nil {
 		return nil, err
 	}
-	userData, err := (&attestation.UserData{KeySet: digest, Pins: d.pins, Caller: r.UserData}).Marshal()
+	userData, err := (&attestation.UserData{KeySet: digest, Pins: d.pins, Audit: d.audit.spki, Caller: r.UserData}).Marshal()
 	if err != nil {
 		return nil, err
 	}
@@ -397,7 +435,7 @@ func (d *daemon) enter() bool {
 
 // close stops new provisioning and attestation, waits for those running
 // (their contexts end with life), then unloads and destroys the key set,
-// which waits for signatures in flight.
+// which waits for signatures in flight; last, it zeroes the audit key.
 func (d *daemon) close() {
 	d.stop()
 	d.mu.Lock()
@@ -408,6 +446,18 @@ func (d *daemon) close() {
 		old.Destroy()
 		d.log.Info("key set destroyed", "keys", old.Len())
 	}
+	if d.audit != nil {
+		d.audit.close()
+	}
+}
+
+// hasAudit refuses the audit messages of a daemon without a trail (one
+// a benchmark builds by hand).
+func (d *daemon) hasAudit() error {
+	if d.audit == nil {
+		return fmt.Errorf("%w: this signerd has no audit trail", errUnsupported)
+	}
+	return nil
 }
 
 // regionRE matches AWS region names (us-east-1, us-gov-west-1,

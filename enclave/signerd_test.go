@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"crypto/ecdsa"
+	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/sha256"
@@ -450,8 +451,9 @@ func TestAttest(t *testing.T) {
 	}
 
 	// The room for caller data is what the NSM's 1024 bytes leave beside
-	// the map: 901 bytes unpinned. One more is refused, naming the room.
-	const room = 901
+	// the map: 849 bytes unpinned (the map holds the audit key too). One
+	// more is refused, naming the room.
+	const room = 849
 	if _, err := c.Attest(t.Context(), &wire.AttestRequest{Nonce: make([]byte, 1024), UserData: bytes.Repeat([]byte{0xff}, room)}); err != nil {
 		t.Errorf("1024-byte nonce and %d-byte user_data: %v", room, err)
 	}
@@ -460,8 +462,8 @@ func TestAttest(t *testing.T) {
 		want string
 	}{
 		{&wire.AttestRequest{Nonce: make([]byte, 1025)}, "nonce is 1025 bytes, want at most 1024"},
-		{&wire.AttestRequest{UserData: make([]byte, room+1)}, "user_data is 902 bytes, want at most 901"},
-		{&wire.AttestRequest{UserData: make([]byte, 1024)}, "leaves 901 bytes for yours"},
+		{&wire.AttestRequest{UserData: make([]byte, room+1)}, "user_data is 850 bytes, want at most 849"},
+		{&wire.AttestRequest{UserData: make([]byte, 1024)}, "leaves 849 bytes for yours"},
 	} {
 		if _, err := c.Attest(t.Context(), r.req); !errors.Is(err, wire.ErrInvalidRequest) || !strings.Contains(err.Error(), r.want) {
 			t.Errorf("got %v, want invalid_request containing %q", err, r.want)
@@ -585,8 +587,9 @@ func TestAttestedPins(t *testing.T) {
 	e := start(t, "--kms-key", fakeKeyARN, "--kms-key", otherKeyARN)
 	c := e.dial()
 	want := attestation.Pins{KMSKeys: []string{fakeKeyARN, otherKeyARN}}
-	wantRoom, _ := (&attestation.UserData{KeySet: make([]byte, 48), Pins: want}).CallerRoom()
-	if wantRoom >= 901 || wantRoom < minCallerRoom {
+	anyAuditKey, _ := attestation.MarshalAuditKey(make([]byte, ed25519.PublicKeySize))
+	wantRoom, _ := (&attestation.UserData{KeySet: make([]byte, 48), Pins: want, Audit: anyAuditKey}).CallerRoom()
+	if wantRoom >= 849 || wantRoom < minCallerRoom {
 		t.Fatalf("room %d with two KMS key pins", wantRoom)
 	}
 	resp, err := c.Attest(t.Context(), &wire.AttestRequest{UserData: bytes.Repeat([]byte{1}, wantRoom)})
@@ -619,7 +622,7 @@ func TestAttestedPins(t *testing.T) {
 // TestEveryPinIsAttested: a pin added to Pins must reach the user_data
 // map (attested), or a verifier would not see it.
 func TestEveryPinIsAttested(t *testing.T) {
-	attestedFields := map[string]bool{"KMSKeys": true, "KeyringSigners": true, "KeyringThreshold": true, "RequireAuth": true}
+	attestedFields := map[string]bool{"KMSKeys": true, "KeyringSigners": true, "KeyringThreshold": true, "RequireAuth": true, "AuditOverflow": true}
 	for f := range reflect.TypeFor[Pins]().Fields() {
 		if !attestedFields[f.Name] {
 			t.Errorf("Pins.%s is not attested: add it to Pins.attested (and to attestation.Pins if it is new there), then to this list", f.Name)

@@ -49,13 +49,17 @@ type userDataMapJSON struct {
 	V      int      `json:"v"`
 	KeySet string   `json:"keyset"`
 	Pins   pinsJSON `json:"pins"`
-	Caller *string  `json:"caller"`
+	// Audit is the audit key's DER SubjectPublicKeyInfo, base64; null
+	// from a signerd without an audit trail.
+	Audit  *string `json:"audit"`
+	Caller *string `json:"caller"`
 }
 
 type pinsJSON struct {
 	KMSKeys          []string `json:"kms_keys"`
 	KeyringSigners   []string `json:"keyring_signers"`
 	KeyringThreshold uint64   `json:"keyring_threshold"`
+	AuditOverflow    string   `json:"audit_overflow,omitempty"`
 }
 
 func renderUserDataMap(doc *attestation.Document) *userDataMapJSON {
@@ -66,7 +70,8 @@ func renderUserDataMap(doc *attestation.Document) *userDataMapJSON {
 	return &userDataMapJSON{
 		V:      attestation.UserDataVersion,
 		KeySet: hex.EncodeToString(ud.KeySet),
-		Pins:   pinsJSON{KMSKeys: ud.Pins.KMSKeys, KeyringSigners: ud.Pins.KeyringSigners, KeyringThreshold: ud.Pins.KeyringThreshold},
+		Pins:   pinsJSON{KMSKeys: ud.Pins.KMSKeys, KeyringSigners: ud.Pins.KeyringSigners, KeyringThreshold: ud.Pins.KeyringThreshold, AuditOverflow: ud.Pins.AuditOverflow},
+		Audit:  b64OrNull(ud.Audit),
 		Caller: b64OrNull(ud.Caller),
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/enclave-signer/enclave-signer/pkg/attestation/nsmsim"
 	"github.com/enclave-signer/enclave-signer/pkg/transport"
 )
 
@@ -26,6 +27,7 @@ func runDev(e *env) error {
 	signerdListen := fs.String("signerd-listen", "", "where signerd listens: tcp://127.0.0.1:PORT, to exercise vsock's source-port rules on loopback (default: unix://DIR/signerd.sock)")
 	imdsCreds := fs.Duration("imds-credentials", 0, "the shim takes rotating instance-role credentials, each valid this `lifetime` (10s to 1h), from the emulator's instance metadata service instead of the static test/test, and refreshes them a third of the lifetime before expiry")
 	auth := fs.Bool("auth", false, "authenticated requests: signerd runs with --require-auth and loads keyring-auth.age, whose keys only its clients app1 and app2 may use (secrets in DIR/clients/ID.secret), instead of keyring.age")
+	auditBuffer := fs.Int("audit-buffer", 0, "signerd's audit buffer, in `records` (16 to 4194304; default signerd's 65536): small, to watch signing stop when the audit trail is not drained (docs/audit.md)")
 	throttle := fs.Float64("kms-throttle", 0, "the KMS emulator answers this `fraction` of requests (0 to below 1) with ThrottlingException, spread evenly: 0.5 every other one")
 	args, err := parseFlags(fs, e.args)
 	if err != nil {
@@ -49,6 +51,9 @@ func runDev(e *env) error {
 	if *imdsCreds != 0 && (*imdsCreds < minIMDSLifetime || *imdsCreds > maxIMDSLifetime) {
 		return usageErrorf("dev: --imds-credentials %s: want a lifetime from %s to %s (a provisioning must fit in a third of it; the AWS SDK reports instance-role credentials as expiring at most an hour ahead)", *imdsCreds, minIMDSLifetime, maxIMDSLifetime)
 	}
+	if *auditBuffer != 0 && (*auditBuffer < 16 || *auditBuffer > 1<<22) {
+		return usageErrorf("dev: --audit-buffer %d: want 16 to 4194304 records", *auditBuffer)
+	}
 	if !(*throttle >= 0 && *throttle < 1) {
 		return usageErrorf("dev: --kms-throttle %v: want a fraction from 0 to below 1 (1 would throttle every call, signer dev's own setup included)", *throttle)
 	}
@@ -56,7 +61,7 @@ func runDev(e *env) error {
 	s, err := startDevStack(e.ctx, devOptions{
 		Dir: *dir, HTTP: *httpAddr, DebugMode: *debug, Keyrings: keyrings,
 		PolicyFile: *policyFile, SignerdPath: *signerd, SignerdListen: *signerdListen, Events: e.stderr,
-		IMDSCredentials: *imdsCreds, KMSThrottle: *throttle, Auth: *auth,
+		IMDSCredentials: *imdsCreds, KMSThrottle: *throttle, Auth: *auth, AuditBuffer: *auditBuffer,
 	})
 	if err != nil {
 		return fmt.Errorf("dev: %w", err)
@@ -106,6 +111,8 @@ func (s *devStack) printSummary(e *env) {
 	fmt.Fprintf(w, "  sign a keyring made by hand for --keyring (writes FILE.sig):\n    AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_REGION=%s signer keyring sign --endpoint-url $(cat %s) --sign-with $(cat %s) --id ID --version N --recipient-file %s FILE\n",
 		devRegion, filepath.Join(s.dir, "kms-endpoint"), signerFile, filepath.Join(s.dir, "recipient.txt"))
 	fmt.Fprintf(w, "Logs:           %s\n", filepath.Join(s.dir, "logs"))
+	fmt.Fprintf(w, "Audit log:      %s (every decision; check it: signer audit verify %s --expect-pcr 0=%x --root %s)\n",
+		filepath.Join(s.dir, "audit.jsonl"), filepath.Join(s.dir, "audit.jsonl"), s.pcr0, filepath.Join(s.dir, "ca", nsmsim.RootCertFile))
 	fmt.Fprintf(w, "Host shim:      %s (instance %s)\n", s.httpURL, s.instance)
 	fmt.Fprintf(w, "Processes:      %s (signerd is restarted when it exits)\n", s.processes())
 	st, err := s.status(httpClientFor(s.opts.HTTP))

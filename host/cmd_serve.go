@@ -58,13 +58,32 @@ func runServe(e *env) error {
 	if err != nil {
 		return fmt.Errorf("listen %s: %w", cfg.Listen, err)
 	}
-	s, err := shim.New(cfg, shim.Options{AWS: awsCfg, Log: log, Version: buildVersion()})
+	s, err := shim.New(cfg, shim.Options{AWS: awsCfg, Log: log, Version: buildVersion(), AuditPaused: auditPauseHook(e.getenv)})
 	if err != nil {
 		ln.Close()
 		return err
 	}
 	defer s.Close()
 	return s.Serve(e.ctx, ln)
+}
+
+// testAuditPauseEnv names a file whose existence pauses the shim's audit
+// drain: a TEST HOOK, for the end-to-end test of signerd failing closed
+// (docs/shim.md calls it test-only). It is an environment variable, not
+// an endpoint: only who starts the shim can set it, and they can stop the
+// shim anyway.
+const testAuditPauseEnv = "SIGNER_TEST_AUDIT_PAUSE_FILE"
+
+// auditPauseHook returns the test hook's check, or nil when it is off.
+func auditPauseHook(getenv func(string) string) func() bool {
+	path := getenv(testAuditPauseEnv)
+	if path == "" {
+		return nil
+	}
+	return func() bool {
+		_, err := os.Stat(path)
+		return err == nil
+	}
 }
 
 func newServeLogger(w io.Writer, cfg *shim.Config) *slog.Logger {

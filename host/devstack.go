@@ -93,6 +93,8 @@ type devOptions struct {
 	// Auth runs signerd with --require-auth and loads keyring-auth.age, a
 	// keyring with clients (devauth.go), instead of keyring.age.
 	Auth bool
+	// AuditBuffer, when set, is signerd's --audit-buffer.
+	AuditBuffer int
 }
 
 // The bounds of devOptions.IMDSCredentials: a provisioning must fit in a
@@ -518,6 +520,9 @@ func startDevStack(ctx context.Context, o devOptions) (*devStack, error) {
 	if o.Auth {
 		args = append(args, "--require-auth")
 	}
+	if o.AuditBuffer > 0 {
+		args = append(args, "--audit-buffer", strconv.Itoa(o.AuditBuffer))
+	}
 	senv := env
 	if len(o.SignerdCPUs) > 0 {
 		senv = append(senv, fmt.Sprintf("GOMAXPROCS=%d", len(o.SignerdCPUs)))
@@ -541,6 +546,9 @@ func startDevStack(ctx context.Context, o devOptions) (*devStack, error) {
 		"identity": filepath.Join(dir, "identity.enc"),
 		"keyrings": append([]string{s.keyringFile()}, absAll(o.Keyrings)...),
 		"instance": s.instance,
+		// The audit trail, drained as in production: every decision of
+		// every signerd this stack starts, one file.
+		"audit_log": filepath.Join(dir, "audit.jsonl"),
 	}
 	shimEnv := env
 	if o.IMDSCredentials > 0 {

@@ -50,6 +50,7 @@ var commands = map[string]command{
 	"bench":        {"benchmark signing end to end (wire or HTTP) against in-process signing on the enclave's CPUs", runBench},
 	"doctor":       {"diagnose this parent instance: nitro-cli, vsock-proxy, credentials, shim, key policy", runDoctor},
 	"attestation":  {"verify or simulate Nitro attestation documents", runAttestation},
+	"audit":        {"verify the audit log the shim writes, or fetch a signed head of it (audit verify FILE, audit head)", runAudit},
 	"kms-emulator": {"serve the KMS emulator (plain HTTP, SigV4, key policies) for tests and aws --endpoint-url", runKMSEmulator},
 	"keyring":      {"make, sign and verify age-encrypted keyrings (keyring new, sign, verify, signer-key)", runKeyring},
 	"image":        {"read the pins (KMS keys the enclave accepts) out of an enclave image (image pins ARCHIVE)", runImage},

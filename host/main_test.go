@@ -30,7 +30,7 @@ func TestUsage(t *testing.T) {
 // expected) print usage and exit 0 at every level: the top, each command,
 // each command group and each of its subcommands.
 func TestHelpEverywhere(t *testing.T) {
-	groups := map[string]bool{"attestation": true, "keyring": true, "pcr": true, "policy": true}
+	groups := map[string]bool{"attestation": true, "audit": true, "keyring": true, "pcr": true, "policy": true}
 	helped := func(args ...string) string {
 		t.Helper()
 		code, stdout, stderr := signer(t, "", args...)

@@ -141,6 +141,7 @@ var pinVars = map[string]string{
 	"KEYRING_SIGNERS":   "SIGNERD_KEYRING_SIGNERS",
 	"KEYRING_THRESHOLD": "SIGNERD_KEYRING_THRESHOLD",
 	"REQUIRE_AUTH":      "SIGNERD_REQUIRE_AUTH",
+	"AUDIT_OVERFLOW":    "SIGNERD_AUDIT_OVERFLOW",
 }
 
 func TestCheckDockerfileRefuses(t *testing.T) {

@@ -127,7 +127,7 @@ func TestReproducibleImage(t *testing.T) {
 	checkLayer(t, archiveA, "signerd", enclaveImage, sumA)
 	// The pins read back from the archive, as signer image pins does.
 	img := readArchivePins(t, archiveA)
-	if img.ID != idA || strings.Join(img.Pins.KMSKeys, ",") != reproPins["KMS_KEYS"] || strings.Join(img.Pins.KeyringSigners, ",") != reproPins["KEYRING_SIGNERS"] || img.Pins.KeyringThreshold != reproPins["KEYRING_THRESHOLD"] || img.Pins.RequireAuth != reproPins["REQUIRE_AUTH"] {
+	if img.ID != idA || strings.Join(img.Pins.KMSKeys, ",") != reproPins["KMS_KEYS"] || strings.Join(img.Pins.KeyringSigners, ",") != reproPins["KEYRING_SIGNERS"] || img.Pins.KeyringThreshold != reproPins["KEYRING_THRESHOLD"] || img.Pins.RequireAuth != reproPins["REQUIRE_AUTH"] || img.Pins.AuditOverflow != reproPins["AUDIT_OVERFLOW"] {
 		t.Errorf("pins read back from %s: %+v, want id %s and %v", archiveA, img, idA, reproPins)
 	}
 
@@ -136,7 +136,7 @@ func TestReproducibleImage(t *testing.T) {
 
 	// Other pins, other image: the image id, which fixes what nitro-cli
 	// measures into PCR0, commits to the pins.
-	otherPins := map[string]string{"KMS_KEYS": reproKeyB, "KEYRING_SIGNERS": "", "KEYRING_THRESHOLD": "", "REQUIRE_AUTH": ""}
+	otherPins := map[string]string{"KMS_KEYS": reproKeyB, "KEYRING_SIGNERS": "", "KEYRING_THRESHOLD": "", "REQUIRE_AUTH": "", "AUDIT_OVERFLOW": ""}
 	makeImage(t, a, "022", filepath.Join(tmp, "store0"), copies[0].env, otherPins)
 	idOther := readTrim(t, filepath.Join(a, "bin", "image-id"))
 	if idOther == idA {
@@ -156,7 +156,7 @@ const (
 	reproKeyB = "arn:aws:kms:eu-west-1:111122223333:key/mrk-1234abcd12ab34cd56ef1234567890ab"
 )
 
-var reproPins = map[string]string{"KMS_KEYS": reproKeyA + "," + reproKeyB, "KEYRING_SIGNERS": "test-signer-1,test-signer-2", "KEYRING_THRESHOLD": "2", "REQUIRE_AUTH": "true"}
+var reproPins = map[string]string{"KMS_KEYS": reproKeyA + "," + reproKeyB, "KEYRING_SIGNERS": "test-signer-1,test-signer-2", "KEYRING_THRESHOLD": "2", "REQUIRE_AUTH": "true", "AUDIT_OVERFLOW": "drop"}
 
 // makeImage runs make images (the enclave's and the shim's) in dir with the
 // umask, buildah store and pins given, as a shell runs it.
@@ -329,7 +329,7 @@ func checkImageConfig(t *testing.T, raw string, pins map[string]string) {
 		t.Errorf("image entry point %q cmd %q: want [/signerd] %q", c.Config.Entrypoint, c.Config.Cmd, productionCmd)
 	}
 	wantEnv := []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
-	for _, arg := range []string{"KMS_KEYS", "KEYRING_SIGNERS", "KEYRING_THRESHOLD", "REQUIRE_AUTH"} {
+	for _, arg := range []string{"KMS_KEYS", "KEYRING_SIGNERS", "KEYRING_THRESHOLD", "REQUIRE_AUTH", "AUDIT_OVERFLOW"} {
 		wantEnv = append(wantEnv, pinVars[arg]+"="+pins[arg])
 	}
 	if !slices.Equal(c.Config.Env, wantEnv) {

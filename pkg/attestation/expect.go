@@ -3,7 +3,6 @@ package attestation
 import (
 	"bytes"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -22,7 +21,12 @@ type Expect struct {
 	// It requires PCRs[0]: a key set means nothing without the image that
 	// holds it.
 	Keys *KeyList
-	// AllowDebug accepts a debug-mode document with Keys. Without it, such
+	// AuditKey, when non-nil, is the audit key the document must attest:
+	// the "audit" of signerd's user_data map must be these DER
+	// SubjectPublicKeyInfo bytes. Like Keys it requires PCRs[0], and a
+	// debug-mode document is refused without AllowDebug.
+	AuditKey []byte
+	// AllowDebug accepts a debug-mode document with Keys or AuditKey. Without it, such
 	// a document is refused: its PCR0 is all zero, whatever image runs, so
 	// the key set it attests proves nothing. For development only.
 	AllowDebug bool
@@ -31,9 +35,13 @@ type Expect struct {
 // Validate reports an expectation that cannot mean anything: Keys without
 // a PCR0 to pin the image.
 func (e Expect) Validate() error {
-	if e.Keys != nil {
+	if e.Keys != nil || e.AuditKey != nil {
 		if _, ok := e.PCRs[0]; !ok {
-			return errors.New("an expected key set needs an expected PCR0: a key set means nothing without the image that holds it")
+			what := "key set"
+			if e.Keys == nil {
+				what = "audit key"
+			}
+			return fmt.Errorf("an expected %s needs an expected PCR0: a %s means nothing without the image that holds it", what, what)
 		}
 	}
 	return nil
@@ -62,8 +70,8 @@ func (d *Document) Check(e Expect) error {
 			return &Error{Class: ErrMismatch, Field: fmt.Sprintf("PCR%d", i), Detail: fmt.Sprintf("is %x, expected %x", got, e.PCRs[i])}
 		}
 	}
-	if e.Keys != nil && d.DebugMode() && !e.AllowDebug {
-		return &Error{Class: ErrDebugMode, Field: "pcrs", Detail: "PCR0, 1 and 2 are zero, so any image could have made this document and the key set it attests proves nothing; allow debug mode only in development"}
+	if (e.Keys != nil || e.AuditKey != nil) && d.DebugMode() && !e.AllowDebug {
+		return &Error{Class: ErrDebugMode, Field: "pcrs", Detail: "PCR0, 1 and 2 are zero, so any image could have made this document and the keys it attests prove nothing; allow debug mode only in development"}
 	}
 	if e.Nonce != nil && !bytes.Equal(d.Nonce, e.Nonce) {
 		got := "null"
@@ -73,7 +81,27 @@ func (d *Document) Check(e Expect) error {
 		return &Error{Class: ErrMismatch, Field: "nonce", Detail: fmt.Sprintf("is %s, expected %x", got, e.Nonce)}
 	}
 	if e.Keys != nil {
-		return d.checkKeys(e.Keys)
+		if err := d.checkKeys(e.Keys); err != nil {
+			return err
+		}
+	}
+	if e.AuditKey != nil {
+		return d.checkAuditKey(e.AuditKey)
+	}
+	return nil
+}
+
+// checkAuditKey compares the attested audit key with want (DER SPKI).
+func (d *Document) checkAuditKey(want []byte) error {
+	ud, err := d.SignerdUserData()
+	if err != nil {
+		return err
+	}
+	if ud.Audit == nil {
+		return &Error{Class: ErrMismatch, Field: "audit key", Detail: "the document attests no audit key (its user_data has no \"audit\": a signerd without an audit trail)"}
+	}
+	if !bytes.Equal(ud.Audit, want) {
+		return &Error{Class: ErrMismatch, Field: "audit key", Detail: fmt.Sprintf("the document attests audit key %x, expected %x", ud.Audit, want)}
 	}
 	return nil
 }

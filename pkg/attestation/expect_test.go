@@ -2,6 +2,7 @@ package attestation
 
 import (
 	"bytes"
+	"crypto/ed25519"
 	"errors"
 	"os"
 	"strings"
@@ -150,5 +151,35 @@ func TestCheckKeySetUserDataNotSignerds(t *testing.T) {
 		if !errors.Is(err, ErrMalformed) || !strings.Contains(err.Error(), "user_data") {
 			t.Errorf("%s user_data: %v, want a malformed user_data error", name, err)
 		}
+	}
+}
+
+// TestCheckAuditKey: the attested "audit" must be the expected SPKI, which
+// needs a PCR0 and refuses debug mode like a key set does.
+func TestCheckAuditKey(t *testing.T) {
+	ud, _ := (&UserData{KeySet: testKeySet, Audit: testAuditSPKI}).Marshal()
+	doc := simDocument(t, false, ud, nil)
+	pin := map[int][]byte{0: doc.PCRs[0]}
+	if err := doc.Check(Expect{PCRs: pin, AuditKey: testAuditSPKI}); err != nil {
+		t.Fatalf("the attested audit key: %v", err)
+	}
+	other, _ := MarshalAuditKey(ed25519.NewKeyFromSeed(bytes.Repeat([]byte{8}, 32)).Public().(ed25519.PublicKey))
+	if err := doc.Check(Expect{PCRs: pin, AuditKey: other}); !errors.Is(err, ErrMismatch) || !strings.Contains(err.Error(), "audit key") {
+		t.Fatalf("another audit key: %v", err)
+	}
+	if err := (Expect{AuditKey: other}).Validate(); err == nil || !strings.Contains(err.Error(), "audit key needs an expected PCR0") {
+		t.Fatalf("audit key without PCR0: %v", err)
+	}
+	noAudit, _ := (&UserData{KeySet: testKeySet}).Marshal()
+	if err := simDocument(t, false, noAudit, nil).Check(Expect{PCRs: pin, AuditKey: testAuditSPKI}); !errors.Is(err, ErrMismatch) || !strings.Contains(err.Error(), "attests no audit key") {
+		t.Fatalf("a document without an audit key: %v", err)
+	}
+	debug := simDocument(t, true, ud, nil)
+	zero := map[int][]byte{0: make([]byte, 48)}
+	if err := debug.Check(Expect{PCRs: zero, AuditKey: testAuditSPKI}); !errors.Is(err, ErrDebugMode) {
+		t.Fatalf("debug mode with an audit key: %v", err)
+	}
+	if err := debug.Check(Expect{PCRs: zero, AuditKey: testAuditSPKI, AllowDebug: true}); err != nil {
+		t.Fatalf("debug mode allowed: %v", err)
 	}
 }

@@ -1,6 +1,9 @@
 package attestation
 
 import (
+	"bytes"
+	"crypto/ed25519"
+	"crypto/x509"
 	"fmt"
 	"slices"
 	"strings"
@@ -24,7 +27,10 @@ const UserDataVersion = 1
 //
 //	"v":      1
 //	"pins":   {"kms_keys": [tstr…], "keyring_signers": [tstr…], "keyring_threshold": uint,
-//	           "require_auth": true, only when set}
+//	           "require_auth": true, only when set,
+//	           "audit_overflow": tstr, only when set}
+//	"audit":  bstr, the DER SubjectPublicKeyInfo of the ed25519 key that signs
+//	          this boot's audit trail (docs/audit.md); absent from older signerds
 //	"caller": bstr, only when the caller gave non-empty user_data
 //	"keyset": bstr, 48 bytes (KeySetDigest)
 //
@@ -34,8 +40,50 @@ type UserData struct {
 	KeySet []byte
 	// Pins are the KMS keys and keyring signers signerd was started with.
 	Pins Pins
+	// Audit is the DER SubjectPublicKeyInfo of signerd's audit key, an
+	// ed25519 key it generated at boot and holds in memory only: every
+	// checkpoint of this boot's audit trail is signed with it. nil from a
+	// signerd without an audit trail.
+	Audit []byte
 	// Caller is the caller's user_data; nil (or empty) when it gave none.
 	Caller []byte
+}
+
+// AuditKey returns the audit key of u.Audit; nil when there is none.
+func (u *UserData) AuditKey() ed25519.PublicKey {
+	if u.Audit == nil {
+		return nil
+	}
+	k, err := ParseAuditKey(u.Audit)
+	if err != nil {
+		return nil // ParseUserData checked it
+	}
+	return k
+}
+
+// ParseAuditKey reads an audit key: the DER SubjectPublicKeyInfo of an
+// ed25519 public key, and nothing else.
+func ParseAuditKey(spki []byte) (ed25519.PublicKey, error) {
+	pub, err := x509.ParsePKIXPublicKey(spki)
+	if err != nil {
+		return nil, fmt.Errorf("want the DER SubjectPublicKeyInfo of an ed25519 key: %w", err)
+	}
+	k, ok := pub.(ed25519.PublicKey)
+	if !ok {
+		return nil, fmt.Errorf("a %T key, want ed25519", pub)
+	}
+	if again, err := x509.MarshalPKIXPublicKey(k); err != nil || !bytes.Equal(again, spki) {
+		return nil, fmt.Errorf("not in its one DER form")
+	}
+	return k, nil
+}
+
+// MarshalAuditKey encodes an audit key as user_data's "audit" holds it.
+func MarshalAuditKey(k ed25519.PublicKey) ([]byte, error) {
+	if len(k) != ed25519.PublicKeySize {
+		return nil, fmt.Errorf("audit key: %d bytes, want %d", len(k), ed25519.PublicKeySize)
+	}
+	return x509.MarshalPKIXPublicKey(k)
 }
 
 // Pins are what signerd accepts its keys from, fixed at start in a way
@@ -52,17 +100,21 @@ type Pins struct {
 	// RequireAuth: signerd refuses, at provisioning, a keyring that
 	// declares no clients (--require-auth).
 	RequireAuth bool
+	// AuditOverflow is what signerd does when its audit buffer is full:
+	// "" refuses to sign (fail closed, the default), "drop" records a gap
+	// entry and signs on (docs/audit.md).
+	AuditOverflow string
 }
 
 // Unpinned reports whether no pin is set.
 func (p Pins) Unpinned() bool {
-	return len(p.KMSKeys) == 0 && len(p.KeyringSigners) == 0 && p.KeyringThreshold == 0 && !p.RequireAuth
+	return len(p.KMSKeys) == 0 && len(p.KeyringSigners) == 0 && p.KeyringThreshold == 0 && !p.RequireAuth && p.AuditOverflow == ""
 }
 
 // Equal reports whether p and q pin the same keys and signers, in any
-// order, with the same threshold and require_auth.
+// order, with the same threshold, require_auth and audit overflow.
 func (p Pins) Equal(q Pins) bool {
-	return p.KeyringThreshold == q.KeyringThreshold && p.RequireAuth == q.RequireAuth &&
+	return p.KeyringThreshold == q.KeyringThreshold && p.RequireAuth == q.RequireAuth && p.AuditOverflow == q.AuditOverflow &&
 		sameSet(p.KMSKeys, q.KMSKeys) && sameSet(p.KeyringSigners, q.KeyringSigners)
 }
 
@@ -76,6 +128,7 @@ type userDataCBOR struct {
 	V      uint64   `cbor:"v"`
 	KeySet []byte   `cbor:"keyset"`
 	Pins   pinsCBOR `cbor:"pins"`
+	Audit  []byte   `cbor:"audit,omitempty"`
 	Caller []byte   `cbor:"caller,omitempty"`
 }
 
@@ -84,6 +137,7 @@ type pinsCBOR struct {
 	KeyringSigners   []string `cbor:"keyring_signers"`
 	KeyringThreshold uint64   `cbor:"keyring_threshold"`
 	RequireAuth      bool     `cbor:"require_auth,omitempty"`
+	AuditOverflow    string   `cbor:"audit_overflow,omitempty"`
 }
 
 var userDataEnc = func() cbor.EncMode {
@@ -106,6 +160,11 @@ func (u *UserData) Marshal() ([]byte, error) {
 	if len(u.KeySet) != KeySetDigestSize {
 		return nil, fmt.Errorf("user_data: keyset is %d bytes, want %d", len(u.KeySet), KeySetDigestSize)
 	}
+	if u.Audit != nil {
+		if _, err := ParseAuditKey(u.Audit); err != nil {
+			return nil, fmt.Errorf("user_data: audit: %w", err)
+		}
+	}
 	v := userDataCBOR{
 		V:      UserDataVersion,
 		KeySet: u.KeySet,
@@ -114,7 +173,9 @@ func (u *UserData) Marshal() ([]byte, error) {
 			KeyringSigners:   slices.Sorted(slices.Values(u.Pins.KeyringSigners)),
 			KeyringThreshold: u.Pins.KeyringThreshold,
 			RequireAuth:      u.Pins.RequireAuth,
+			AuditOverflow:    u.Pins.AuditOverflow,
 		},
+		Audit:  u.Audit,
 		Caller: u.Caller,
 	}
 	b, err := userDataEnc.Marshal(v)
@@ -188,8 +249,9 @@ func major(v cbor.RawMessage) int {
 // ParseUserData parses signerd's user_data map. It ignores keys it does
 // not know (later versions add some) but insists on the types of those it
 // knows: "v" must be 1, "keyset" 48 bytes, "pins" a map of two text arrays
-// and a threshold, "caller" a byte string when present. Errors are
-// *Error values of class ErrMalformed, Field "user_data".
+// and a threshold (and "audit_overflow" text when present), "audit" an
+// ed25519 SubjectPublicKeyInfo and "caller" a byte string when present.
+// Errors are *Error values of class ErrMalformed, Field "user_data".
 func ParseUserData(b []byte) (*UserData, error) {
 	bad := func(format string, a ...any) error { return malformed("user_data", format, a...) }
 	if major(b) != majorMap {
@@ -217,6 +279,14 @@ func ParseUserData(b []byte) (*UserData, error) {
 	var err error
 	if u.KeySet, err = byteString(`user_data "keyset"`, fields["keyset"], KeySetDigestSize, KeySetDigestSize); err != nil {
 		return nil, err
+	}
+	if a, ok := fields["audit"]; ok {
+		if u.Audit, err = byteString(`user_data "audit"`, a, 1, MaxUserFieldSize); err != nil {
+			return nil, err
+		}
+		if _, err := ParseAuditKey(u.Audit); err != nil {
+			return nil, malformed(`user_data "audit"`, "%v", err)
+		}
 	}
 	if c, ok := fields["caller"]; ok {
 		if u.Caller, err = byteString(`user_data "caller"`, c, 0, MaxUserFieldSize); err != nil {
@@ -273,6 +343,11 @@ func parsePins(raw cbor.RawMessage) (Pins, error) {
 		}
 		p.RequireAuth = v[0] == 0xf5
 	}
+	if v, ok := fields["audit_overflow"]; ok {
+		if major(v) != majorText || userDataDec.Unmarshal(v, &p.AuditOverflow) != nil {
+			return Pins{}, bad(`"audit_overflow": want a text string`)
+		}
+	}
 	return p, nil
 }
 
@@ -286,6 +361,9 @@ func (p Pins) String() string {
 		strings.Join(p.KMSKeys, " "), strings.Join(p.KeyringSigners, " "), p.KeyringThreshold)
 	if p.RequireAuth {
 		s += " require_auth=true"
+	}
+	if p.AuditOverflow != "" {
+		s += " audit_overflow=" + p.AuditOverflow
 	}
 	return s
 }

@@ -2,6 +2,11 @@ package attestation
 
 import (
 	"bytes"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
 	"encoding/hex"
 	"errors"
 	"flag"
@@ -170,7 +175,7 @@ func TestParseUserData(t *testing.T) {
 	// A later version's keys are ignored, at the top and inside pins.
 	var m map[string]any
 	cbor.Unmarshal(good, &m)
-	m["audit"] = map[string]any{"head": []byte{1, 2}}
+	m["later"] = map[string]any{"head": []byte{1, 2}}
 	m["pins"].(map[any]any)["kms_regions"] = []any{"us-east-1"}
 	later, _ := cbor.Marshal(m)
 	u, err := ParseUserData(later)
@@ -233,6 +238,10 @@ func TestParseUserData(t *testing.T) {
 		{"trailing", append(bytes.Clone(good), 0x00), "trailing"},
 		{"indefinite", append(append([]byte{0xbf}, good[1:]...), 0xff), "user_data"},
 		{"tagged", append([]byte{0xd8, 0x18}, good...), "not signerd's map"},
+		{"audit text", with("audit", "k"), `"audit"`},
+		{"audit not a key", with("audit", []byte{0x30, 0x00}), `"audit"`},
+		{"audit p256", with("audit", testP256SPKI), "want ed25519"},
+		{"audit_overflow bytes", pinsWith("audit_overflow", []byte("drop")), `"audit_overflow": want a text string`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -253,6 +262,7 @@ func FuzzParseUserData(f *testing.F) {
 	for _, u := range []*UserData{
 		{KeySet: testKeySet},
 		{KeySet: testKeySet, Pins: testPins, Caller: []byte("caller")},
+		{KeySet: testKeySet, Pins: Pins{AuditOverflow: "drop"}, Audit: testAuditSPKI},
 	} {
 		b, _ := u.Marshal()
 		f.Add(b)
@@ -275,10 +285,68 @@ func FuzzParseUserData(f *testing.F) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if !bytes.Equal(back.KeySet, u.KeySet) || !back.Pins.Equal(u.Pins) || !bytes.Equal(back.Caller, u.Caller) {
+		if !bytes.Equal(back.KeySet, u.KeySet) || !back.Pins.Equal(u.Pins) || !bytes.Equal(back.Caller, u.Caller) || !bytes.Equal(back.Audit, u.Audit) {
 			t.Fatalf("round trip: %+v became %+v", u, back)
 		}
 	})
+}
+
+// testAuditSPKI is the SPKI of the ed25519 key with an all-0x07 seed;
+// testP256SPKI a P-256 key's, which "audit" must refuse.
+var (
+	testAuditSPKI = func() []byte {
+		b, err := MarshalAuditKey(ed25519.NewKeyFromSeed(bytes.Repeat([]byte{7}, 32)).Public().(ed25519.PublicKey))
+		if err != nil {
+			panic(err)
+		}
+		return b
+	}()
+	testP256SPKI = func() []byte {
+		k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		b, _ := x509.MarshalPKIXPublicKey(k.Public())
+		return b
+	}()
+)
+
+// TestUserDataAudit: "audit" (the audit key's SPKI) sits between "pins"
+// and "caller" (5-letter keys sort after 4-letter ones, before 6-letter
+// ones), audit_overflow inside pins only when set; both come back; the
+// audit key must be an ed25519 SPKI on the way out too.
+func TestUserDataAudit(t *testing.T) {
+	u := &UserData{KeySet: testKeySet, Pins: Pins{AuditOverflow: "drop"}, Audit: testAuditSPKI, Caller: []byte("c")}
+	b, err := u.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	iPins, iAudit, iCaller := bytes.Index(b, textKey("pins")), bytes.Index(b, textKey("audit")), bytes.Index(b, textKey("caller"))
+	if !(0 < iPins && iPins < iAudit && iAudit < iCaller) {
+		t.Fatalf("key order pins %d, audit %d, caller %d in %x", iPins, iAudit, iCaller, b)
+	}
+	overflow := append(append([]byte{0x6e}, "audit_overflow"...), 0x64, 'd', 'r', 'o', 'p')
+	if !bytes.Contains(b, overflow) {
+		t.Fatalf("no audit_overflow \"drop\" in %x", b)
+	}
+	back, err := ParseUserData(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(back.Audit, testAuditSPKI) || back.Pins.AuditOverflow != "drop" || back.Pins.Unpinned() {
+		t.Fatalf("round trip: %+v", back)
+	}
+	if k := back.AuditKey(); !bytes.Equal(k, ed25519.NewKeyFromSeed(bytes.Repeat([]byte{7}, 32)).Public().(ed25519.PublicKey)) {
+		t.Fatalf("AuditKey = %x", k)
+	}
+	// Unset, neither appears: the map of a signerd without an audit trail.
+	plain, _ := (&UserData{KeySet: testKeySet}).Marshal()
+	if bytes.Contains(plain, []byte("audit")) {
+		t.Fatalf("unset audit written: %x", plain)
+	}
+	if _, err := (&UserData{KeySet: testKeySet, Audit: testP256SPKI}).Marshal(); err == nil || !strings.Contains(err.Error(), "ed25519") {
+		t.Fatalf("a P-256 audit key was encoded: %v", err)
+	}
+	if _, err := ParseAuditKey(append(bytes.Clone(testAuditSPKI), 0)); err == nil {
+		t.Fatal("trailing bytes after the SPKI accepted")
+	}
 }
 
 // TestProtocolDocShowsTheGoldenMap: docs/protocol.md prints the pinned

@@ -476,6 +476,19 @@ func (c *Client) SignDigest(ctx context.Context, keyID string, digest []byte) (*
 	return c.Sign(ctx, &wire.SignRequest{KeyID: keyID, Data: digest, IsDigest: true})
 }
 
+// AuditRead drains the enclave's audit trail: the records after the
+// cursor of the boot with audit key key (docs/protocol.md
+// AuditReadRequest). Only a privileged peer may: from any other the
+// answer matches wire.ErrForbidden.
+func (c *Client) AuditRead(ctx context.Context, key []byte, cursor uint64, max uint32) (*wire.AuditBatch, error) {
+	return callAs[*wire.AuditBatch](ctx, c, "audit read", &wire.AuditReadRequest{AuditKey: key, Cursor: cursor, Max: max})
+}
+
+// AuditHead asks for the audit chain's end signed with nonce.
+func (c *Client) AuditHead(ctx context.Context, nonce []byte) (*wire.AuditHead, error) {
+	return callAs[*wire.AuditHead](ctx, c, "audit head", &wire.AuditHeadRequest{Nonce: nonce})
+}
+
 // Attest asks for a fresh attestation document carrying nonce and userData
 // (both optional) and returns it (raw COSE_Sign1 bytes).
 func (c *Client) Attest(ctx context.Context, nonce, userData []byte) ([]byte, error) {

@@ -30,7 +30,8 @@ const (
 	EnvKeyringThreshold = "SIGNERD_KEYRING_THRESHOLD"
 	// EnvRequireAuth, "true", makes signerd refuse keyrings that declare
 	// no clients (--require-auth).
-	EnvRequireAuth = "SIGNERD_REQUIRE_AUTH"
+	EnvRequireAuth   = "SIGNERD_REQUIRE_AUTH"
+	EnvAuditOverflow = "SIGNERD_AUDIT_OVERFLOW"
 )
 
 // Pins are an image's pins. Its JSON form (nitro-cli's PascalCase) is the
@@ -46,6 +47,9 @@ type Pins struct {
 	KeyringThreshold string `json:"KeyringThreshold,omitempty"`
 	// RequireAuth is SIGNERD_REQUIRE_AUTH as written ("" when unset).
 	RequireAuth string `json:"RequireAuth,omitempty"`
+	// AuditOverflow is what a full audit buffer does, as written ("" when
+	// unset: refuse).
+	AuditOverflow string `json:"AuditOverflow,omitempty"`
 }
 
 // Pinned reports whether the image pins the KMS keys its identity may be
@@ -67,6 +71,8 @@ func FromEnv(env []string) Pins {
 			p.KeyringThreshold = strings.TrimSpace(v)
 		case EnvRequireAuth:
 			p.RequireAuth = strings.TrimSpace(v)
+		case EnvAuditOverflow:
+			p.AuditOverflow = strings.TrimSpace(v)
 		}
 	}
 	return p

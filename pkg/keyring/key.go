@@ -237,13 +237,24 @@ func (k *Key) SignMessage(msg []byte) (Signature, error) {
 // for example Keccak-256 for Ethereum). ed25519 refuses with
 // ErrDigestNotAllowed; a digest of another length gives ErrInvalidDigest.
 func (k *Key) SignDigest(digest []byte) (Signature, error) {
-	if k.info.Algorithm == Ed25519 {
-		return Signature{}, fmt.Errorf("key %q: %w: ed25519 signs whole messages (RFC 8032 pure), send the message", k.info.ID, ErrDigestNotAllowed)
-	}
-	if len(digest) != DigestSize {
-		return Signature{}, fmt.Errorf("key %q: %w: got %d bytes, want %d", k.info.ID, ErrInvalidDigest, len(digest), DigestSize)
+	if err := k.CheckDigest(digest); err != nil {
+		return Signature{}, err
 	}
 	return k.sign(digest)
+}
+
+// CheckDigest reports why SignDigest would refuse digest, without
+// signing: ErrDigestNotAllowed for ed25519, ErrInvalidDigest for a
+// length other than DigestSize. signerd decides (and records) before it
+// signs.
+func (k *Key) CheckDigest(digest []byte) error {
+	if k.info.Algorithm == Ed25519 {
+		return fmt.Errorf("key %q: %w: ed25519 signs whole messages (RFC 8032 pure), send the message", k.info.ID, ErrDigestNotAllowed)
+	}
+	if len(digest) != DigestSize {
+		return fmt.Errorf("key %q: %w: got %d bytes, want %d", k.info.ID, ErrInvalidDigest, len(digest), DigestSize)
+	}
+	return nil
 }
 
 func (k *Key) sign(in []byte) (Signature, error) {

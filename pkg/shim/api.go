@@ -15,6 +15,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/enclave-signer/enclave-signer/internal/signreq"
+	"github.com/enclave-signer/enclave-signer/pkg/audit"
 	"github.com/enclave-signer/enclave-signer/pkg/client"
 	"github.com/enclave-signer/enclave-signer/pkg/pcr"
 	"github.com/enclave-signer/enclave-signer/pkg/wire"
@@ -46,6 +47,7 @@ const (
 	codeUnauthenticated  = "unauthenticated"        // 401, with WWW-Authenticate
 	codeRateLimited      = "rate_limited"           // 429, with Retry-After
 	codeAuthUnavailable  = "auth_unavailable"       // 503, the enclave cannot check credentials now
+	codeAuditUnavailable = "audit_unavailable"      // 503, the enclave's audit buffer is full (fail closed)
 )
 
 var (
@@ -68,6 +70,17 @@ type api struct {
 	timeout time.Duration
 	hosts   *hostGuard
 	other   *routeMetrics // requests that match no route, or are refused before routing
+	audit   *auditDrain   // nil without audit_log
+}
+
+// shimState is the provisioner's state and the audit drain's.
+func (h *api) shimState() shimState {
+	ss := h.prov.state()
+	if h.audit != nil {
+		st := h.audit.state()
+		ss.AuditLog = &st
+	}
+	return ss
 }
 
 func newAPI(c *client.Client, p *provisioner, cfg *Config, m *metrics, version string) *api {
@@ -85,6 +98,7 @@ func newAPI(c *client.Client, p *provisioner, cfg *Config, m *metrics, version s
 		{"GET", "/v1/keys", h.keys},
 		{"POST", "/v1/keys/{id}/sign", h.sign},
 		{"POST", "/v1/attestation", h.attest},
+		{"GET", "/v1/audit/head", h.auditHead},
 		{"GET", "/metrics", h.serveMetrics},
 	}
 	for _, rt := range routes {
@@ -295,6 +309,8 @@ func mapError(err error, timeout time.Duration) (status int, code, msg string) {
 			return http.StatusTooManyRequests, codeRateLimited, msg
 		case wire.CodeAuthUnavailable:
 			return http.StatusServiceUnavailable, codeAuthUnavailable, msg
+		case wire.CodeAuditUnavailable:
+			return http.StatusServiceUnavailable, codeAuditUnavailable, msg
 		}
 		return http.StatusInternalServerError, codeInternal, "enclave: " + we.Error()
 	case errors.Is(err, client.ErrUnavailable):
@@ -374,6 +390,7 @@ type statusJSON struct {
 	Pinned      bool             `json:"pinned"`
 	Pins        *pinsJSON        `json:"pins,omitempty"`
 	Auth        *authJSON        `json:"auth,omitempty"`
+	Audit       *auditJSON       `json:"audit,omitempty"`
 	Shim        shimState        `json:"shim"`
 }
 
@@ -394,12 +411,24 @@ type authJSON struct {
 	AuthUnavailable    uint64   `json:"auth_unavailable"`
 }
 
+// auditJSON renders wire.AuditStatus: signerd's audit buffer.
+type auditJSON struct {
+	Buffered   uint64     `json:"buffered"`
+	Capacity   uint64     `json:"capacity"`
+	State      string     `json:"state"`
+	Unrecorded uint64     `json:"unrecorded"`
+	Refused    uint64     `json:"refused"`
+	LastSeq    uint64     `json:"last_seq"`
+	LastDrain  *time.Time `json:"last_drain,omitempty"`
+}
+
 // pinsJSON renders wire.Pins.
 type pinsJSON struct {
 	KMSKeys          []string `json:"kms_keys"`
 	KeyringSigners   []string `json:"keyring_signers,omitempty"`
 	KeyringThreshold int      `json:"keyring_threshold,omitempty"`
 	RequireAuth      bool     `json:"require_auth,omitempty"`
+	AuditOverflow    string   `json:"audit_overflow,omitempty"`
 }
 
 type statusErrorJSON struct {
@@ -418,7 +447,7 @@ func renderStatus(st *wire.Status, ss shimState, cfg *Config) statusJSON {
 		Pinned: st.Pinned,
 	}
 	if st.Pins != nil {
-		out.Pins = &pinsJSON{KMSKeys: st.Pins.KMSKeys, KeyringSigners: st.Pins.KeyringSigners, KeyringThreshold: st.Pins.KeyringThreshold, RequireAuth: st.Pins.RequireAuth}
+		out.Pins = &pinsJSON{KMSKeys: st.Pins.KMSKeys, KeyringSigners: st.Pins.KeyringSigners, KeyringThreshold: st.Pins.KeyringThreshold, RequireAuth: st.Pins.RequireAuth, AuditOverflow: st.Pins.AuditOverflow}
 	}
 	if a := st.Auth; a != nil {
 		out.Auth = &authJSON{RequireAuth: a.RequireAuth, Policed: a.Policed, Clients: a.Clients, Audiences: a.Audiences,
@@ -427,6 +456,12 @@ func renderStatus(st *wire.Status, ss shimState, cfg *Config) statusJSON {
 			Unauthenticated: a.Unauthenticated, Forbidden: a.Forbidden, RateLimited: a.RateLimited, AuthUnavailable: a.AuthUnavailable}
 		if out.Auth.Audiences == nil {
 			out.Auth.Audiences = []string{}
+		}
+	}
+	if a := st.Audit; a != nil {
+		out.Audit = &auditJSON{Buffered: a.Buffered, Capacity: a.Capacity, State: a.State, Unrecorded: a.Unrecorded, Refused: a.Refused, LastSeq: a.LastSeq}
+		if a.LastDrain > 0 {
+			out.Audit.LastDrain = timePtr(time.UnixMilli(int64(a.LastDrain)))
 		}
 	}
 	for i, v := range st.PCRs {
@@ -449,7 +484,7 @@ func (h *api) status(w http.ResponseWriter, r *http.Request) int {
 	if err != nil {
 		return h.enclaveFailure(w, err)
 	}
-	return h.writeJSON(w, http.StatusOK, renderStatus(st, h.prov.state(), h.cfg))
+	return h.writeJSON(w, http.StatusOK, renderStatus(st, h.shimState(), h.cfg))
 }
 
 func (h *api) provision(w http.ResponseWriter, r *http.Request) int {
@@ -457,7 +492,7 @@ func (h *api) provision(w http.ResponseWriter, r *http.Request) int {
 	// it halfway would only leave the enclave failed.
 	st, err := h.prov.provision(context.WithoutCancel(r.Context()))
 	if err == nil {
-		return h.writeJSON(w, http.StatusOK, renderStatus(st, h.prov.state(), h.cfg))
+		return h.writeJSON(w, http.StatusOK, renderStatus(st, h.shimState(), h.cfg))
 	}
 	status, code := http.StatusInternalServerError, codeInternal
 	switch {
@@ -469,7 +504,7 @@ func (h *api) provision(w http.ResponseWriter, r *http.Request) int {
 	h.metrics.countError(code)
 	body := map[string]any{"error": map[string]string{"code": code, "message": err.Error()}}
 	if st != nil {
-		body["status"] = renderStatus(st, h.prov.state(), h.cfg)
+		body["status"] = renderStatus(st, h.shimState(), h.cfg)
 	}
 	data, _ := json.Marshal(body)
 	w.Header()["Content-Type"] = jsonContentType
@@ -613,6 +648,31 @@ func (h *api) attest(w http.ResponseWriter, r *http.Request) int {
 	return h.writeJSON(w, http.StatusOK, map[string][]byte{"document": doc})
 }
 
+// auditHead is GET /v1/audit/head?nonce=HEX: the enclave's audit chain
+// end signed with the caller's nonce, as JSON (docs/audit.md#heads).
+func (h *api) auditHead(w http.ResponseWriter, r *http.Request) int {
+	q := r.URL.Query()
+	nonce, err := hex.DecodeString(q.Get("nonce"))
+	if err == nil {
+		err = audit.CheckNonce(nonce)
+	}
+	if err != nil || len(q) != 1 || len(q["nonce"]) != 1 {
+		return h.fail(w, http.StatusBadRequest, codeMalformed, fmt.Sprintf("want ?nonce=HEX, the only parameter: %d to %d random bytes in hex", audit.MinNonceSize, audit.MaxNonceSize))
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), h.timeout)
+	hd, err := h.client.AuditHead(ctx, nonce)
+	cancel()
+	if err != nil {
+		return h.enclaveFailure(w, err)
+	}
+	head := &audit.Head{AuditKey: hd.AuditKey, Seq: hd.Seq, Time: time.Unix(0, hd.Time), Nonce: hd.Nonce, Sig: hd.Sig}
+	copy(head.Hash[:], hd.Hash)
+	w.Header()["Content-Type"] = jsonContentType
+	w.WriteHeader(http.StatusOK)
+	w.Write(append(head.AppendJSON(nil), '\n'))
+	return http.StatusOK
+}
+
 func (h *api) serveMetrics(w http.ResponseWriter, r *http.Request) int {
 	g := gauges{state: "unreachable", connects: h.client.Connects()}
 	if s := h.prov.seen.Load(); s != nil && s.st != nil {
@@ -624,6 +684,13 @@ func (h *api) serveMetrics(w http.ResponseWriter, r *http.Request) int {
 	}
 	if ss.LastSuccess != nil {
 		g.lastProvided = *ss.LastSuccess
+	}
+	if s := h.prov.seen.Load(); s != nil && s.st != nil && s.st.Audit != nil {
+		g.audit = s.st.Audit
+	}
+	if h.audit != nil {
+		st := h.audit.state()
+		g.auditLog = &st
 	}
 	w.Header()["Content-Type"] = metricsContentType
 	w.WriteHeader(http.StatusOK)

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/netip"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -96,6 +97,12 @@ type Config struct {
 	// instance-role credentials available at least five minutes before the
 	// old ones expire. Default "5m".
 	CredentialRefresh Duration `json:"credential_refresh,omitzero"`
+
+	// AuditLog is the file the enclave's audit trail is drained into
+	// (docs/audit.md): JSON Lines, appended to, created with mode 0600. A
+	// local path. Without it the trail is not drained, and signerd stops
+	// signing once its audit buffer is full (the shim warns at start).
+	AuditLog string `json:"audit_log,omitempty"`
 
 	// Instance is an opaque label the shim reports in /v1/status
 	// (shim.instance), so whoever started it can tell it from another
@@ -277,6 +284,13 @@ func (c *Config) Validate() error {
 			bad(fmt.Sprintf("keyrings[%d]", i), "%q is listed twice", k)
 		}
 		seen[k] = true
+	}
+	if c.AuditLog != "" {
+		if strings.Contains(c.AuditLog, "://") || strings.ContainsRune(c.AuditLog, 0) {
+			bad("audit_log", "want a local file path (the shim appends to it and syncs it after every batch), got %q", c.AuditLog)
+		} else if fi, err := os.Stat(c.AuditLog); err == nil && !fi.Mode().IsRegular() {
+			bad("audit_log", "%s is not a regular file", c.AuditLog)
+		}
 	}
 	for k := range c.EncryptionContext {
 		if k == "" {

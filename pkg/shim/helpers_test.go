@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -42,6 +43,9 @@ type harness struct {
 	srv  *httptest.Server
 	logs *testsupport.SyncBuffer
 	cfg  *shim.Config
+	// stop stops the shim (its loops and HTTP server); the test's end
+	// does it too.
+	stop func()
 }
 
 // writeSealed writes fake sealed files (ciphertext stand-ins, not secrets)
@@ -102,16 +106,22 @@ func start(t *testing.T, fe *fakeenclave.Enclave, mutate func(*shim.Config, *shi
 		close(done)
 	}()
 	srv := httptest.NewServer(s.Handler())
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			srv.Close()
+			cancel()
+			<-done
+			s.Close()
+		})
+	}
 	t.Cleanup(func() {
-		srv.Close()
-		cancel()
-		<-done
-		s.Close()
+		stop()
 		if t.Failed() {
 			t.Logf("shim logs:\n%s", logs)
 		}
 	})
-	return &harness{t: t, fe: fe, shim: s, srv: srv, logs: logs, cfg: cfg}
+	return &harness{t: t, fe: fe, shim: s, srv: srv, logs: logs, cfg: cfg, stop: stop}
 }
 
 // startReady is start, then waits until /readyz answers 200.

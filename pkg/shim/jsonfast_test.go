@@ -64,7 +64,8 @@ func TestMapErrorCoversEveryCode(t *testing.T) {
 		"invalid_digest": {422, codeInvalidDigest}, "digest_not_allowed": {422, codeDigestNotAllowed},
 		"provisioning_failed": {500, codeInternal}, "forbidden": {403, codeForbidden},
 		"unauthenticated": {401, codeUnauthenticated}, "rate_limited": {429, codeRateLimited},
-		"auth_unavailable": {503, codeAuthUnavailable},
+		"auth_unavailable":  {503, codeAuthUnavailable},
+		"audit_unavailable": {503, codeAuditUnavailable},
 	}
 	for _, c := range wire.Codes() {
 		w, ok := want[c.String()]

@@ -33,7 +33,7 @@ func statusIndex(code int) int {
 var errorCodes = [...]string{
 	codeMalformed, codeUnknownKey, codeTooLarge, codeInvalidDigest, codeDigestNotAllowed,
 	codeInternal, codeNotReady, codeNotFound, codeMethodNotAllowed, codeForbiddenOrigin, codeUnsupportedMedia, codeForbidden,
-	codeUnauthenticated, codeRateLimited, codeAuthUnavailable,
+	codeUnauthenticated, codeRateLimited, codeAuthUnavailable, codeAuditUnavailable,
 }
 
 // latencyBuckets are the histogram's upper bounds in seconds.
@@ -85,8 +85,15 @@ type gauges struct {
 	credsExpire  time.Time
 	connects     uint64
 	lastProvided time.Time
-	auth         *wire.AuthStatus // from the status last seen; nil from a signerd without it
+	auth         *wire.AuthStatus  // from the status last seen; nil from a signerd without it
+	audit        *wire.AuditStatus // the enclave's audit buffer, as last seen; nil if unknown
+	auditLog     *AuditLogState    // the shim's drain; nil without audit_log
 }
+
+var (
+	auditStates    = [...]string{wire.AuditOK, wire.AuditFull, wire.AuditDropping}
+	auditLogStates = [...]string{"draining", "paused", "failing"}
+)
 
 var enclaveStates = [...]string{string(wire.StateWaiting), string(wire.StateProvisioning), string(wire.StateReady), string(wire.StateFailed), "unreachable"}
 
@@ -170,6 +177,36 @@ func (m *metrics) write(w io.Writer, g gauges) error {
 	sample("signer_last_provision_timestamp_seconds", "", unixSeconds(g.lastProvided))
 	header("signer_credentials_expiry_timestamp_seconds", "gauge", "Unix time at which the credentials last pushed to the enclave expire; 0 if they do not or none were pushed.")
 	sample("signer_credentials_expiry_timestamp_seconds", "", unixSeconds(g.credsExpire))
+	if a := g.audit; a != nil {
+		header("signer_audit_buffered", "gauge", "Audit records in the enclave's buffer waiting to be drained, as last seen.")
+		sample("signer_audit_buffered", "", float64(a.Buffered))
+		header("signer_audit_capacity", "gauge", "How many audit records the enclave's buffer holds.")
+		sample("signer_audit_capacity", "", float64(a.Capacity))
+		header("signer_audit_state", "gauge", "The enclave's audit buffer: 1 for its state (ok, full: signing refused, dropping: gap entries), 0 for the others.")
+		for _, s := range auditStates {
+			sample("signer_audit_state", `state="`+s+`"`, boolValue(s == a.State))
+		}
+		header("signer_audit_refused_total", "counter", "Sign requests the enclave refused with audit_unavailable since it started.")
+		sample("signer_audit_refused_total", "", float64(a.Refused))
+		header("signer_audit_unrecorded_total", "counter", "Decisions the enclave counted into gap entries (its buffer was full) since it started.")
+		sample("signer_audit_unrecorded_total", "", float64(a.Unrecorded))
+		header("signer_audit_last_sequence", "gauge", "The sequence number of the enclave's last audit entry.")
+		sample("signer_audit_last_sequence", "", float64(a.LastSeq))
+	}
+	if l := g.auditLog; l != nil {
+		header("signer_audit_log_state", "gauge", "The shim's audit drain: 1 for its state (draining, paused by the test hook, failing), 0 for the others.")
+		for _, s := range auditLogStates {
+			sample("signer_audit_log_state", `state="`+s+`"`, boolValue(s == l.State))
+		}
+		header("signer_audit_log_records_total", "counter", "Audit records (entries and checkpoints) appended to audit_log since the shim started.")
+		sample("signer_audit_log_records_total", "", float64(l.Records))
+		header("signer_audit_log_boots_total", "counter", "Boot records appended to audit_log since the shim started.")
+		sample("signer_audit_log_boots_total", "", float64(l.Boots))
+		header("signer_audit_log_errors_total", "counter", "Failed attempts to drain the audit trail into audit_log.")
+		sample("signer_audit_log_errors_total", "", float64(l.Errors))
+		header("signer_audit_log_last_sequence", "gauge", "The sequence number of the last audit record appended to audit_log.")
+		sample("signer_audit_log_last_sequence", "", float64(l.LastSeq))
+	}
 	_, err := w.Write(b)
 	return err
 }

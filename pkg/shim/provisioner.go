@@ -416,6 +416,8 @@ type shimState struct {
 	NextAttempt           *time.Time `json:"next_attempt,omitempty"`
 	CredentialsExpiration *time.Time `json:"credentials_expiration,omitempty"`
 	Connects              uint64     `json:"enclave_connects"`
+	// AuditLog is the audit drain's state; nil without audit_log.
+	AuditLog *AuditLogState `json:"audit_log,omitempty"`
 }
 
 func timePtr(t time.Time) *time.Time {

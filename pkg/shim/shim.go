@@ -41,6 +41,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -65,6 +66,10 @@ type Options struct {
 	Dial wire.DialFunc
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// AuditPaused, when set and true, stops draining the audit trail
+	// until it is false again: a test hook (signer serve sets it only
+	// from SIGNER_TEST_AUDIT_PAUSE_FILE), to watch signerd fail closed.
+	AuditPaused func() bool
 }
 
 // Shim is the host shim. Handler serves the HTTP API; Run keeps the
@@ -75,6 +80,7 @@ type Shim struct {
 	prov   *provisioner
 	api    *api
 	log    *slog.Logger
+	audit  *auditDrain // nil without audit_log
 }
 
 // New builds a Shim from a validated Config. It dials nothing yet.
@@ -113,7 +119,16 @@ func New(cfg *Config, opts Options) (*Shim, error) {
 		kick:    make(chan struct{}, 1),
 	}
 	s := &Shim{cfg: cfg, client: c, prov: p, log: lg}
+	if cfg.AuditLog != "" {
+		s.audit = newAuditDrain(cfg.AuditLog, c, lg.With("component", "audit"), opts.AuditPaused, now)
+	} else {
+		lg.Warn("no audit_log: the enclave's audit trail is not drained, and signerd stops signing once its audit buffer is full (docs/audit.md)")
+	}
+	if opts.AuditPaused != nil {
+		lg.Warn("TEST HOOK: the audit drain can be paused (SIGNER_TEST_AUDIT_PAUSE_FILE); never in production")
+	}
 	s.api = newAPI(c, p, cfg, m, opts.Version)
+	s.api.audit = s.audit
 	return s, nil
 }
 
@@ -123,8 +138,16 @@ func (s *Shim) Handler() http.Handler { return s.api }
 // Client returns the shim's connection pool to the enclave.
 func (s *Shim) Client() *client.Client { return s.client }
 
-// Run keeps the enclave provisioned until ctx ends.
-func (s *Shim) Run(ctx context.Context) { s.prov.run(ctx) }
+// Run keeps the enclave provisioned, and drains its audit trail into
+// audit_log, until ctx ends.
+func (s *Shim) Run(ctx context.Context) {
+	var wg sync.WaitGroup
+	if s.audit != nil {
+		wg.Go(func() { s.audit.run(ctx) })
+	}
+	s.prov.run(ctx)
+	wg.Wait()
+}
 
 // Provision provisions the enclave now and returns its status after. A
 // failure is a *ProvisionError.

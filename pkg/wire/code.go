@@ -73,6 +73,10 @@ const (
 	// nonce cache is full, or its clock disagrees with the NSM's by more
 	// than the timestamp window. HTTP 503.
 	CodeAuthUnavailable Code = 24
+	// CodeAuditUnavailable: the audit trail cannot record the request
+	// (its buffer is full: the host has stopped draining it), so nothing
+	// is signed; signing resumes once it is drained.
+	CodeAuditUnavailable Code = 25
 )
 
 var codeNames = map[Code]string{
@@ -92,6 +96,7 @@ var codeNames = map[Code]string{
 	CodeUnauthenticated:    "unauthenticated",
 	CodeRateLimited:        "rate_limited",
 	CodeAuthUnavailable:    "auth_unavailable",
+	CodeAuditUnavailable:   "audit_unavailable",
 }
 
 // Codes returns every code this version of the package defines, in
@@ -102,7 +107,7 @@ func Codes() []Code {
 		CodeInvalidRequest, CodeInternal, CodeTooManyConnections,
 		CodeNotReady, CodeUnknownKey, CodeInvalidDigest, CodeDigestNotAllowed,
 		CodeProvisioningFailed, CodeForbidden,
-		CodeUnauthenticated, CodeRateLimited, CodeAuthUnavailable,
+		CodeUnauthenticated, CodeRateLimited, CodeAuthUnavailable, CodeAuditUnavailable,
 	}
 }
 
@@ -158,6 +163,7 @@ var (
 	ErrUnauthenticated    = &Error{Code: CodeUnauthenticated}
 	ErrRateLimited        = &Error{Code: CodeRateLimited}
 	ErrAuthUnavailable    = &Error{Code: CodeAuthUnavailable}
+	ErrAuditUnavailable   = &Error{Code: CodeAuditUnavailable}
 )
 
 // ErrConnClosed is wrapped by every error a Conn returns once its connection

@@ -85,6 +85,14 @@ func samples() []struct {
 		{5, &AttestResponse{Document: []byte{0x84, 0x44, 0xa1, 0x01, 0x38, 0x22}}},
 		{6, &AuthSignRequest{Method: "POST", Path: "/v1/keys/eth/sign", Body: []byte(`{"message":"aGVsbG8="}`),
 			Authorization: "ES-HMAC-SHA256 client=app1, ts=1700000000, nonce=00112233445566778899aabbccddeeff, mac=802425352bda431b093534b5621ab8d6622cd75142954cbf01e3cd461670ec1a"}},
+		{6, &AuditReadRequest{AuditKey: bytes.Repeat([]byte{0x8a}, 32), Cursor: 21, Max: 512}},
+		{6, &AuditBatch{AuditKey: bytes.Repeat([]byte{0x8a}, 32), Records: [][]byte{
+			[]byte(`{"type":"decision","seq":10,"time":"2026-12-07T20:57:53.123456789Z","client":"","key":"dev-ed25519","kind":"message","sha256":"2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824","outcome":"allowed","reason":"","prev":"91aa9d2898e0dbc81f785d98190136641265d99745e282022326eafb4225b2b5"}`),
+			[]byte(`{"type":"checkpoint","seq":10,"time":"2026-12-07T20:57:58.123456789Z","hash":"6eb44c0f4861477120fe0e683248e0e64145be5dc2b9a3bcc54f505f472b8579","sig":"Z6AYhq2sRZG1dNcGH8GUYd+NJ9wwsFIwjRd62JeQtyPJernL8GzHoUtu3vQCbJP/aRSb+45YLURLuPmJ+p2NCA=="}`),
+		}, Next: 22, More: true}},
+		{7, &AuditHeadRequest{Nonce: bytes.Repeat([]byte{0xab}, 32)}},
+		{7, &AuditHead{AuditKey: bytes.Repeat([]byte{0x8a}, 32), Seq: 10, Hash: bytes.Repeat([]byte{0x6e}, 32), Time: 1796677073123456789,
+			Nonce: bytes.Repeat([]byte{0xab}, 32), Sig: bytes.Repeat([]byte{0xcc}, 64)}},
 	}
 }
 
@@ -466,5 +474,29 @@ func TestDocsListEveryCodeAndType(t *testing.T) {
 		if key := strconv.Itoa(int(typ)) + " " + typ.String(); !rows[key] {
 			t.Errorf("docs/protocol.md has no table row starting | %d | `%s` |", typ, typ)
 		}
+	}
+}
+
+// TestStatusAuditRoundTrip: Status field 11 (audit) and Pins field 5
+// (audit_overflow) round-trip, under their keys, and are absent when unset.
+func TestStatusAuditRoundTrip(t *testing.T) {
+	st := &Status{State: StateReady, Attestation: AttestationNSM, Keys: 1,
+		Pins:  &Pins{AuditOverflow: "drop"},
+		Audit: &AuditStatus{Buffered: 3, Capacity: 65536, Unrecorded: 4, Refused: 5, LastSeq: 99, State: AuditDropping, LastDrain: 1796677073123}}
+	b, err := Marshal(9, st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 0x0b (key 11) then a map of 7; 0x05 (key 5) then "drop" inside pins.
+	if !bytes.Contains(b, []byte{0x0b, 0xa7}) || !bytes.Contains(b, []byte{0x05, 0x64, 'd', 'r', 'o', 'p'}) {
+		t.Fatalf("audit (11) or audit_overflow (5) not under their keys: %x", b)
+	}
+	_, m, err := Unmarshal(b)
+	if err != nil || !reflect.DeepEqual(m, st) {
+		t.Fatalf("round trip: %+v, %v", m, err)
+	}
+	plain, _ := Marshal(9, &Status{State: StateReady})
+	if _, m, _ := Unmarshal(plain); m.(*Status).Audit != nil {
+		t.Fatal("an absent audit status came back")
 	}
 }

@@ -36,7 +36,11 @@ const (
 	TypeAttestRequest    Type = 24 // *AttestRequest → *AttestResponse
 	TypeAttestResponse   Type = 25 // *AttestResponse
 	// TypeAuthSignRequest is answered by *SignResponse, like TypeSignRequest.
-	TypeAuthSignRequest Type = 26 // *AuthSignRequest → *SignResponse
+	TypeAuthSignRequest  Type = 26 // *AuthSignRequest → *SignResponse
+	TypeAuditReadRequest Type = 28 // *AuditReadRequest → *AuditBatch (privileged peers only)
+	TypeAuditBatch       Type = 29 // *AuditBatch
+	TypeAuditHeadRequest Type = 30 // *AuditHeadRequest → *AuditHead
+	TypeAuditHead        Type = 31 // *AuditHead
 )
 
 // msgInfo describes one message type. To add a message: a Type constant, a
@@ -61,6 +65,10 @@ var messages = map[Type]msgInfo{
 	TypeAttestRequest:    {"attest_request", func() Message { return new(AttestRequest) }, true},
 	TypeAttestResponse:   {"attest_response", func() Message { return new(AttestResponse) }, false},
 	TypeAuthSignRequest:  {"auth_sign_request", func() Message { return new(AuthSignRequest) }, true},
+	TypeAuditReadRequest: {"audit_read_request", func() Message { return new(AuditReadRequest) }, true},
+	TypeAuditBatch:       {"audit_batch", func() Message { return new(AuditBatch) }, false},
+	TypeAuditHeadRequest: {"audit_head_request", func() Message { return new(AuditHeadRequest) }, true},
+	TypeAuditHead:        {"audit_head", func() Message { return new(AuditHead) }, false},
 }
 
 // Types returns every message type this package defines, in ascending order.
@@ -70,6 +78,7 @@ func Types() []Type {
 		TypeStatusRequest, TypeStatus, TypeProvisionRequest,
 		TypeListKeysRequest, TypeKeyList, TypeSignRequest, TypeSignResponse,
 		TypeAttestRequest, TypeAttestResponse, TypeAuthSignRequest,
+		TypeAuditReadRequest, TypeAuditBatch, TypeAuditHeadRequest, TypeAuditHead,
 	}
 }
 
@@ -152,6 +161,9 @@ type Status struct {
 	// Auth is the state of authenticated signing; nil from a signerd
 	// older than it.
 	Auth *AuthStatus `cbor:"10,keyasint,omitempty"`
+	// Audit is the state of signerd's audit trail; nil from a signerd
+	// without one.
+	Audit *AuditStatus `cbor:"11,keyasint,omitempty"`
 }
 
 // AuthStatus is the state of signerd's authentication of sign requests
@@ -188,6 +200,33 @@ type AuthStatus struct {
 	AuthUnavailable uint64 `cbor:"13,keyasint,omitempty"`
 }
 
+// The states of AuditStatus.State.
+const (
+	AuditOK       = "ok"       // room in the buffer
+	AuditFull     = "full"     // full: signing is refused (audit_unavailable) until it is drained
+	AuditDropping = "dropping" // full, --audit-overflow drop: decisions are counted into a gap entry
+)
+
+// AuditStatus is the state of signerd's audit trail (docs/audit.md).
+type AuditStatus struct {
+	// Buffered is how many records (entries and checkpoints) wait to be
+	// drained, of Capacity.
+	Buffered uint64 `cbor:"1,keyasint"`
+	Capacity uint64 `cbor:"2,keyasint"`
+	// Unrecorded counts the decisions, since signerd started, that found
+	// the buffer full and went into gap entries instead.
+	Unrecorded uint64 `cbor:"3,keyasint,omitempty"`
+	// Refused counts the sign requests refused with audit_unavailable.
+	Refused uint64 `cbor:"4,keyasint,omitempty"`
+	// LastSeq is the sequence number of the last entry recorded (0: none).
+	LastSeq uint64 `cbor:"5,keyasint,omitempty"`
+	// State is AuditOK, AuditFull or AuditDropping.
+	State string `cbor:"6,keyasint"`
+	// LastDrain is when a reader last drained the buffer, Unix
+	// milliseconds; 0 when nobody has since signerd started.
+	LastDrain uint64 `cbor:"7,keyasint,omitempty"`
+}
+
 // Pins are what a signerd takes keys from, fixed in its image (and so in
 // its PCR0).
 type Pins struct {
@@ -202,6 +241,9 @@ type Pins struct {
 	// RequireAuth: signerd refuses, at provisioning, a keyring that
 	// declares no clients (--require-auth).
 	RequireAuth bool `cbor:"4,keyasint,omitempty"`
+	// AuditOverflow is "drop" when a full audit buffer records a gap
+	// entry and signing goes on; "" (absent) when it refuses to sign.
+	AuditOverflow string `cbor:"5,keyasint,omitempty"`
 }
 
 // StatusError describes a failed provisioning.
@@ -411,6 +453,54 @@ type AttestResponse struct {
 	Document []byte `cbor:"1,keyasint"`
 }
 
+// AuditReadRequest drains the audit trail (docs/audit.md): it asks for
+// the records from Cursor on, and tells signerd that every record before
+// Cursor of the boot whose audit key is AuditKey is stored, so it may let
+// them go. Only a privileged peer may send it.
+type AuditReadRequest struct {
+	// AuditKey is the boot the cursor belongs to (32 bytes); absent, or
+	// another boot's, the cursor is ignored: the batch starts at the oldest
+	// record held and nothing is let go.
+	AuditKey []byte `cbor:"1,keyasint,omitempty"`
+	// Cursor is the position after the last record stored (a record's
+	// position: 2·seq for an entry, 2·seq+1 for a checkpoint).
+	Cursor uint64 `cbor:"2,keyasint,omitempty"`
+	// Max bounds the records in the batch; 0 means signerd's default.
+	Max uint32 `cbor:"3,keyasint,omitempty"`
+}
+
+// AuditBatch answers AuditReadRequest.
+type AuditBatch struct {
+	// AuditKey is this boot's audit key (32 bytes).
+	AuditKey []byte `cbor:"1,keyasint"`
+	// Records are log lines, in order: each exactly the JSON of one entry
+	// or checkpoint (docs/audit.md), without the newline.
+	Records [][]byte `cbor:"2,keyasint,omitempty"`
+	// Next is the cursor to send next: the position after the last record
+	// (the request's cursor when there are none).
+	Next uint64 `cbor:"3,keyasint"`
+	// More is set when records remain after these.
+	More bool `cbor:"4,keyasint,omitempty"`
+}
+
+// AuditHeadRequest asks for the audit chain's end signed with Nonce.
+type AuditHeadRequest struct {
+	// Nonce is the caller's random bytes, 16 to 256.
+	Nonce []byte `cbor:"1,keyasint"`
+}
+
+// AuditHead answers AuditHeadRequest: the chain's end (Seq, Hash) at
+// Time, signed with Nonce by the boot's audit key (docs/audit.md).
+type AuditHead struct {
+	AuditKey []byte `cbor:"1,keyasint"`
+	Seq      uint64 `cbor:"2,keyasint"`
+	Hash     []byte `cbor:"3,keyasint"`
+	// Time is Unix nanoseconds.
+	Time  int64  `cbor:"4,keyasint"`
+	Nonce []byte `cbor:"5,keyasint"`
+	Sig   []byte `cbor:"6,keyasint"`
+}
+
 func (*Error) MessageType() Type            { return TypeError }
 func (*Hello) MessageType() Type            { return TypeHello }
 func (*HelloAck) MessageType() Type         { return TypeHelloAck }
@@ -424,3 +514,7 @@ func (*SignResponse) MessageType() Type     { return TypeSignResponse }
 func (*AttestRequest) MessageType() Type    { return TypeAttestRequest }
 func (*AttestResponse) MessageType() Type   { return TypeAttestResponse }
 func (*AuthSignRequest) MessageType() Type  { return TypeAuthSignRequest }
+func (*AuditReadRequest) MessageType() Type { return TypeAuditReadRequest }
+func (*AuditBatch) MessageType() Type       { return TypeAuditBatch }
+func (*AuditHeadRequest) MessageType() Type { return TypeAuditHeadRequest }
+func (*AuditHead) MessageType() Type        { return TypeAuditHead }

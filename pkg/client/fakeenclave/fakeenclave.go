@@ -79,6 +79,7 @@ type Enclave struct {
 	authSigns  []wire.AuthSignRequest
 	authErr    *wire.Error
 	authStatus *wire.AuthStatus
+	audit      *fakeAudit // nil until EnableAudit
 }
 
 // Start serves a fake enclave in state waiting on a unix socket in a fresh
@@ -162,6 +163,9 @@ func (e *Enclave) Restart() error {
 	e.mu.Lock()
 	e.state, e.statusErr = wire.StateWaiting, nil
 	e.restarts++
+	if e.audit != nil {
+		e.audit.newBoot()
+	}
 	e.mu.Unlock()
 	return e.listen()
 }
@@ -307,10 +311,29 @@ func (e *Enclave) serve(ctx context.Context, req wire.Message) (wire.Message, er
 		}
 		return &wire.KeyList{Keys: e.keys, KeySetDigest: e.keySetDigest}, nil
 	case *wire.SignRequest:
-		return e.sign(ctx, r)
+		m, err := e.sign(ctx, r)
+		e.auditRecord(r, err)
+		return m, err
 	case *wire.AuthSignRequest:
 		return e.authSign(ctx, r)
+	case *wire.AuditReadRequest, *wire.AuditHeadRequest:
+		e.mu.Lock()
+		a := e.audit
+		e.mu.Unlock()
+		if a == nil {
+			break
+		}
+		if rr, ok := r.(*wire.AuditReadRequest); ok {
+			return a.read(rr)
+		}
+		return a.head(r.(*wire.AuditHeadRequest))
 	case *wire.AttestRequest:
+		e.mu.Lock()
+		a := e.audit
+		e.mu.Unlock()
+		if a != nil {
+			return a.attest(r, e.keySetDigest)
+		}
 		doc := append([]byte("fake-cose-sign1|nonce="), r.Nonce...)
 		doc = append(doc, "|user_data="...)
 		return &wire.AttestResponse{Document: append(doc, r.UserData...)}, nil
