@@ -25,6 +25,11 @@ ENCLAVE_GOARCH ?= amd64
 ENCLAVE_BIN    := $(BIN)/linux_$(ENCLAVE_GOARCH)/signerd
 IMAGE          ?= enclave-signer:latest
 IMAGE_TAR      ?= $(BIN)/enclave-signer-$(ENCLAVE_GOARCH).tar
+# The shim's image (Dockerfile.shim): signer, for the parent instance,
+# which has the enclave's architecture.
+SHIM_BIN       := $(BIN)/linux_$(ENCLAVE_GOARCH)/signer
+SHIM_IMAGE     ?= enclave-signer-shim:latest
+SHIM_IMAGE_TAR ?= $(BIN)/enclave-signer-shim-$(ENCLAVE_GOARCH).tar
 # buildah builds the image without a daemon and without a registry (FROM
 # scratch pulls nothing). BUILDAH_FLAGS are global flags, e.g.
 # `--root DIR --runroot DIR` for a private store; vfs needs no kernel
@@ -78,8 +83,8 @@ ENCRYPT_ROLE        ?=
 ADMIN_ROLE          ?=
 POLICY_FLAGS        ?=
 
-.PHONY: all build test vet staticcheck fuzz bench dev clean \
-	enclave-signerd image docker-image signer eif run-enclave run-debug stop policy
+.PHONY: all build test check-fmt check-tidy vet staticcheck fuzz bench dev clean \
+	enclave-signerd image docker-image signer shim-signer image-shim images eif run-enclave run-debug stop policy
 
 all: build
 
@@ -94,8 +99,22 @@ vet:
 staticcheck:
 	$(GO) run $(STATICCHECK) ./...
 
+# Gates make test runs first; neither changes the tree. check-fmt: every Go
+# file as gofmt (of the go in use) writes it. check-tidy: go.mod and go.sum
+# as go mod tidy leaves them (go mod tidy -diff prints what it would change
+# and fails).
+check-fmt:
+	@files=$$("$$($(GO) env GOROOT)/bin/gofmt" -l .) || exit 1; \
+	 if [ -n "$$files" ]; then \
+	   echo "make check-fmt: these Go files are not gofmt-formatted (run gofmt -w on them):" >&2; \
+	   echo "$$files" | sed 's/^/  /' >&2; exit 1; \
+	 fi
+
+check-tidy:
+	@$(GO) mod tidy -diff || { echo "make check-tidy: go mod tidy would change go.mod or go.sum as shown above, or could not run: run go mod tidy and commit the result" >&2; exit 1; }
+
 # The seed corpora of every fuzz target run as part of go test.
-test: vet staticcheck
+test: check-fmt check-tidy vet staticcheck
 	$(GO) test -race -count=1 ./...
 
 # Runs each fuzz target for FUZZTIME (CI: 10s each, after make test). The
@@ -139,6 +158,27 @@ image: enclave-signerd
 	$(BUILDAH_CMD) push $(IMAGE) docker-archive:$(IMAGE_TAR):$(IMAGE)
 	@echo "image $(IMAGE): $$(cat $(BIN)/image-id), archive $(IMAGE_TAR), KMS_KEYS='$(KMS_KEYS)'"
 	$(if $(strip $(KMS_KEYS)),,@echo "make image: warning: no KMS_KEYS: this image's signerd accepts an identity sealed under any KMS key, so root on the parent can provision keys of its own choosing (docs/image.md#pins)" >&2)
+
+# signer for the shim's image: linux/ENCLAVE_GOARCH whatever the build
+# machine. On linux/amd64 it is byte for byte the bin/signer of make build.
+shim-signer:
+	GOOS=linux GOARCH=$(ENCLAVE_GOARCH) $(GOBUILD) -o $(SHIM_BIN) ./host
+
+# The shim's image, Dockerfile.shim, as SHIM_IMAGE in buildah's store and as
+# a docker-archive (SHIM_IMAGE_TAR), with the enclave image's flags: its id
+# is the same on every machine. Push it to a registry with buildah push
+# (docs/image.md#the-shim-image).
+image-shim: shim-signer
+	$(BUILDAH_CMD) bud $(BUD_FLAGS) --build-arg SIGNER=$(SHIM_BIN) \
+		--iidfile $(BIN)/shim-image-id -f Dockerfile.shim -t $(SHIM_IMAGE) .
+	rm -f $(SHIM_IMAGE_TAR)
+	$(BUILDAH_CMD) push $(SHIM_IMAGE) docker-archive:$(SHIM_IMAGE_TAR):$(SHIM_IMAGE)
+	@echo "image $(SHIM_IMAGE): $$(cat $(BIN)/shim-image-id), archive $(SHIM_IMAGE_TAR)"
+
+# Every image built here: the enclave's and the shim's. (The launcher image,
+# with nitro-cli and vsock-proxy, is made on a parent instance from Amazon
+# Linux's packages: docs/image.md#the-launcher-image.)
+images: image image-shim
 
 # nitro-cli build-enclave reads images from the Docker daemon.
 docker-image:

@@ -19,6 +19,7 @@ require (
 	github.com/hf/nsm v0.0.0-20220930140112-cd181bd646b9
 	github.com/mdlayher/socket v0.8.0
 	github.com/mdlayher/vsock v1.4.0
+	github.com/rogpeppe/go-internal v1.16.0
 	go.yaml.in/yaml/v3 v3.0.6
 	golang.org/x/crypto v0.58.0
 	golang.org/x/crypto/x509roots/fallback v0.0.0-20261030153154-30a33513ff6d
@@ -44,4 +45,5 @@ require (
 	github.com/aws/aws-sdk-go-v2/service/sts v1.52.0 // indirect
 	github.com/holiman/uint256 v1.3.2 // indirect
 	github.com/x448/float16 v0.8.4 // indirect
+	golang.org/x/tools v0.49.0 // indirect
 )

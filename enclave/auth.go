@@ -103,6 +103,7 @@ func (d *daemon) authenticate(r *wire.AuthSignRequest, dec *decision) (*authedRe
 			return nil, fmt.Errorf("%w: nonce replayed: signerd has seen this ts and nonce already (within the %s window); sign each request with a fresh random nonce", errUnauthenticated, authWindow)
 		case nonceFull:
 			size, capacity := d.nonces.stats(d.now().Unix())
+			d.warnNonceCacheFull(size, capacity)
 			return nil, fmt.Errorf("%w: the nonce cache is full (%d of %d nonces of the last %s): retry in a few seconds; signerd --nonce-cache sets its size", errAuthUnavailable, size, capacity, authWindow)
 		}
 		req, err := readSignRequest(r, dec)
@@ -111,6 +112,22 @@ func (d *daemon) authenticate(r *wire.AuthSignRequest, dec *decision) (*authedRe
 		}
 		return &authedRequest{client: client, req: req}, nil
 	}
+}
+
+// nonceWarnEvery bounds the "nonce cache full" warnings: one per interval
+// while requests are refused for it, not one per request.
+const nonceWarnEvery = 10 * time.Second
+
+// warnNonceCacheFull logs that authenticated requests are refused for a
+// full nonce cache, at most once per nonceWarnEvery.
+func (d *daemon) warnNonceCacheFull(size, capacity int) {
+	now := d.now().UnixNano()
+	last := d.nonceWarned.Load()
+	if now-last < int64(nonceWarnEvery) || !d.nonceWarned.CompareAndSwap(last, now) {
+		return
+	}
+	d.log.Warn("the nonce cache is full: authenticated sign requests are refused (auth_unavailable) until nonces expire; it must hold every authenticated request of the last minute: raise --nonce-cache to at least 60 times the peak requests per second (about 40 bytes each)",
+		"nonce_cache_size", size, "nonce_cache", capacity)
 }
 
 // checkTime refuses a timestamp outside the window, or from a second

@@ -463,6 +463,11 @@ func TestNonceCacheFull(t *testing.T) {
 			t.Fatalf("third request in a cache of 2: %v", err)
 		}
 	}
+	// More refusals, one warning.
+	a.sign(authRequest(t, a.app1.secrets[0], signreq.Params{Audience: testAudience, Client: "app1", Path: "/v1/keys/k1/sign", Body: messageBody("x")}))
+	if n := strings.Count(a.logs.String(), "the nonce cache is full"); n != 1 {
+		t.Errorf("%d warnings about the full nonce cache, want 1", n)
+	}
 }
 
 // TestAuditUnavailableRefuses: an allowed request the recorder cannot

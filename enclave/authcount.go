@@ -3,6 +3,7 @@ package main
 import (
 	"slices"
 	"sync/atomic"
+	"time"
 
 	"github.com/enclave-signer/enclave-signer/pkg/wire"
 )
@@ -47,7 +48,11 @@ func (d *daemon) authStatus() *wire.AuthStatus {
 	if !c.checked.IsZero() {
 		a.ClockChecked = c.checked.Unix()
 	}
-	a.NonceCacheSize, a.NonceCacheCapacity = d.nonces.stats(d.now().Unix())
+	now := time.Now
+	if d.now != nil {
+		now = d.now
+	}
+	a.NonceCacheSize, a.NonceCacheCapacity = d.nonces.stats(now().Unix())
 	clients := set.Clients()
 	a.Clients = len(clients)
 	seen := map[string]bool{}

@@ -99,6 +99,9 @@ func (c *nonceCache) sweep(now int64) {
 
 // stats returns the nonces held at now (seconds) and the capacity.
 func (c *nonceCache) stats(now int64) (size, capacity int) {
+	if c == nil {
+		return 0, 0
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if now != c.swept {

@@ -109,6 +109,9 @@ type daemon struct {
 	nonces   *nonceCache
 	limits   atomic.Pointer[limiters]
 	refusals authCounters
+	// nonceWarned is when the last "nonce cache full" warning was logged
+	// (Unix nanoseconds).
+	nonceWarned atomic.Int64
 
 	mu       sync.Mutex
 	state    wire.State

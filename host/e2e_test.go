@@ -22,6 +22,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/rogpeppe/go-internal/testscript"
 )
 
 // The end-to-end tests run the real binaries, built once per test run:
@@ -33,14 +35,23 @@ var (
 	buildErr  error
 )
 
-// TestMain removes the binaries built for the end-to-end tests (35 MB a
-// run, left in the temporary directory otherwise).
+// TestMain makes this test binary the signer command of the testscript
+// transcripts (script_test.go: run as "signer", it is signer's main), and
+// removes the binaries built for the end-to-end tests (35 MB a run, left in
+// the temporary directory otherwise).
 func TestMain(m *testing.M) {
-	code := m.Run()
+	testscript.Main(removeBuilt{m}, map[string]func(){"signer": main})
+}
+
+// removeBuilt runs the tests, then removes what builtBinaries built.
+type removeBuilt struct{ m *testing.M }
+
+func (r removeBuilt) Run() int {
+	code := r.m.Run()
 	if binDir != "" {
 		os.RemoveAll(binDir)
 	}
-	os.Exit(code)
+	return code
 }
 
 func builtBinaries(t *testing.T) string {

@@ -592,6 +592,7 @@ func k8sObjects(t *testing.T) (objs []k8sObject, generated map[string][]string) 
 			Name  string   `yaml:"name"`
 			Files []string `yaml:"files"`
 		} `yaml:"configMapGenerator"`
+		Images []kustomizeImage `yaml:"images"` // TestKubernetesImages
 	}
 	dec := yaml.NewDecoder(bytes.NewReader(readFile(t, k8sDir+"/kustomization.yaml")))
 	dec.KnownFields(true)

@@ -21,18 +21,19 @@ import (
 	"github.com/enclave-signer/enclave-signer/pkg/imagepins"
 )
 
-// TestReproducibleImage builds the enclave image twice, from two `git
-// archive HEAD` copies in different directories (different path lengths,
-// different umask, different file times, separate buildah stores), and
-// checks that signerd and the image are the same bytes.
+// TestReproducibleImage builds the images (make images: the enclave's and
+// the shim's) twice, from two `git archive HEAD` copies in different
+// directories (different path lengths, different umask, different file
+// times, separate buildah stores), and checks that signerd, signer and
+// both images are the same bytes.
 //
 // It needs git, make, tar and buildah: on a developer's machine it skips
 // without them, in CI (CI=true) it fails. Both copies share the Go build
-// cache, so the second build of signerd is a cache hit; that the cache key
-// matches is itself evidence (it covers the source, the flags and, without
-// -trimpath, the directory), but to also recompile everything from an
-// empty cache for the second copy, set REPRO_COLD_CACHE=1 (about a minute
-// more on two cores).
+// cache, so the second builds of signerd and signer are cache hits; that
+// the cache key matches is itself evidence (it covers the source, the flags
+// and, without -trimpath, the directory), but to also recompile everything
+// from an empty cache for the second copy, set REPRO_COLD_CACHE=1 (about
+// two minutes more on two cores).
 func TestReproducibleImage(t *testing.T) {
 	for _, tool := range []string{"git", "make", "tar", "buildah"} {
 		if _, err := exec.LookPath(tool); err != nil {
@@ -44,10 +45,10 @@ func TestReproducibleImage(t *testing.T) {
 		unavailable(t, "%s has no commit to archive (%v): this test builds committed content only", root, err)
 	}
 	headMakefile, err := gitOut(root, "show", "HEAD:Makefile")
-	if err != nil || !strings.Contains(headMakefile, "\nenclave-signerd:") || !strings.Contains(headMakefile, "\nimage:") {
-		unavailable(t, "HEAD's Makefile has no enclave-signerd and image targets: commit Makefile and Dockerfile.enclave first (this test builds HEAD, not the working tree)")
+	if err != nil || !strings.Contains(headMakefile, "\nenclave-signerd:") || !strings.Contains(headMakefile, "\nimages:") {
+		unavailable(t, "HEAD's Makefile has no enclave-signerd and images targets: commit Makefile, Dockerfile.enclave and Dockerfile.shim first (this test builds HEAD, not the working tree)")
 	}
-	for _, f := range []string{"Makefile", "Dockerfile.enclave"} {
+	for _, f := range []string{"Makefile", "Dockerfile.enclave", "Dockerfile.shim"} {
 		if out, _ := gitOut(root, "status", "--porcelain", "--", f); out != "" {
 			t.Logf("note: %s has uncommitted changes; this test builds HEAD's", f)
 		}
@@ -86,7 +87,7 @@ func TestReproducibleImage(t *testing.T) {
 		c.env = append(makeEnv("TMPDIR="+scratch), c.env...)
 		start := time.Now()
 		makeImage(t, c.dir, c.umask, store, c.env, reproPins)
-		t.Logf("copy %d: make image in %v", i+1, time.Since(start).Round(100*time.Millisecond))
+		t.Logf("copy %d: make images in %v", i+1, time.Since(start).Round(100*time.Millisecond))
 	}
 	a, b := copies[0].dir, copies[1].dir
 	bin := filepath.FromSlash("bin/linux_amd64/signerd")
@@ -100,7 +101,7 @@ func TestReproducibleImage(t *testing.T) {
 	if fi, err := os.Stat(filepath.Join(b, bin)); err != nil || fi.Mode().Perm() != 0o700 {
 		t.Errorf("copy 2's signerd mode %v (%v): want 0700 from umask 077, so the image's 0755 shows COPY --chmod at work", fi.Mode(), err)
 	}
-	checkBuildInfo(t, filepath.Join(a, bin))
+	checkBuildInfo(t, filepath.Join(a, bin), "enclave")
 
 	// The image: same id (the config digest), config, manifest and archive.
 	idA, idB := readTrim(t, filepath.Join(a, "bin", "image-id")), readTrim(t, filepath.Join(b, "bin", "image-id"))
@@ -108,8 +109,8 @@ func TestReproducibleImage(t *testing.T) {
 		t.Fatalf("image ids differ: %s and %s", idA, idB)
 	}
 	t.Logf("image id %s", idA)
-	inspA := inspect(t, copies[0].env, filepath.Join(tmp, "store0"))
-	inspB := inspect(t, copies[1].env, filepath.Join(tmp, "store1"))
+	inspA := inspect(t, copies[0].env, filepath.Join(tmp, "store0"), enclaveImage)
+	inspB := inspect(t, copies[1].env, filepath.Join(tmp, "store1"), enclaveImage)
 	if inspA.FromImageDigest != inspB.FromImageDigest || inspA.Manifest != inspB.Manifest || inspA.Config != inspB.Config {
 		t.Fatalf("image metadata differs:\nmanifest %s\n    vs   %s\nconfig %s\n  vs   %s", inspA.Manifest, inspB.Manifest, inspA.Config, inspB.Config)
 	}
@@ -123,12 +124,15 @@ func TestReproducibleImage(t *testing.T) {
 	if tarA != tarB {
 		t.Errorf("the docker-archives differ: %s and %s", tarA, tarB)
 	}
-	checkLayer(t, archiveA, sumA)
+	checkLayer(t, archiveA, "signerd", enclaveImage, sumA)
 	// The pins read back from the archive, as signer image pins does.
 	img := readArchivePins(t, archiveA)
 	if img.ID != idA || strings.Join(img.Pins.KMSKeys, ",") != reproPins["KMS_KEYS"] || strings.Join(img.Pins.KeyringSigners, ",") != reproPins["KEYRING_SIGNERS"] || img.Pins.KeyringThreshold != reproPins["KEYRING_THRESHOLD"] || img.Pins.RequireAuth != reproPins["REQUIRE_AUTH"] || img.Pins.AuditOverflow != reproPins["AUDIT_OVERFLOW"] {
 		t.Errorf("pins read back from %s: %+v, want id %s and %v", archiveA, img, idA, reproPins)
 	}
+
+	// The shim's image, from the same two copies.
+	checkReproducibleShim(t, copies[0].env, copies[1].env, a, b, filepath.Join(tmp, "store0"), filepath.Join(tmp, "store1"))
 
 	// Other pins, other image: the image id, which fixes what nitro-cli
 	// measures into PCR0, commits to the pins.
@@ -138,7 +142,7 @@ func TestReproducibleImage(t *testing.T) {
 	if idOther == idA {
 		t.Errorf("make image with other pins gave the same image id %s", idA)
 	}
-	checkImageConfig(t, inspect(t, copies[0].env, filepath.Join(tmp, "store0")).Config, otherPins)
+	checkImageConfig(t, inspect(t, copies[0].env, filepath.Join(tmp, "store0"), enclaveImage).Config, otherPins)
 	if img := readArchivePins(t, archiveA); img.ID != idOther || strings.Join(img.Pins.KMSKeys, ",") != reproKeyB {
 		t.Errorf("pins read back after the rebuild: %+v, want id %s and %s", img, idOther, reproKeyB)
 	}
@@ -154,19 +158,19 @@ const (
 
 var reproPins = map[string]string{"KMS_KEYS": reproKeyA + "," + reproKeyB, "KEYRING_SIGNERS": "test-signer-1,test-signer-2", "KEYRING_THRESHOLD": "2", "REQUIRE_AUTH": "true", "AUDIT_OVERFLOW": "drop"}
 
-// makeImage runs make image in dir with the umask, buildah store and pins
-// given, as a shell runs it.
+// makeImage runs make images (the enclave's and the shim's) in dir with the
+// umask, buildah store and pins given, as a shell runs it.
 func makeImage(t *testing.T, dir, umask, store string, env []string, pins map[string]string) {
 	t.Helper()
 	args := []string{"-c", `umask "$1"; shift; exec make --no-print-directory "$@"`, "sh", umask,
-		"image", "ENCLAVE_GOARCH=amd64", "BUILDAH_FLAGS=--root " + filepath.Join(store, "root") + " --runroot " + filepath.Join(store, "run")}
+		"images", "ENCLAVE_GOARCH=amd64", "BUILDAH_FLAGS=--root " + filepath.Join(store, "root") + " --runroot " + filepath.Join(store, "run")}
 	for k, v := range pins {
 		args = append(args, k+"="+v)
 	}
 	cmd := exec.Command("sh", args...)
 	cmd.Dir, cmd.Env = dir, env
 	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("make image in %s: %v\n%s", dir, err, out)
+		t.Fatalf("make images in %s: %v\n%s", dir, err, out)
 	}
 }
 
@@ -223,25 +227,26 @@ func readTrim(t *testing.T, path string) string {
 	return strings.TrimSpace(string(b))
 }
 
-// checkBuildInfo reads the build settings Go stamps into signerd: the
+// checkBuildInfo reads the build settings Go stamps into a binary built
+// from the module's package main (enclave: signerd, host: signer): the
 // pinned toolchain and flags, and nothing from VCS.
-func checkBuildInfo(t *testing.T, path string) {
+func checkBuildInfo(t *testing.T, path, main string) {
 	t.Helper()
 	bi, err := buildinfo.ReadFile(path)
 	if err != nil {
 		t.Fatalf("build info of %s: %v", path, err)
 	}
 	if want := goModToolchain(t); bi.GoVersion != want {
-		t.Errorf("signerd built by %s, go.mod's toolchain is %s", bi.GoVersion, want)
+		t.Errorf("%s built by %s, go.mod's toolchain is %s", path, bi.GoVersion, want)
 	}
-	if bi.Path != modulePath+"/enclave" {
-		t.Errorf("signerd's main package %q", bi.Path)
+	if bi.Path != modulePath+"/"+main {
+		t.Errorf("%s's main package %q, want %s/%s", path, bi.Path, modulePath, main)
 	}
 	settings := map[string]string{}
 	for _, s := range bi.Settings {
 		settings[s.Key] = s.Value
 		if strings.HasPrefix(s.Key, "vcs") {
-			t.Errorf("signerd carries VCS information %s=%s", s.Key, s.Value)
+			t.Errorf("%s carries VCS information %s=%s", path, s.Key, s.Value)
 		}
 	}
 	for k, v := range map[string]string{
@@ -249,14 +254,14 @@ func checkBuildInfo(t *testing.T, path string) {
 		"-trimpath": "true", "-buildmode": "exe",
 	} {
 		if settings[k] != v {
-			t.Errorf("signerd build setting %s=%q, want %q", k, settings[k], v)
+			t.Errorf("%s build setting %s=%q, want %q", path, k, settings[k], v)
 		}
 	}
 	// With -trimpath, go leaves -ldflags out of the build info (it may hold
 	// paths); make -n shows them (TestMakeBuildIsReproducible).
 	for _, k := range []string{"GOEXPERIMENT", "-tags", "-race", "-gcflags", "-asmflags", "-ldflags"} {
 		if v, ok := settings[k]; ok {
-			t.Errorf("signerd build setting %s=%q: the build must not take it from the environment", k, v)
+			t.Errorf("%s build setting %s=%q: the build must not take it from the environment", path, k, v)
 		}
 	}
 }
@@ -268,10 +273,16 @@ type inspection struct {
 	Manifest        string
 }
 
-func inspect(t *testing.T, env []string, store string) inspection {
+// The images' names in buildah's store, as the Makefile tags them.
+const (
+	enclaveImage = "enclave-signer:latest"
+	shimImage    = "enclave-signer-shim:latest"
+)
+
+func inspect(t *testing.T, env []string, store, image string) inspection {
 	t.Helper()
 	cmd := exec.Command("buildah", "--root", filepath.Join(store, "root"), "--runroot", filepath.Join(store, "run"),
-		"--storage-driver", "vfs", "inspect", "--type", "image", "enclave-signer:latest")
+		"--storage-driver", "vfs", "inspect", "--type", "image", image)
 	cmd.Env = env
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
@@ -332,9 +343,9 @@ func checkImageConfig(t *testing.T, raw string, pins map[string]string) {
 	}
 }
 
-// checkLayer opens the docker-archive and checks its one layer: the file
-// signerd alone, mode 0755, owner 0:0, time 0, the built bytes.
-func checkLayer(t *testing.T, archive, wantSHA string) {
+// checkLayer opens the docker-archive of image and checks its one layer:
+// the file name alone, mode 0755, owner 0:0, time 0, the built bytes.
+func checkLayer(t *testing.T, archive, name, image, wantSHA string) {
 	t.Helper()
 	files := readTar(t, archive)
 	var manifest []struct {
@@ -345,8 +356,8 @@ func checkLayer(t *testing.T, archive, wantSHA string) {
 	if err := json.Unmarshal(files["manifest.json"].data, &manifest); err != nil || len(manifest) != 1 || len(manifest[0].Layers) != 1 {
 		t.Fatalf("%s: manifest.json %s (%v): want one image of one layer", archive, files["manifest.json"].data, err)
 	}
-	if !slices.Contains(manifest[0].RepoTags, "docker.io/library/enclave-signer:latest") {
-		t.Errorf("docker-archive tags %q: `docker load` would not give enclave-signer:latest", manifest[0].RepoTags)
+	if !slices.Contains(manifest[0].RepoTags, "docker.io/library/"+image) {
+		t.Errorf("docker-archive tags %q: `docker load` would not give %s", manifest[0].RepoTags, image)
 	}
 	layer, ok := files[manifest[0].Layers[0]]
 	if !ok {
@@ -367,14 +378,14 @@ func checkLayer(t *testing.T, archive, wantSHA string) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if h.Name != "signerd" || h.Typeflag != tar.TypeReg || h.FileInfo().Mode() != 0o755 || h.Uid != 0 || h.Gid != 0 ||
+		if h.Name != name || h.Typeflag != tar.TypeReg || h.FileInfo().Mode() != 0o755 || h.Uid != 0 || h.Gid != 0 ||
 			h.Uname != "" || h.Gname != "" || h.ModTime.Unix() != 0 || sha256Hex(data) != wantSHA {
-			t.Errorf("layer entry %q type %c mode %v owner %d:%d (%q:%q) time %v sha256 %s: want signerd, 0755, 0:0, time 0, %s",
-				h.Name, h.Typeflag, h.FileInfo().Mode(), h.Uid, h.Gid, h.Uname, h.Gname, h.ModTime.UTC(), sha256Hex(data), wantSHA)
+			t.Errorf("layer entry %q type %c mode %v owner %d:%d (%q:%q) time %v sha256 %s: want %s, 0755, 0:0, time 0, %s",
+				h.Name, h.Typeflag, h.FileInfo().Mode(), h.Uid, h.Gid, h.Uname, h.Gname, h.ModTime.UTC(), sha256Hex(data), name, wantSHA)
 		}
 	}
-	if !slices.Equal(entries, []string{"signerd"}) {
-		t.Errorf("layer entries %q: want signerd alone", entries)
+	if !slices.Equal(entries, []string{name}) {
+		t.Errorf("layer entries %q: want %s alone", entries, name)
 	}
 }
 

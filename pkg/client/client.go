@@ -34,6 +34,16 @@
 // never refused. With [Options.PrivilegedSourcePort] the Client dials from
 // such a port, and falls back to an ephemeral one, with one warning, when
 // the process may not bind it.
+//
+// # Authenticated requests
+//
+// The keys of a keyring that declares clients sign only requests that
+// carry a client's credential (docs/protocol.md, Authenticated sign
+// requests). With [Options.Credentials] (the client id, its secret, as
+// [ReadSecretFile] reads it, and the keyring's audience, or none to ask the
+// enclave) every Sign is sent as an auth_sign_request signed in this
+// process with a fresh nonce. [RequestSigner] signs HTTP requests to the
+// shim the same way. Neither ever prints the secret.
 package client
 
 import (

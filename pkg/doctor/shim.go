@@ -32,6 +32,16 @@ type ShimStatus struct {
 		KeyringSigners   []string `json:"keyring_signers"`
 		KeyringThreshold int      `json:"keyring_threshold"`
 	} `json:"pins"`
+	// Auth is signerd's authentication of sign requests; nil from a
+	// signerd older than it.
+	Auth *struct {
+		RequireAuth        bool  `json:"require_auth"`
+		Policed            bool  `json:"policed"`
+		ClockOK            bool  `json:"clock_ok"`
+		ClockSkewMillis    int64 `json:"clock_skew_ms"`
+		NonceCacheSize     int   `json:"nonce_cache_size"`
+		NonceCacheCapacity int   `json:"nonce_cache_capacity"`
+	} `json:"auth"`
 	// Shim is the shim's own provisioning state (enclave-signer's shim
 	// adds it to the enclave's status).
 	Shim struct {
@@ -252,6 +262,7 @@ func checkShim(ctx context.Context, cfg *Config, enclave *Enclave) shimFacts {
 	if r, ok := checkKeyringSigners(&status); ok {
 		f.results = append(f.results, r)
 	}
+	f.results = append(f.results, checkAuth(&status)...)
 	// The shim must talk to the enclave nitro-cli runs.
 	if cid, ok := vsockCID(status.Shim.Enclave); ok && enclave != nil && cid != enclave.EnclaveCID {
 		f.results = append(f.results, res(Error,
@@ -301,6 +312,42 @@ func checkKeyringSigners(st *ShimStatus) (Result, bool) {
 	}
 	return Result{Check: CheckShim, Status: status, Message: msg,
 		Fix: "sign the keyrings (signer keyring sign --sign-with kms:KEY or file:KEY.pem) and build the image with that signer pinned, make image KMS_KEYS=… KEYRING_SIGNERS=$(signer keyring signer-key SIGNER), then make eif and signer policy update for its new PCR0 (docs/keyring.md, docs/image.md)"}, true
+}
+
+// nonceCacheWarn is the share of the nonce cache in use from which doctor
+// warns: when it is full, authenticated requests are refused.
+const nonceCacheWarn = 0.8
+
+// checkAuth reports on a ready signerd's authentication of sign requests
+// (docs/protocol.md, Authenticated sign requests): keyrings that declare
+// no clients, a clock the NSM does not confirm, a nonce cache filling up.
+// Nothing from a signerd that predates it.
+func checkAuth(st *ShimStatus) []Result {
+	a := st.Auth
+	if a == nil || st.State != "ready" {
+		return nil
+	}
+	var out []Result
+	if !a.RequireAuth {
+		msg := "signerd does not pin --require-auth, and the loaded keyrings declare no clients: any process that reaches the shim (or signerd's vsock port) signs with every key, at any rate"
+		fix := "declare clients and key policies in the keyrings (signer keyring new --client …; docs/keyring.md), sign requests as a client (docs/shim.md, Authenticated requests), and build the image with make image REQUIRE_AUTH=true"
+		if a.Policed {
+			msg = "signerd does not pin --require-auth: its keyrings declare clients now, but a keyring without clients, signed by a keyring signer, would load and sign for anyone"
+			fix = "build the image with make image REQUIRE_AUTH=true, then make eif and signer policy update for its new PCR0 (docs/image.md)"
+		}
+		out = append(out, Result{Check: CheckShim, Status: Warning, Message: msg, Fix: fix})
+	}
+	if !a.ClockOK {
+		out = append(out, Result{Check: CheckShim, Status: Error,
+			Message: fmt.Sprintf("signerd's clock is not confirmed by its NSM's (skew %d ms at the last check, 60 s allowed): it refuses every authenticated request (auth_unavailable)", a.ClockSkewMillis),
+			Fix:     "restart the enclave (signerd takes its clock from the enclave at start); if it persists, the enclave's clock source is broken: see signerd's log"})
+	}
+	if a.NonceCacheCapacity > 0 && float64(a.NonceCacheSize) >= nonceCacheWarn*float64(a.NonceCacheCapacity) {
+		out = append(out, Result{Check: CheckShim, Status: Warning,
+			Message: fmt.Sprintf("signerd's nonce cache holds %d of %d nonces: when it is full, authenticated requests are refused (auth_unavailable)", a.NonceCacheSize, a.NonceCacheCapacity),
+			Fix:     "size --nonce-cache at 60 times the peak authenticated requests per second (docs/signerd.md)"})
+	}
+	return out
 }
 
 // vsockCID returns the CID of a vsock://CID:PORT address.

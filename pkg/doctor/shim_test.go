@@ -7,6 +7,10 @@ import (
 	"testing"
 )
 
+// pinsSigned are pins with a KMS key and a keyring signer: nothing for
+// doctor to report about them.
+const pinsSigned = `{"kms_keys":["arn:aws:kms:us-east-1:111122223333:key/k"],"keyring_signers":["ed25519:MCowBQYDK2VwAyEAGb9ECWmEzf6FQbrBZ9w7lshQhqowtrbLDFw4rXAxZuE="],"keyring_threshold":1}`
+
 func TestCheckShim(t *testing.T) {
 	readyz503 := fixture(t, "shim/readyz-503.json")
 	tests := []struct {
@@ -67,6 +71,14 @@ func TestCheckShim(t *testing.T) {
 			wants: []want{{OK, "ready, 2 keys", ""}, {Error, "the status says nothing of pinned KMS keys (a signerd or shim older than key pinning): signerd pins no KMS key", "make image KMS_KEYS="}}},
 		{name: "identity under an unpinned key", shim: fakeShim{readyz: 503, status: []byte(`{"pinned":true,"state":"failed","attestation":"nsm","error":{"step":"kms_key","message":"the identity is sealed under KMS key arn:aws:kms:us-east-1:999999999999:key/1234abcd-12ab-34cd-56ef-1234567890ab, which is not pinned"}}`)},
 			wants: []want{{Error, "step kms_key; the identity is sealed under KMS key arn:aws:kms:us-east-1:999999999999", "signer seal --key-id ARN"}}},
+		{name: "open keyrings, no --require-auth", shim: fakeShim{status: []byte(`{"pinned":true,"pins":` + pinsSigned + `,"state":"ready","attestation":"nsm","keys":2,"auth":{"clock_ok":true,"nonce_cache_capacity":1048576}}`)},
+			wants: []want{{OK, "ready, 2 keys", ""}, {Warning, "the loaded keyrings declare no clients: any process that reaches the shim", "REQUIRE_AUTH=true"}}},
+		{name: "policed, no --require-auth", shim: fakeShim{status: []byte(`{"pinned":true,"pins":` + pinsSigned + `,"state":"ready","attestation":"nsm","keys":2,"auth":{"policed":true,"clock_ok":true,"nonce_cache_capacity":1048576}}`)},
+			wants: []want{{OK, "ready, 2 keys", ""}, {Warning, "a keyring without clients, signed by a keyring signer, would load", "REQUIRE_AUTH=true"}}},
+		{name: "require-auth, clock off, nonce cache filling", shim: fakeShim{status: []byte(`{"pinned":true,"pins":` + pinsSigned + `,"state":"ready","attestation":"nsm","keys":2,"auth":{"require_auth":true,"policed":true,"clock_ok":false,"clock_skew_ms":-95000,"nonce_cache_size":900000,"nonce_cache_capacity":1000000}}`)},
+			wants: []want{{OK, "ready, 2 keys", ""}, {Error, "skew -95000 ms", "restart the enclave"}, {Warning, "holds 900000 of 1000000 nonces", "--nonce-cache"}}},
+		{name: "require-auth, all well", shim: fakeShim{status: []byte(`{"pinned":true,"pins":` + pinsSigned + `,"state":"ready","attestation":"nsm","keys":2,"auth":{"require_auth":true,"policed":true,"clock_ok":true,"nonce_cache_size":10,"nonce_cache_capacity":1000000}}`)},
+			wants: []want{{OK, "ready, 2 keys", ""}}},
 		{name: "unknown state", shim: fakeShim{status: []byte(`{"pinned":true,"state":"melting"}`)},
 			wants: []want{{Error, `state "melting", want waiting, provisioning, ready or failed`, "same version"}}},
 	}

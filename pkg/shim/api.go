@@ -676,7 +676,7 @@ func (h *api) auditHead(w http.ResponseWriter, r *http.Request) int {
 func (h *api) serveMetrics(w http.ResponseWriter, r *http.Request) int {
 	g := gauges{state: "unreachable", connects: h.client.Connects()}
 	if s := h.prov.seen.Load(); s != nil && s.st != nil {
-		g.state, g.keys = string(s.st.State), s.st.Keys
+		g.state, g.keys, g.auth = string(s.st.State), s.st.Keys, s.st.Auth
 	}
 	ss := h.prov.state()
 	if ss.CredentialsExpiration != nil {

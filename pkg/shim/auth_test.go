@@ -100,4 +100,14 @@ func TestAuthSignAnswers(t *testing.T) {
 	if !st.Auth.Policed || len(st.Auth.Audiences) != 1 {
 		t.Errorf("status auth = %+v", st.Auth)
 	}
+	// And /metrics the enclave's auth state, as last seen.
+	h.fe.SetAuthStatus(&wire.AuthStatus{Policed: true, Audiences: []string{"payments-prod"}, ClockOK: true, NonceCacheSize: 12, NonceCacheCapacity: 1 << 20, Forbidden: 3})
+	h.do("GET", "/v1/status", "")
+	m := h.do("GET", "/metrics", "").body
+	for _, want := range []string{"signer_enclave_clock_ok 1\n", "signer_enclave_nonce_cache_nonces 12\n", "signer_enclave_nonce_cache_capacity 1048576\n",
+		`signer_enclave_sign_refusals_total{reason="forbidden"} 3` + "\n", `signer_http_errors_total{code="rate_limited"} 3` + "\n"} {
+		if !strings.Contains(m, want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
 }

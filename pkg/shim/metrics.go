@@ -85,6 +85,7 @@ type gauges struct {
 	credsExpire  time.Time
 	connects     uint64
 	lastProvided time.Time
+	auth         *wire.AuthStatus  // from the status last seen; nil from a signerd without it
 	audit        *wire.AuditStatus // the enclave's audit buffer, as last seen; nil if unknown
 	auditLog     *AuditLogState    // the shim's drain; nil without audit_log
 }
@@ -166,6 +167,9 @@ func (m *metrics) write(w io.Writer, g gauges) error {
 	sample("signer_enclave_keys", "", float64(g.keys))
 	header("signer_enclave_connects_total", "counter", "Connections opened to the enclave (one more each time it is redialed).")
 	sample("signer_enclave_connects_total", "", float64(g.connects))
+	if a := g.auth; a != nil {
+		writeAuth(header, sample, a)
+	}
 	header("signer_provisions_total", "counter", "Provisioning attempts, by result.")
 	sample("signer_provisions_total", `result="ok"`, float64(m.provisions[0].Load()))
 	sample("signer_provisions_total", `result="failed"`, float64(m.provisions[1].Load()))
@@ -180,7 +184,7 @@ func (m *metrics) write(w io.Writer, g gauges) error {
 		sample("signer_audit_capacity", "", float64(a.Capacity))
 		header("signer_audit_state", "gauge", "The enclave's audit buffer: 1 for its state (ok, full: signing refused, dropping: gap entries), 0 for the others.")
 		for _, s := range auditStates {
-			sample("signer_audit_state", `state="`+s+`"`, boolFloat(s == a.State))
+			sample("signer_audit_state", `state="`+s+`"`, boolValue(s == a.State))
 		}
 		header("signer_audit_refused_total", "counter", "Sign requests the enclave refused with audit_unavailable since it started.")
 		sample("signer_audit_refused_total", "", float64(a.Refused))
@@ -192,7 +196,7 @@ func (m *metrics) write(w io.Writer, g gauges) error {
 	if l := g.auditLog; l != nil {
 		header("signer_audit_log_state", "gauge", "The shim's audit drain: 1 for its state (draining, paused by the test hook, failing), 0 for the others.")
 		for _, s := range auditLogStates {
-			sample("signer_audit_log_state", `state="`+s+`"`, boolFloat(s == l.State))
+			sample("signer_audit_log_state", `state="`+s+`"`, boolValue(s == l.State))
 		}
 		header("signer_audit_log_records_total", "counter", "Audit records (entries and checkpoints) appended to audit_log since the shim started.")
 		sample("signer_audit_log_records_total", "", float64(l.Records))
@@ -207,7 +211,24 @@ func (m *metrics) write(w io.Writer, g gauges) error {
 	return err
 }
 
-func boolFloat(b bool) float64 {
+// writeAuth writes the enclave's authentication state, as last seen.
+func writeAuth(header func(name, typ, help string), sample func(name, labels string, v float64), a *wire.AuthStatus) {
+	header("signer_enclave_clock_ok", "gauge", "1 while the enclave's clock agrees with its NSM's (authenticated requests are refused otherwise), as last seen.")
+	sample("signer_enclave_clock_ok", "", boolValue(a.ClockOK))
+	header("signer_enclave_nonce_cache_nonces", "gauge", "Nonces of authenticated requests the enclave remembers, as last seen.")
+	sample("signer_enclave_nonce_cache_nonces", "", float64(a.NonceCacheSize))
+	header("signer_enclave_nonce_cache_capacity", "gauge", "How many nonces the enclave can remember (signerd --nonce-cache); when full it refuses authenticated requests.")
+	sample("signer_enclave_nonce_cache_capacity", "", float64(a.NonceCacheCapacity))
+	header("signer_enclave_sign_refusals_total", "counter", "Sign requests the enclave refused since it started, by reason, as last seen.")
+	for _, r := range []struct {
+		reason string
+		n      uint64
+	}{{"unauthenticated", a.Unauthenticated}, {"forbidden", a.Forbidden}, {"rate_limited", a.RateLimited}, {"auth_unavailable", a.AuthUnavailable}} {
+		sample("signer_enclave_sign_refusals_total", `reason="`+r.reason+`"`, float64(r.n))
+	}
+}
+
+func boolValue(b bool) float64 {
 	if b {
 		return 1
 	}
