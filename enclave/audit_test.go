@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/enclave-signer/enclave-signer/internal/signreq"
 	"github.com/enclave-signer/enclave-signer/pkg/attestation"
 	"github.com/enclave-signer/enclave-signer/pkg/audit"
 	"github.com/enclave-signer/enclave-signer/pkg/keyring"
@@ -498,5 +499,67 @@ func BenchmarkRecord(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// TestAuditAuthenticatedDecisions: authenticated requests through the real
+// recorder: allowed and forbidden ones are decisions naming the client; a
+// refusal decided before the kind was known (a method the endpoint does not
+// take) is one too, without a kind; unauthenticated ones are counted into
+// one refusals entry; the drained log verifies.
+func TestAuditAuthenticatedDecisions(t *testing.T) {
+	var d *daemon
+	setTestOnlyDaemon(func(x *daemon) { d = x })
+	t.Cleanup(func() { setTestOnlyDaemon(nil) })
+	e := start(t)
+	c := e.dial()
+	app1, app2 := newClient("app1", 1), newClient("app2", 1)
+	k1 := newKey(t, "k1", keyring.Ed25519)
+	ring := policedRingJSON("pay", testAudience, []testClient{app1, app2}, policedKey{k1, map[string]any{"clients": []string{"app1"}}})
+	if st := e.provision(c, wire.SealedKeyring{Name: "pay.age", Data: sealKeyring(t, e.identity.Recipient(), ring)}); st.State != wire.StateReady {
+		t.Fatalf("provisioning: %+v", st.Error)
+	}
+	send := func(secret []byte, p signreq.Params) error {
+		_, err := c.Call(t.Context(), authRequest(t, secret, p))
+		return err
+	}
+	p := signreq.Params{Audience: testAudience, Client: "app1", Path: "/v1/keys/k1/sign", Body: messageBody("pay 1")}
+	if err := send(app1.secrets[0], p); err != nil {
+		t.Fatalf("allowed: %v", err)
+	}
+	p2 := p
+	p2.Client = "app2"
+	if err := send(app2.secrets[0], p2); !errors.Is(err, wire.ErrForbidden) {
+		t.Fatalf("app2 on k1: %v", err)
+	}
+	p3 := p
+	p3.Method = "GET"
+	if err := send(app1.secrets[0], p3); !errors.Is(err, wire.ErrInvalidRequest) {
+		t.Fatalf("GET: %v", err)
+	}
+	for range 5 {
+		if err := send(app2.secrets[0], p); !errors.Is(err, wire.ErrUnauthenticated) { // app1's request, app2's secret
+			t.Fatalf("a wrong MAC: %v", err)
+		}
+	}
+	d.audit.tick(time.Now())
+	log := auditLog(t, e, c)
+	st, _ := c.Status(t.Context())
+	rep, err := audit.Verify(strings.NewReader(log), audit.Options{PCR0: st.PCRs[0], Roots: e.simCA.Roots()})
+	if err != nil {
+		t.Fatalf("%v\n%s", err, log)
+	}
+	if b := rep.Boots[0]; b.Decisions != 3 || b.Allowed != 1 || b.Refused != 2 || b.Counted != 5 {
+		t.Fatalf("report %+v\n%s", b, log)
+	}
+	for _, want := range []string{
+		`"client":"app1","key":"k1","kind":"message"`,
+		`"client":"app2","key":"k1","kind":"message"`,
+		`"client":"app1","key":"","kind":"","sha256":"0000000000000000000000000000000000000000000000000000000000000000","outcome":"invalid"`,
+		`"type":"refusals"`,
+	} {
+		if !strings.Contains(log, want) {
+			t.Errorf("no %s in the log:\n%s", want, log)
+		}
 	}
 }

@@ -198,8 +198,11 @@ func (e *Entry) check() error {
 		if !e.From.IsZero() || e.Count != 0 || e.Allowed != 0 {
 			return fmt.Errorf("a decision has no from, count or allowed")
 		}
-		if e.Outcome == "" || e.Kind == "" {
-			return fmt.Errorf("a decision needs an outcome and a kind")
+		// A refusal may come before the request's key or kind is known
+		// (a credential refused, a body that does not parse); what was
+		// allowed names both.
+		if e.Outcome == "" || e.Outcome == OutcomeAllowed && (e.Kind == "" || e.Key == "") {
+			return fmt.Errorf("a decision needs an outcome, and an allowed one a key and a kind")
 		}
 	case Refusals, Gap:
 		if e.Client != "" || e.Key != "" || e.Kind != "" || e.Digest != ([32]byte{}) || e.Reason != "" {

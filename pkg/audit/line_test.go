@@ -152,6 +152,11 @@ func TestParseLineRefuses(t *testing.T) {
 	if _, err := ParseLine([]byte(boot)); err != nil {
 		t.Fatalf("boot: %v", err)
 	}
+	// A refusal decided before the key or kind were known parses.
+	early := &Entry{Type: Decision, Seq: 9, Time: time.Unix(1, 0).UTC(), Client: "app1", Outcome: "auth_unavailable", Reason: "the nonce cache is full"}
+	if back, err := ParseLine(early.AppendJSON(nil)); err != nil || !reflect.DeepEqual(back, early) {
+		t.Fatalf("a refusal without key or kind: %+v, %v", back, err)
+	}
 	rep := func(s, old, new string) string {
 		if !strings.Contains(s, old) {
 			t.Fatalf("%s has no %s", s, old)
@@ -178,6 +183,8 @@ func TestParseLineRefuses(t *testing.T) {
 		{"hex short", rep(dec, `"sha256":"2c`, `"sha256":"`), "64 lowercase hex"},
 		{"key too long", rep(dec, `"dev-ed25519"`, `"`+strings.Repeat("k", MaxIDSize+1)+`"`), "more than 128"},
 		{"decision with count", rep(dec, `"seq":1,`, `"seq":1,"count":3,`), `unknown member "count"`},
+		{"allowed without a kind", rep(dec, `"kind":"message"`, `"kind":""`), "an allowed one a key and a kind"},
+		{"no outcome", rep(dec, `"outcome":"allowed"`, `"outcome":""`), "needs an outcome"},
 		{"gap allowed over count", rep(gap, `"allowed":2`, `"allowed":9`), "allowed at most count"},
 		{"gap count zero", rep(gap, `"count":5`, `"count":0`), "at least one"},
 		{"checkpoint sig long", rep(cp, `"sig":"`, `"sig":"AAAA`), "more than 88"},
