@@ -2,6 +2,7 @@ package main
 
 import (
 	"math"
+	"runtime"
 	"runtime/debug"
 	"testing"
 )
@@ -66,5 +67,51 @@ func TestMemTotal(t *testing.T) {
 		if got != tc.want || ok != tc.ok {
 			t.Errorf("memTotal(%q) = %d, %v; want %d, %v", tc.in, got, ok, tc.want, tc.ok)
 		}
+	}
+}
+
+func TestGCPercentFor(t *testing.T) {
+	for _, tc := range []struct {
+		live uint64
+		want int
+	}{
+		{0, gcPercent},
+		{1 << 20, gcPercent},        // 40 MB of headroom would be 4000 %: capped
+		{4 << 20, gcPercent},        // exactly 1000 %
+		{20 << 20, 200},             // goal 60 MB
+		{40 << 20, 100},             // goal 80 MB
+		{200 << 20, gcPercentFloor}, // 20 % would collect too often: floor
+		{1 << 40, gcPercentFloor},
+	} {
+		if got := gcPercentFor(tc.live); got != tc.want {
+			t.Errorf("gcPercentFor(%d MiB) = %d, want %d", tc.live>>20, got, tc.want)
+		}
+	}
+}
+
+// TestRetuneGCOnce: with 80 MiB live the retuner lowers GOGC so that the
+// heap goal stays about gcHeadroom above it; once it is freed GOGC goes
+// back up.
+func TestRetuneGCOnce(t *testing.T) {
+	prev := debug.SetGCPercent(gcPercent)
+	defer debug.SetGCPercent(prev)
+	live := make([][]byte, 80)
+	for i := range live {
+		live[i] = make([]byte, 1<<20)
+		live[i][0] = 1
+	}
+	runtime.GC()
+	cur := retuneGCOnce(gcPercent)
+	if cur > 60 || cur < gcPercentFloor {
+		t.Errorf("80 MiB live: GOGC %d, want about 50 (40 MiB of headroom)", cur)
+	}
+	if got := debug.SetGCPercent(cur); got != cur {
+		t.Errorf("retuneGCOnce returned %d but set %d", cur, got)
+	}
+	runtime.KeepAlive(live)
+	live = nil
+	runtime.GC()
+	if cur = retuneGCOnce(cur); cur < gcPercent/2 {
+		t.Errorf("after freeing: GOGC %d, want it back near %d", cur, gcPercent)
 	}
 }
