@@ -71,6 +71,13 @@ func TestBIP39Vectors(t *testing.T) {
 		if err != nil || hex.EncodeToString(s) != seed {
 			t.Errorf("vector %d: SeedFromMnemonic = %x, %v; want %s", i, s, err, seed)
 		}
+		m0, err := NewMasterKey(Secp256k1, s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if x, err := m0.XPrv(); err != nil || string(x) != vec[3] {
+			t.Errorf("vector %d: master xprv %s, %v; want %s", i, x, err, vec[3])
+		}
 	}
 }
 

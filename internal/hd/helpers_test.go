@@ -1,6 +1,7 @@
 package hd
 
 import (
+	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"os"
@@ -28,3 +29,5 @@ func unhex(t testing.TB, s string) []byte {
 	}
 	return b
 }
+
+func sha256Sum(b []byte) [32]byte { return sha256.Sum256(b) }
