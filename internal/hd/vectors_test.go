@@ -31,7 +31,7 @@ type bip32Vectors struct {
 func TestBIP32Vectors(t *testing.T) {
 	var v bip32Vectors
 	readJSON(t, "bip32-vectors.json", &v)
-	chains := 0
+	chains, public := 0, 0
 	for _, vec := range v.Vectors {
 		master, err := NewMasterKey(Secp256k1, unhex(t, vec.Seed))
 		if err != nil {
@@ -63,6 +63,7 @@ func TestBIP32Vectors(t *testing.T) {
 			}
 			// A non-hardened last step also from the parent's xpub.
 			if n := len(path); n > 0 && !Hardened(path[n-1]) {
+				public++
 				parent, err := master.Derive(path[:n-1])
 				if err != nil {
 					t.Fatal(err)
@@ -78,8 +79,8 @@ func TestBIP32Vectors(t *testing.T) {
 			}
 		}
 	}
-	if len(v.Vectors) != 4 || chains != 17 {
-		t.Errorf("ran %d vectors with %d chains; BIP32 publishes 4 with 17 (6+6+2+3)", len(v.Vectors), chains)
+	if len(v.Vectors) != 4 || chains != 17 || public != 6 {
+		t.Errorf("ran %d vectors with %d chains, %d by public derivation; BIP32 publishes 4 with 17 (6+6+2+3), 6 ending in a normal step", len(v.Vectors), chains, public)
 	}
 }
 
