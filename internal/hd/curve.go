@@ -106,40 +106,42 @@ func (c Curve) pubFromPriv(k *[32]byte) [33]byte {
 	return out
 }
 
-// addPoint returns ser_P(point(il) + K), the public child step, and false
-// if il >= n or the sum is the point at infinity (SLIP-10 CKDpub step 5).
-// Only public data flows through it.
-func (c Curve) addPoint(il *[32]byte, pub *[33]byte) ([33]byte, bool) {
-	var out [33]byte
+// addPoint returns ser_P(point(il) + K), the public child step. valid is
+// false if il >= n or the sum is the point at infinity (SLIP-10 CKDpub
+// step 5: retry); err is set if K is not a point of the curve, which the
+// constructors of ExtendedPublicKey rule out. Only public data flows
+// through it.
+func (c Curve) addPoint(il *[32]byte, pub *[33]byte) (out [33]byte, valid bool, err error) {
+	badKey := errorf(ErrPublicKey, "the parent %v public key is not a point of the curve", c)
 	switch c {
 	case Secp256k1:
-		var s secp256k1.ModNScalar
-		if s.SetBytes(il) != 0 {
-			return out, false
-		}
 		parent, err := secp256k1.ParsePubKey(pub[:])
 		if err != nil {
-			return out, false
+			return out, false, badKey
+		}
+		var s secp256k1.ModNScalar
+		if s.SetBytes(il) != 0 {
+			return out, false, nil
 		}
 		var p, q, r secp256k1.JacobianPoint
 		parent.AsJacobian(&q)
 		secp256k1.ScalarBaseMultNonConst(&s, &p)
 		secp256k1.AddNonConst(&p, &q, &r)
 		if r.Z.IsZero() || (r.X.IsZero() && r.Y.IsZero()) {
-			return out, false
+			return out, false, nil
 		}
 		r.ToAffine()
 		out[0] = 2 | byte(r.Y.IsOddBit())
 		r.X.PutBytesUnchecked(out[1:])
-		return out, true
+		return out, true, nil
 	case P256:
-		if !p256LessThanN(il) {
-			return out, false
-		}
 		curve := elliptic.P256()
 		px, py := elliptic.UnmarshalCompressed(curve, pub[:])
 		if px == nil {
-			return out, false
+			return out, false, badKey
+		}
+		if !p256LessThanN(il) {
+			return out, false, nil
 		}
 		// crypto/elliptic's Curve methods are deprecated as a low-level
 		// API, and are the standard library's only point addition; since
@@ -150,12 +152,12 @@ func (c Curve) addPoint(il *[32]byte, pub *[33]byte) ([33]byte, bool) {
 		//lint:ignore SA1019 point addition on P-256; see above.
 		x, y := curve.Add(ax, ay, px, py)
 		if x.Sign() == 0 && y.Sign() == 0 {
-			return out, false
+			return out, false, nil
 		}
 		copy(out[:], elliptic.MarshalCompressed(curve, x, y))
-		return out, true
+		return out, true, nil
 	}
-	return out, false
+	return out, false, errorf(ErrUnsupported, "public derivation on %v", c)
 }
 
 // p256LessThanN reports il < n (public data: no need for constant time,

@@ -195,6 +195,10 @@ func TestDerivationErrors(t *testing.T) {
 		{"ed25519 parts", second(NewExtendedPublicKey(Ed25519, make([]byte, 32), make([]byte, 32))), ErrUnsupported, "only secp256k1 and P-256"},
 		{"short chain code", second(NewExtendedPublicKey(P256, p256.PublicKey(), make([]byte, 31))), ErrChainCode, "31 bytes"},
 		{"uncompressed key", second(NewExtendedPublicKey(P256, make([]byte, 65), make([]byte, 32))), ErrPublicKey, "65 bytes"},
+		{"zero ExtendedKey", second((&ExtendedKey{}).Child(HardenedOffset)), ErrCurve, "zero ExtendedKey"},
+		{"zero ExtendedPublicKey", second((&ExtendedPublicKey{}).Child(0)), ErrCurve, "zero ExtendedPublicKey"},
+		{"corrupt parent point", second((&ExtendedPublicKey{meta: meta{curve: P256}}).Child(0)), ErrPublicKey, "not a point"},
+		{"corrupt secp256k1 parent point", second((&ExtendedPublicKey{meta: meta{curve: Secp256k1}}).Child(0)), ErrPublicKey, "not a point"},
 		{"off-curve key", second(NewExtendedPublicKey(Secp256k1, append([]byte{2}, bytes.Repeat([]byte{0xff}, 32)...), make([]byte, 32))), ErrPublicKey, "not a compressed SEC1 point"},
 	} {
 		if !errors.Is(c.err, c.want) || !strings.Contains(c.err.Error(), c.text) {

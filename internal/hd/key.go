@@ -92,6 +92,9 @@ func (k *ExtendedKey) Child(i uint32) (*ExtendedKey, error) {
 	if k.destroyed {
 		return nil, errorf(ErrDestroyed, "derive child %d: the parent key was destroyed", i)
 	}
+	if !k.curve.valid() {
+		return nil, errorf(ErrCurve, "derive child %d: the key's curve is %v (a zero ExtendedKey?); make keys with NewMasterKey or ParseXPrv", i, k.curve)
+	}
 	if k.depth == 255 {
 		return nil, errorf(ErrDepth, "derive child %d: the parent is at depth 255, the deepest BIP32 can serialize", i)
 	}
@@ -207,6 +210,9 @@ func NewExtendedPublicKey(c Curve, publicKey, chainCode []byte) (*ExtendedPublic
 // Child derives the non-hardened child i (SLIP-10 CKDpub), with the same
 // retry as ExtendedKey.Child, so that both give the same public key.
 func (p *ExtendedPublicKey) Child(i uint32) (*ExtendedPublicKey, error) {
+	if !p.curve.valid() {
+		return nil, errorf(ErrCurve, "derive public child %d: the key's curve is %v (a zero ExtendedPublicKey?); make keys with NewMasterKey, ParseXPub or NewExtendedPublicKey", i, p.curve)
+	}
 	if p.curve == Ed25519 {
 		return nil, errorf(ErrHardenedOnly, "derive public child %d: ed25519 (SLIP-10) has no public derivation; derive from the private key with hardened steps", i)
 	}
@@ -224,7 +230,10 @@ func (p *ExtendedPublicKey) Child(i uint32) (*ExtendedPublicKey, error) {
 		var il [32]byte
 		copy(il[:], I[:32])
 		copy(c.chainCode[:], I[32:])
-		pub, ok := p.curve.addPoint(&il, &p.pub)
+		pub, ok, err := p.curve.addPoint(&il, &p.pub)
+		if err != nil {
+			return nil, fmt.Errorf("derive public child %d: %w", i, err)
+		}
 		if ok {
 			c.pub = pub
 			return c, nil
