@@ -46,5 +46,5 @@ require (
 	github.com/aws/aws-sdk-go-v2/service/sts v1.52.0 // indirect
 	github.com/holiman/uint256 v1.3.2 // indirect
 	github.com/x448/float16 v0.8.4 // indirect
-	golang.org/x/tools v0.49.0 // indirect
+	golang.org/x/tools v0.51.0 // indirect
 )
