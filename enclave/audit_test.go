@@ -13,12 +13,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/enclave-signer/enclave-signer/internal/audit"
+	"github.com/enclave-signer/enclave-signer/internal/keyring"
 	"github.com/enclave-signer/enclave-signer/internal/signreq"
+	"github.com/enclave-signer/enclave-signer/internal/transport"
+	"github.com/enclave-signer/enclave-signer/internal/wire"
 	"github.com/enclave-signer/enclave-signer/pkg/attestation"
-	"github.com/enclave-signer/enclave-signer/pkg/audit"
-	"github.com/enclave-signer/enclave-signer/pkg/keyring"
-	"github.com/enclave-signer/enclave-signer/pkg/transport"
-	"github.com/enclave-signer/enclave-signer/pkg/wire"
 )
 
 // attestedAuditKey returns the audit key of a fresh document from e.

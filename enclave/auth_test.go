@@ -13,10 +13,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/enclave-signer/enclave-signer/internal/keyring"
 	"github.com/enclave-signer/enclave-signer/internal/signreq"
+	"github.com/enclave-signer/enclave-signer/internal/wire"
 	"github.com/enclave-signer/enclave-signer/pkg/attestation"
-	"github.com/enclave-signer/enclave-signer/pkg/keyring"
-	"github.com/enclave-signer/enclave-signer/pkg/wire"
 )
 
 // testClient is a client of a policed test keyring.

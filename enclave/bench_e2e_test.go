@@ -20,11 +20,11 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 
+	"github.com/enclave-signer/enclave-signer/internal/keyring"
+	"github.com/enclave-signer/enclave-signer/internal/shim"
+	"github.com/enclave-signer/enclave-signer/internal/transport"
+	"github.com/enclave-signer/enclave-signer/internal/wire"
 	"github.com/enclave-signer/enclave-signer/pkg/client"
-	"github.com/enclave-signer/enclave-signer/pkg/keyring"
-	"github.com/enclave-signer/enclave-signer/pkg/shim"
-	"github.com/enclave-signer/enclave-signer/pkg/transport"
-	"github.com/enclave-signer/enclave-signer/pkg/wire"
 )
 
 // The end-to-end benchmarks sign through the real daemon (its ServeWire

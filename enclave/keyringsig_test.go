@@ -15,9 +15,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/enclave-signer/enclave-signer/pkg/keyring"
-	"github.com/enclave-signer/enclave-signer/pkg/keyringsig"
-	"github.com/enclave-signer/enclave-signer/pkg/wire"
+	"github.com/enclave-signer/enclave-signer/internal/keyring"
+	"github.com/enclave-signer/enclave-signer/internal/keyringsig"
+	"github.com/enclave-signer/enclave-signer/internal/wire"
 )
 
 // signer is a keyring signer made for a test, and its pin.

@@ -26,13 +26,13 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	awskms "github.com/aws/aws-sdk-go-v2/service/kms"
 
+	"github.com/enclave-signer/enclave-signer/internal/keyring"
+	"github.com/enclave-signer/enclave-signer/internal/kms/kmsemu"
+	"github.com/enclave-signer/enclave-signer/internal/nsm/nsmsim"
 	"github.com/enclave-signer/enclave-signer/internal/testsupport"
-	"github.com/enclave-signer/enclave-signer/pkg/attestation/nsmsim"
-	"github.com/enclave-signer/enclave-signer/pkg/keyring"
-	"github.com/enclave-signer/enclave-signer/pkg/kms/kmsemu"
+	"github.com/enclave-signer/enclave-signer/internal/transport"
+	"github.com/enclave-signer/enclave-signer/internal/wire"
 	"github.com/enclave-signer/enclave-signer/pkg/pcr"
-	"github.com/enclave-signer/enclave-signer/pkg/transport"
-	"github.com/enclave-signer/enclave-signer/pkg/wire"
 )
 
 // The instance role's session, as KMS sees signerd's calls, and the
@@ -42,7 +42,7 @@ const (
 	emuAdminPrincipal   = "arn:aws:iam::000000000000:role/KMSAdminRole"
 )
 
-// emulatedKMS is the KMS emulator (pkg/kms/kmsemu, the handler behind
+// emulatedKMS is the KMS emulator (internal/kms/kmsemu, the handler behind
 // signer kms-emulator) behind TLS for kms.us-east-1.amazonaws.com on a unix
 // socket, where vsock-proxy would be, trusting a simulator CA made for the
 // test. Unlike fakeKMS it evaluates key policies and verifies documents as

@@ -30,10 +30,10 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/enclave-signer/enclave-signer/internal/kms"
+	"github.com/enclave-signer/enclave-signer/internal/nsm/nsmsim"
+	"github.com/enclave-signer/enclave-signer/internal/wire"
 	"github.com/enclave-signer/enclave-signer/pkg/attestation"
-	"github.com/enclave-signer/enclave-signer/pkg/attestation/nsmsim"
-	"github.com/enclave-signer/enclave-signer/pkg/kms"
-	"github.com/enclave-signer/enclave-signer/pkg/wire"
 )
 
 func main() {

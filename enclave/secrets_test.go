@@ -9,9 +9,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/enclave-signer/enclave-signer/internal/keyring"
 	"github.com/enclave-signer/enclave-signer/internal/signreq"
-	"github.com/enclave-signer/enclave-signer/pkg/keyring"
-	"github.com/enclave-signer/enclave-signer/pkg/wire"
+	"github.com/enclave-signer/enclave-signer/internal/wire"
 )
 
 // TestNoSecretsInLogsOrErrors runs failed and successful provisionings and

@@ -12,13 +12,13 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/enclave-signer/enclave-signer/internal/keyring"
+	"github.com/enclave-signer/enclave-signer/internal/keyringsig"
+	"github.com/enclave-signer/enclave-signer/internal/kms"
 	"github.com/enclave-signer/enclave-signer/internal/signreq"
+	"github.com/enclave-signer/enclave-signer/internal/transport"
+	"github.com/enclave-signer/enclave-signer/internal/wire"
 	"github.com/enclave-signer/enclave-signer/pkg/attestation"
-	"github.com/enclave-signer/enclave-signer/pkg/keyring"
-	"github.com/enclave-signer/enclave-signer/pkg/keyringsig"
-	"github.com/enclave-signer/enclave-signer/pkg/kms"
-	"github.com/enclave-signer/enclave-signer/pkg/transport"
-	"github.com/enclave-signer/enclave-signer/pkg/wire"
 )
 
 // daemonConfig is what a daemon is built from: the boundary objects run

@@ -26,14 +26,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/enclave-signer/enclave-signer/internal/keyring"
+	"github.com/enclave-signer/enclave-signer/internal/keyringsig"
+	"github.com/enclave-signer/enclave-signer/internal/kms"
+	"github.com/enclave-signer/enclave-signer/internal/nsm/nsmsim"
+	"github.com/enclave-signer/enclave-signer/internal/transport"
+	"github.com/enclave-signer/enclave-signer/internal/wire"
 	"github.com/enclave-signer/enclave-signer/pkg/attestation"
-	"github.com/enclave-signer/enclave-signer/pkg/attestation/nsmsim"
-	"github.com/enclave-signer/enclave-signer/pkg/keyring"
-	"github.com/enclave-signer/enclave-signer/pkg/keyringsig"
-	"github.com/enclave-signer/enclave-signer/pkg/kms"
 	"github.com/enclave-signer/enclave-signer/pkg/pcr"
-	"github.com/enclave-signer/enclave-signer/pkg/transport"
-	"github.com/enclave-signer/enclave-signer/pkg/wire"
 )
 
 func TestWaitingRefusesSigning(t *testing.T) {

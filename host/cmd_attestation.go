@@ -14,8 +14,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/enclave-signer/enclave-signer/internal/nsm/nsmsim"
 	"github.com/enclave-signer/enclave-signer/pkg/attestation"
-	"github.com/enclave-signer/enclave-signer/pkg/attestation/nsmsim"
 	"github.com/enclave-signer/enclave-signer/pkg/pcr"
 )
 

@@ -15,9 +15,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/enclave-signer/enclave-signer/internal/audit"
+	"github.com/enclave-signer/enclave-signer/internal/nsm/nsmsim"
 	"github.com/enclave-signer/enclave-signer/pkg/attestation"
-	"github.com/enclave-signer/enclave-signer/pkg/attestation/nsmsim"
-	"github.com/enclave-signer/enclave-signer/pkg/audit"
 )
 
 // auditFixture is a simulated enclave's audit log on disk: its root, its

@@ -19,16 +19,16 @@ import (
 	"strings"
 	"time"
 
-	"github.com/enclave-signer/enclave-signer/pkg/bench"
+	"github.com/enclave-signer/enclave-signer/internal/bench"
+	"github.com/enclave-signer/enclave-signer/internal/keyring"
+	"github.com/enclave-signer/enclave-signer/internal/transport"
 	"github.com/enclave-signer/enclave-signer/pkg/client"
-	"github.com/enclave-signer/enclave-signer/pkg/keyring"
-	"github.com/enclave-signer/enclave-signer/pkg/transport"
 )
 
 // runBench is `signer bench`: a closed loop of N concurrent signing
 // requests against the enclave (wire protocol) or the host shim (HTTP),
 // with signerd on CPUs of its own, and in the same run the same signing
-// in process on those CPUs, for the ratio. pkg/bench does the measuring;
+// in process on those CPUs, for the ratio. internal/bench does the measuring;
 // this is the wiring. docs/performance.md describes the method.
 func runBench(e *env) error {
 	if len(e.args) > 0 && e.args[0] == "--raw" {

@@ -15,8 +15,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/enclave-signer/enclave-signer/internal/shim"
 	"github.com/enclave-signer/enclave-signer/pkg/client"
-	"github.com/enclave-signer/enclave-signer/pkg/shim"
 )
 
 // The shim's HTTP clients: signer sign, keys, status, attest, provision.

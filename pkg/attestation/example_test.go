@@ -6,8 +6,8 @@ import (
 	"os"
 	"time"
 
+	"github.com/enclave-signer/enclave-signer/internal/nsm/nsmsim"
 	"github.com/enclave-signer/enclave-signer/pkg/attestation"
-	"github.com/enclave-signer/enclave-signer/pkg/attestation/nsmsim"
 )
 
 // A relying party pins an enclave by its image (PCR0, from the reproducible

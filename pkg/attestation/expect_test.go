@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/enclave-signer/enclave-signer/pkg/attestation/nsmsim"
+	"github.com/enclave-signer/enclave-signer/internal/nsm/nsmsim"
 )
 
 // vectorKeyList is testdata/keyset-vector.json, parsed.

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/enclave-signer/enclave-signer/pkg/attestation/nsmsim"
+	"github.com/enclave-signer/enclave-signer/internal/nsm/nsmsim"
 )
 
 // FuzzParse: Parse never panics, returns nil with every error, and every

@@ -10,7 +10,7 @@ import (
 	"sync"
 
 	"github.com/enclave-signer/enclave-signer/internal/signreq"
-	"github.com/enclave-signer/enclave-signer/pkg/wire"
+	"github.com/enclave-signer/enclave-signer/internal/wire"
 )
 
 // Credentials authenticate sign requests as one client of a keyring that

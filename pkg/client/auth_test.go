@@ -10,8 +10,8 @@ import (
 	"testing"
 
 	"github.com/enclave-signer/enclave-signer/internal/signreq"
+	"github.com/enclave-signer/enclave-signer/internal/wire"
 	"github.com/enclave-signer/enclave-signer/pkg/client"
-	"github.com/enclave-signer/enclave-signer/pkg/wire"
 )
 
 var testClientSecret = bytes.Repeat([]byte{0x5c}, 32)

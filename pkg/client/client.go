@@ -56,8 +56,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/enclave-signer/enclave-signer/pkg/transport"
-	"github.com/enclave-signer/enclave-signer/pkg/wire"
+	"github.com/enclave-signer/enclave-signer/internal/transport"
+	"github.com/enclave-signer/enclave-signer/internal/wire"
 )
 
 // Defaults for the zero fields of Options.

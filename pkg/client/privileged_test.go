@@ -13,9 +13,9 @@ import (
 	"time"
 
 	"github.com/enclave-signer/enclave-signer/internal/testsupport"
+	"github.com/enclave-signer/enclave-signer/internal/transport"
+	"github.com/enclave-signer/enclave-signer/internal/wire"
 	"github.com/enclave-signer/enclave-signer/pkg/client"
-	"github.com/enclave-signer/enclave-signer/pkg/transport"
-	"github.com/enclave-signer/enclave-signer/pkg/wire"
 )
 
 // fullServer serves signing on 127.0.0.1 with room for one unprivileged
