@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/enclave-signer/enclave-signer/internal/nsm"
 	"github.com/enclave-signer/enclave-signer/internal/nsm/nsmsim"
 	"github.com/enclave-signer/enclave-signer/pkg/attestation"
 )
@@ -48,7 +49,7 @@ func (s *enclaveSim) document(t testing.TB, pub ed25519.PublicKey, overflow stri
 	if err != nil {
 		t.Fatal(err)
 	}
-	doc, err := attestation.Attest(s.sim, attestation.AttestRequest{UserData: ud})
+	doc, err := nsm.Attest(s.sim, nsm.AttestRequest{UserData: ud})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/enclave-signer/enclave-signer/internal/nsm"
 	"github.com/enclave-signer/enclave-signer/pkg/attestation"
 )
 
@@ -186,7 +187,7 @@ func TestVerifyAttestation(t *testing.T) {
 	// A document without "audit".
 	boot := lineRecord(t, ls[0]).(*Boot)
 	ud, _ := (&attestation.UserData{KeySet: make([]byte, attestation.KeySetDigestSize)}).Marshal()
-	doc, err := attestation.Attest(s.sim, attestation.AttestRequest{UserData: ud})
+	doc, err := nsm.Attest(s.sim, nsm.AttestRequest{UserData: ud})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/enclave-signer/enclave-signer/internal/audit"
+	"github.com/enclave-signer/enclave-signer/internal/nsm"
 	"github.com/enclave-signer/enclave-signer/internal/nsm/nsmsim"
 	"github.com/enclave-signer/enclave-signer/internal/wire"
 	"github.com/enclave-signer/enclave-signer/pkg/attestation"
@@ -179,7 +180,7 @@ func (a *fakeAudit) attest(r *wire.AttestRequest, keySetDigest []byte) (wire.Mes
 	if err != nil {
 		return nil, err
 	}
-	doc, err := attestation.Attest(a.sim, attestation.AttestRequest{Nonce: r.Nonce, UserData: ud})
+	doc, err := nsm.Attest(a.sim, nsm.AttestRequest{Nonce: r.Nonce, UserData: ud})
 	if err != nil {
 		return nil, err
 	}

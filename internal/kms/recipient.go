@@ -13,6 +13,7 @@ import (
 	awskms "github.com/aws/aws-sdk-go-v2/service/kms"
 	"github.com/aws/aws-sdk-go-v2/service/kms/types"
 	"github.com/enclave-signer/enclave-signer/internal/cms"
+	"github.com/enclave-signer/enclave-signer/internal/nsm"
 	"github.com/enclave-signer/enclave-signer/pkg/attestation"
 )
 
@@ -81,7 +82,7 @@ type Recipient struct {
 }
 
 // NewRecipient attests key's public key with the NSM.
-func NewRecipient(nsm attestation.NSM, key *rsa.PrivateKey) (*Recipient, error) {
+func NewRecipient(mod nsm.Module, key *rsa.PrivateKey) (*Recipient, error) {
 	if key.N.BitLen() != RecipientKeyBits {
 		return nil, fmt.Errorf("recipient key is RSA-%d, KMS takes RSA-%d", key.N.BitLen(), RecipientKeyBits)
 	}
@@ -89,7 +90,7 @@ func NewRecipient(nsm attestation.NSM, key *rsa.PrivateKey) (*Recipient, error) 
 	if err != nil {
 		return nil, err
 	}
-	doc, err := attestation.Attest(nsm, attestation.AttestRequest{PublicKey: spki})
+	doc, err := nsm.Attest(mod, nsm.AttestRequest{PublicKey: spki})
 	if err != nil {
 		return nil, err
 	}

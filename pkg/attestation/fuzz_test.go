@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/enclave-signer/enclave-signer/internal/nsm"
 	"github.com/enclave-signer/enclave-signer/internal/nsm/nsmsim"
 )
 
@@ -27,7 +28,7 @@ func FuzzParse(f *testing.F) {
 		if err != nil {
 			f.Fatal(err)
 		}
-		doc, err := Attest(s, AttestRequest{PublicKey: []byte("pk"), UserData: []byte{}, Nonce: make([]byte, 1024)})
+		doc, err := nsm.Attest(s, nsm.AttestRequest{PublicKey: []byte("pk"), UserData: []byte{}, Nonce: make([]byte, 1024)})
 		if err != nil {
 			f.Fatal(err)
 		}

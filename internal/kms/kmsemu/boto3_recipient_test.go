@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/enclave-signer/enclave-signer/internal/nsm"
 	"github.com/enclave-signer/enclave-signer/internal/nsm/nsmsim"
-	"github.com/enclave-signer/enclave-signer/pkg/attestation"
 )
 
 // boto3RecipientScript encrypts a secret, then sends Decrypt with a
@@ -47,7 +47,7 @@ func TestBoto3RecipientOpenSSL(t *testing.T) {
 
 	ca, _ := nsmsim.NewCA(time.Now())
 	sim, _ := nsmsim.New(nsmsim.Options{CA: ca})
-	doc, err := attestation.Attest(sim, attestation.AttestRequest{PublicKey: block.Bytes})
+	doc, err := nsm.Attest(sim, nsm.AttestRequest{PublicKey: block.Bytes})
 	if err != nil {
 		t.Fatal(err)
 	}

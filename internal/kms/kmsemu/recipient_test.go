@@ -25,9 +25,9 @@ import (
 	awskms "github.com/aws/aws-sdk-go-v2/service/kms"
 	"github.com/aws/aws-sdk-go-v2/service/kms/types"
 	"github.com/enclave-signer/enclave-signer/internal/kms"
+	"github.com/enclave-signer/enclave-signer/internal/nsm"
 	"github.com/enclave-signer/enclave-signer/internal/nsm/nsmsim"
 	"github.com/enclave-signer/enclave-signer/internal/transport"
-	"github.com/enclave-signer/enclave-signer/pkg/attestation"
 	"github.com/enclave-signer/enclave-signer/pkg/pcr"
 	"github.com/hf/nsm/request"
 	"github.com/hf/nsm/response"
@@ -137,7 +137,7 @@ func (a *attestedKMS) enclaveClient() *kms.Client {
 	return c
 }
 
-func (a *attestedKMS) recipient(nsm attestation.NSM) *kms.Recipient {
+func (a *attestedKMS) recipient(nsm nsm.Module) *kms.Recipient {
 	key, err := kms.NewKeySource(a.t.Context()).Take(a.t.Context())
 	if err != nil {
 		a.t.Fatal(err)
@@ -161,7 +161,7 @@ func (a *attestedKMS) sim(opts nsmsim.Options) *nsmsim.Simulator {
 }
 
 // decrypt unseals blob as an enclave with the given NSM would.
-func (a *attestedKMS) decrypt(blob []byte, nsm attestation.NSM) ([]byte, error) {
+func (a *attestedKMS) decrypt(blob []byte, nsm nsm.Module) ([]byte, error) {
 	out, err := a.enclaveClient().Decrypt(a.t.Context(), kms.DecryptInput{CiphertextBlob: blob}, a.recipient(nsm))
 	if err != nil {
 		return nil, err
@@ -223,15 +223,15 @@ func TestGuidePolicyWithRecipient(t *testing.T) {
 	roleARN := "arn:aws:iam::000000000000:role/NitroEnclaveInstanceRole"
 	hexs := hex.EncodeToString
 
-	enclave := func(pcr0 []byte) attestation.NSM { return a.sim(nsmsim.Options{PCRs: map[int][]byte{0: pcr0}}) }
+	enclave := func(pcr0 []byte) nsm.Module { return a.sim(nsmsim.Options{PCRs: map[int][]byte{0: pcr0}}) }
 	debugEnclave := a.sim(nsmsim.Options{DebugMode: true})
-	withPCR3 := func(pcr0, pcr3 []byte) attestation.NSM {
+	withPCR3 := func(pcr0, pcr3 []byte) nsm.Module {
 		return a.sim(nsmsim.Options{PCRs: map[int][]byte{0: pcr0, 3: pcr3}})
 	}
 
 	type attempt struct {
 		name string
-		nsm  attestation.NSM
+		nsm  nsm.Module
 		ok   bool
 	}
 	tests := []struct {
@@ -312,10 +312,10 @@ func sha384(s string) []byte {
 }
 
 // tamperingNSM flips one byte of every document's signature.
-type tamperingNSM struct{ attestation.NSM }
+type tamperingNSM struct{ nsm.Module }
 
 func (n tamperingNSM) Send(req request.Request) (response.Response, error) {
-	res, err := n.NSM.Send(req)
+	res, err := n.Module.Send(req)
 	if res.Attestation != nil {
 		d := res.Attestation.Document
 		d[len(d)-1] ^= 1
@@ -334,7 +334,7 @@ func TestRecipientDocumentRefused(t *testing.T) {
 	old := time.Now().Add(-10 * time.Minute)
 	tests := []struct {
 		name string
-		nsm  attestation.NSM
+		nsm  nsm.Module
 		log  string
 	}{
 		{"a CA the emulator does not trust", a.sim(nsmsim.Options{CA: otherCA, DebugMode: true}), "trusted root"},

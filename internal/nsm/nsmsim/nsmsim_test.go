@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/enclave-signer/enclave-signer/internal/nsm"
 	"github.com/enclave-signer/enclave-signer/internal/nsm/nsmsim"
 	"github.com/enclave-signer/enclave-signer/pkg/attestation"
 	"github.com/enclave-signer/enclave-signer/pkg/pcr"
@@ -38,7 +39,7 @@ func newSim(t *testing.T, opts nsmsim.Options) *nsmsim.Simulator {
 func TestDocumentForm(t *testing.T) {
 	s := newSim(t, nsmsim.Options{})
 	before := time.Now()
-	doc, err := attestation.Attest(s, attestation.AttestRequest{UserData: []byte("hello")})
+	doc, err := nsm.Attest(s, nsm.AttestRequest{UserData: []byte("hello")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -157,7 +158,7 @@ func TestRoundTrip(t *testing.T) {
 	s := newSim(t, nsmsim.Options{CA: ca2})
 	key, _ := rsa.GenerateKey(rand.Reader, 2048)
 	spki, _ := x509.MarshalPKIXPublicKey(&key.PublicKey)
-	raw, err := attestation.Attest(s, attestation.AttestRequest{PublicKey: spki, Nonce: []byte{1, 2, 3}})
+	raw, err := nsm.Attest(s, nsm.AttestRequest{PublicKey: spki, Nonce: []byte{1, 2, 3}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -178,7 +179,7 @@ func TestRoundTrip(t *testing.T) {
 		t.Fatalf("simulated document against the AWS root: %v, want ErrUntrustedRoot", err)
 	}
 	// A later document reuses the same leaf, as the hypervisor does.
-	raw2, _ := attestation.Attest(s, attestation.AttestRequest{})
+	raw2, _ := nsm.Attest(s, nsm.AttestRequest{})
 	d2, err := attestation.Verify(raw2, attestation.VerifyOptions{Roots: ca.Roots()})
 	if err != nil || !bytes.Equal(d2.Certificate, d.Certificate) {
 		t.Errorf("second document: %v, same leaf %v", err, bytes.Equal(d2.Certificate, d.Certificate))
@@ -188,7 +189,7 @@ func TestRoundTrip(t *testing.T) {
 func TestDebugModeAndPCRs(t *testing.T) {
 	custom := pcr.Image([]byte("custom"))
 	s := newSim(t, nsmsim.Options{DebugMode: true, PCRs: map[int][]byte{0: custom, 3: custom}, InstanceID: "i-1234567890abcdef0"})
-	raw, err := attestation.Attest(s, attestation.AttestRequest{})
+	raw, err := nsm.Attest(s, nsm.AttestRequest{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -214,7 +215,7 @@ func TestDebugModeAndPCRs(t *testing.T) {
 
 func TestNSMOperations(t *testing.T) {
 	s := newSim(t, nsmsim.Options{})
-	v, locked, err := attestation.DescribePCR(s, 0)
+	v, locked, err := nsm.DescribePCR(s, 0)
 	if err != nil || !locked || len(v) != 48 {
 		t.Fatalf("DescribePCR(0) = %x, %v, %v", v, locked, err)
 	}
@@ -233,12 +234,12 @@ func TestNSMOperations(t *testing.T) {
 		t.Error("ExtendPCR(16) succeeded after LockPCR")
 	}
 	// A locked application PCR appears in later documents.
-	raw, _ := attestation.Attest(s, attestation.AttestRequest{})
+	raw, _ := nsm.Attest(s, nsm.AttestRequest{})
 	d, _ := attestation.Parse(raw)
 	if len(d.PCRs) != 17 {
 		t.Errorf("%d PCRs after locking PCR16, want 17", len(d.PCRs))
 	}
-	if _, err := attestation.Attest(s, attestation.AttestRequest{UserData: make([]byte, 1025)}); err == nil {
+	if _, err := nsm.Attest(s, nsm.AttestRequest{UserData: make([]byte, 1025)}); err == nil {
 		t.Error("Attest accepted 1025 bytes of user data")
 	}
 	res, err = s.Send(&request.DescribeNSM{})
@@ -256,9 +257,9 @@ func TestLeafRenewal(t *testing.T) {
 	clock := func() time.Time { return now }
 	ca, _ := nsmsim.NewCA(now)
 	s := newSim(t, nsmsim.Options{CA: ca, Now: clock})
-	raw1, _ := attestation.Attest(s, attestation.AttestRequest{})
+	raw1, _ := nsm.Attest(s, nsm.AttestRequest{})
 	now = now.Add(3 * time.Hour)
-	raw2, err := attestation.Attest(s, attestation.AttestRequest{})
+	raw2, err := nsm.Attest(s, nsm.AttestRequest{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -272,7 +273,7 @@ func TestLeafRenewal(t *testing.T) {
 	}
 	// Two days on, the instance CA (1 day) has been renewed too.
 	now = now.Add(48 * time.Hour)
-	raw3, _ := attestation.Attest(s, attestation.AttestRequest{})
+	raw3, _ := nsm.Attest(s, nsm.AttestRequest{})
 	if _, err := attestation.Verify(raw3, attestation.VerifyOptions{Roots: ca.Roots(), CurrentTime: now}); err != nil {
 		t.Fatalf("document two days later: %v", err)
 	}

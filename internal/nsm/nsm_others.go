@@ -1,6 +1,6 @@
 //go:build !linux
 
-package attestation
+package nsm
 
 import (
 	"fmt"
@@ -10,7 +10,7 @@ import (
 // DevicePath is where the Nitro Security Module appears inside an enclave.
 const DevicePath = "/dev/nsm"
 
-// OpenNSM fails: Nitro Enclaves run Linux only.
-func OpenNSM() (Device, error) {
+// Open fails: Nitro Enclaves run Linux only.
+func Open() (Device, error) {
 	return nil, fmt.Errorf("open NSM: not available on %s: Nitro Enclaves run Linux", runtime.GOOS)
 }

@@ -1,4 +1,4 @@
-package attestation
+package nsm
 
 import (
 	"errors"
@@ -6,19 +6,19 @@ import (
 	"io/fs"
 	"os"
 
-	"github.com/hf/nsm"
+	hfnsm "github.com/hf/nsm"
 )
 
 // DevicePath is where the Nitro Security Module appears inside an enclave.
 const DevicePath = "/dev/nsm"
 
-// OpenNSM opens the real NSM device. Outside an enclave the device is
+// Open opens the real NSM device. Outside an enclave the device is
 // missing, and the error says so plainly.
-func OpenNSM() (Device, error) {
+func Open() (Device, error) {
 	if _, err := os.Stat(DevicePath); errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("open NSM: %s does not exist: this is not a Nitro Enclave (use --attestation simulated on a development machine)", DevicePath)
 	}
-	s, err := nsm.OpenDefaultSession()
+	s, err := hfnsm.OpenDefaultSession()
 	if err != nil {
 		return nil, fmt.Errorf("open NSM %s: %w", DevicePath, err)
 	}

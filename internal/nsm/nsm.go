@@ -1,4 +1,9 @@
-package attestation
+// Package nsm talks to the Nitro Security Module from inside an enclave:
+// attestation documents and PCR values, from the real /dev/nsm (Open) or
+// from the simulator in package nsmsim, which satisfies Module unchanged.
+// Only signerd (and tests and the development tools that stand in for it)
+// asks the NSM for documents; verifying them is package attestation's job.
+package nsm
 
 import (
 	"errors"
@@ -9,20 +14,25 @@ import (
 	"github.com/hf/nsm/response"
 )
 
-// NSM is the Nitro Security Module boundary. *nsm.Session (the real device
-// through github.com/hf/nsm) satisfies it unchanged, and so does the
+// Module is the Nitro Security Module boundary. *nsm.Session (the real
+// device through github.com/hf/nsm) satisfies it unchanged, and so does the
 // simulator in package nsmsim.
-type NSM interface {
+type Module interface {
 	Send(request.Request) (response.Response, error)
 }
 
 // Device is an open NSM: the real /dev/nsm session, which also reads
 // entropy and must be closed.
 type Device interface {
-	NSM
+	Module
 	io.Reader
 	Close() error
 }
+
+// MaxFieldSize is the most bytes the NSM takes in each of an attestation
+// request's public_key, user_data and nonce (attestation.MaxUserFieldSize,
+// which a test keeps equal).
+const MaxFieldSize = 1024
 
 // AttestRequest is what an attestation document carries besides the
 // enclave's measurements. Nil fields are sent as null and come back as CBOR
@@ -35,10 +45,10 @@ type AttestRequest struct {
 }
 
 // Attest asks the NSM for an attestation document.
-func Attest(n NSM, r AttestRequest) ([]byte, error) {
+func Attest(n Module, r AttestRequest) ([]byte, error) {
 	for name, v := range map[string][]byte{"public_key": r.PublicKey, "user_data": r.UserData, "nonce": r.Nonce} {
-		if len(v) > MaxUserFieldSize {
-			return nil, fmt.Errorf("attest: %s is %d bytes, the NSM takes at most %d", name, len(v), MaxUserFieldSize)
+		if len(v) > MaxFieldSize {
+			return nil, fmt.Errorf("attest: %s is %d bytes, the NSM takes at most %d", name, len(v), MaxFieldSize)
 		}
 	}
 	res, err := n.Send(&request.Attestation{PublicKey: r.PublicKey, UserData: r.UserData, Nonce: r.Nonce})
@@ -55,7 +65,7 @@ func Attest(n NSM, r AttestRequest) ([]byte, error) {
 }
 
 // DescribePCR returns the value of PCR index and whether it is locked.
-func DescribePCR(n NSM, index uint16) ([]byte, bool, error) {
+func DescribePCR(n Module, index uint16) ([]byte, bool, error) {
 	res, err := n.Send(&request.DescribePCR{Index: index})
 	if err != nil {
 		return nil, false, fmt.Errorf("describe PCR%d: NSM request: %w", index, err)
