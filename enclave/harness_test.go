@@ -352,7 +352,7 @@ func (e *env) request(keyrings ...wire.SealedKeyring) *wire.ProvisionRequest {
 
 func (e *env) provision(c *wire.Conn, keyrings ...wire.SealedKeyring) *wire.Status {
 	e.t.Helper()
-	st, err := c.Provision(e.t.Context(), e.request(keyrings...))
+	st, err := call[*wire.Status](e.t.Context(), c, e.request(keyrings...))
 	if err != nil {
 		e.t.Fatalf("Provision: %v", err)
 	}
@@ -537,4 +537,30 @@ func setTestOnlyDaemon(f func(*daemon)) {
 	testOnlyMu.Lock()
 	testOnlyDaemon = f
 	testOnlyMu.Unlock()
+}
+
+// call sends req on c and checks the answer's type. These tests drive one
+// connection to the daemon directly (its source port, its refusal, its
+// loss are what many of them check), so they call wire.Conn rather than
+// internal/wireclient's pool, which redials.
+func call[T wire.Message](ctx context.Context, c *wire.Conn, req wire.Message) (T, error) {
+	var zero T
+	resp, err := c.Call(ctx, req)
+	if err != nil {
+		return zero, err
+	}
+	r, ok := resp.(T)
+	if !ok {
+		return zero, fmt.Errorf("wire: %s answered with %s, want %s", req.MessageType(), resp.MessageType(), zero.MessageType())
+	}
+	return r, nil
+}
+
+// listKeys returns the keys of a ListKeysRequest's answer.
+func listKeys(ctx context.Context, c *wire.Conn) ([]wire.KeyInfo, error) {
+	kl, err := call[*wire.KeyList](ctx, c, &wire.ListKeysRequest{})
+	if err != nil {
+		return nil, err
+	}
+	return kl.Keys, nil
 }

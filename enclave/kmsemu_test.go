@@ -181,7 +181,7 @@ func TestUnsealThroughThrottlingKMS(t *testing.T) {
 	c := e.dial()
 	req := e.request(e.keyringFor("k.age", newKey(t, "k", keyring.Ed25519)))
 	req.IdentityCiphertext = blob
-	st, err := c.Provision(t.Context(), req)
+	st, err := call[*wire.Status](t.Context(), c, req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -201,7 +201,7 @@ func TestAccessDeniedStatusThroughEmulator(t *testing.T) {
 	k := newEmulatedKMS(t, nil)
 	e := start(t, k.flags()...)
 	c := e.dial()
-	st0, err := c.Status(t.Context())
+	st0, err := call[*wire.Status](t.Context(), c, &wire.StatusRequest{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -211,7 +211,7 @@ func TestAccessDeniedStatusThroughEmulator(t *testing.T) {
 		"kms:RecipientAttestation:PCR3":"`+hex.EncodeToString(otherPCR3)+`"}}`), identityFile(e.identity))
 	req := e.request(e.keyringFor("k.age", newKey(t, "k", keyring.Ed25519)))
 	req.IdentityCiphertext = blob
-	st, err := c.Provision(t.Context(), req)
+	st, err := call[*wire.Status](t.Context(), c, req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -260,7 +260,7 @@ func TestPinnedKeyThroughEmulator(t *testing.T) {
 	c := e.dial()
 	req := e.request(wire.SealedKeyring{Name: "b.age", Data: sealKeyring(t, idB.Recipient(), keyringJSON(newKey(t, "k", keyring.Ed25519)))})
 	req.IdentityCiphertext = blobB
-	st, err := c.Provision(t.Context(), req)
+	st, err := call[*wire.Status](t.Context(), c, req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -278,7 +278,7 @@ func TestPinnedKeyThroughEmulator(t *testing.T) {
 
 	req = e.request(wire.SealedKeyring{Name: "a.age", Data: sealKeyring(t, idA.Recipient(), keyringJSON(newKey(t, "k", keyring.Ed25519)))})
 	req.IdentityCiphertext = blobA
-	if st, err = c.Provision(t.Context(), req); err != nil || st.State != wire.StateReady || st.Error != nil {
+	if st, err = call[*wire.Status](t.Context(), c, req); err != nil || st.State != wire.StateReady || st.Error != nil {
 		t.Fatalf("identity under the pinned key: %+v, %v, want ready", st, err)
 	}
 }

@@ -96,7 +96,7 @@ func NewHTTPSigner(endpoint, keyID string, msg []byte, workers int) (*HTTPSigner
 
 // Authorize makes every request carry an Authorization header, made by f
 // for the request's method, path and body (an authenticated client, as
-// pkg/client's RequestSigner signs). Call it before the first Op.
+// internal/wireclient's RequestSigner signs). Call it before the first Op.
 func (h *HTTPSigner) Authorize(f func(method, path string, body []byte) (string, error)) {
 	h.authorize = f
 }

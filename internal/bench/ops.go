@@ -8,7 +8,7 @@ import (
 	"fmt"
 
 	"github.com/enclave-signer/enclave-signer/internal/keyring"
-	"github.com/enclave-signer/enclave-signer/pkg/client"
+	"github.com/enclave-signer/enclave-signer/internal/wireclient"
 )
 
 // NewKey returns a fresh key of algorithm alg, generated in memory and
@@ -58,7 +58,7 @@ func SignInProcess(key *keyring.Key, msg []byte) Op {
 
 // SignWire asks the enclave behind c to sign msg with key keyID, over the
 // wire protocol.
-func SignWire(c *client.Client, keyID string, msg []byte) Op {
+func SignWire(c *wireclient.Client, keyID string, msg []byte) Op {
 	return func(ctx context.Context, _ int) error {
 		resp, err := c.SignMessage(ctx, keyID, msg)
 		if err != nil {

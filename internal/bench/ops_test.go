@@ -16,7 +16,7 @@ import (
 	"github.com/enclave-signer/enclave-signer/internal/keyring"
 	"github.com/enclave-signer/enclave-signer/internal/transport"
 	"github.com/enclave-signer/enclave-signer/internal/wire"
-	"github.com/enclave-signer/enclave-signer/pkg/client"
+	"github.com/enclave-signer/enclave-signer/internal/wireclient"
 )
 
 func TestNewKeySigns(t *testing.T) {
@@ -65,7 +65,7 @@ func TestNewKeySigns(t *testing.T) {
 func TestSignWire(t *testing.T) {
 	fe := fakeenclave.Start(t)
 	fe.SetState(wire.StateReady, nil)
-	c := client.New(fe.Addr, nil)
+	c := wireclient.New(fe.Addr, nil)
 	defer c.Close()
 	if err := SignWire(c, fakeenclave.KeyEd25519, []byte("m"))(t.Context(), 0); err != nil {
 		t.Fatalf("sign with %s: %v", fakeenclave.KeyEd25519, err)

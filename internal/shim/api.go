@@ -17,7 +17,7 @@ import (
 	"github.com/enclave-signer/enclave-signer/internal/audit"
 	"github.com/enclave-signer/enclave-signer/internal/signreq"
 	"github.com/enclave-signer/enclave-signer/internal/wire"
-	"github.com/enclave-signer/enclave-signer/pkg/client"
+	"github.com/enclave-signer/enclave-signer/internal/wireclient"
 	"github.com/enclave-signer/enclave-signer/pkg/pcr"
 )
 
@@ -61,7 +61,7 @@ var (
 type apiFunc func(w http.ResponseWriter, r *http.Request) int
 
 type api struct {
-	client  *client.Client
+	client  *wireclient.Client
 	prov    *provisioner
 	cfg     *Config
 	metrics *metrics
@@ -83,7 +83,7 @@ func (h *api) shimState() shimState {
 	return ss
 }
 
-func newAPI(c *client.Client, p *provisioner, cfg *Config, m *metrics, version string) *api {
+func newAPI(c *wireclient.Client, p *provisioner, cfg *Config, m *metrics, version string) *api {
 	h := &api{client: c, prov: p, cfg: cfg, metrics: m, version: version, mux: http.NewServeMux(), timeout: cfg.RequestTimeout.D(), hosts: newHostGuard(cfg)}
 	other := m.route("other")
 	h.other = other
@@ -313,7 +313,7 @@ func mapError(err error, timeout time.Duration) (status int, code, msg string) {
 			return http.StatusServiceUnavailable, codeAuditUnavailable, msg
 		}
 		return http.StatusInternalServerError, codeInternal, "enclave: " + we.Error()
-	case errors.Is(err, client.ErrUnavailable):
+	case errors.Is(err, wireclient.ErrUnavailable):
 		return http.StatusServiceUnavailable, codeNotReady, err.Error()
 	case errors.Is(err, context.DeadlineExceeded):
 		return http.StatusServiceUnavailable, codeNotReady, fmt.Sprintf("the enclave did not answer within %s", timeout)
@@ -496,7 +496,7 @@ func (h *api) provision(w http.ResponseWriter, r *http.Request) int {
 	}
 	status, code := http.StatusInternalServerError, codeInternal
 	switch {
-	case errors.Is(err, client.ErrUnavailable) || errors.Is(err, context.DeadlineExceeded):
+	case errors.Is(err, wireclient.ErrUnavailable) || errors.Is(err, context.DeadlineExceeded):
 		status, code = http.StatusServiceUnavailable, codeNotReady
 	case errors.Is(err, wire.ErrForbidden):
 		status, code = http.StatusForbidden, codeForbidden

@@ -15,8 +15,8 @@ import (
 	"time"
 
 	"github.com/enclave-signer/enclave-signer/internal/audit"
+	"github.com/enclave-signer/enclave-signer/internal/wireclient"
 	"github.com/enclave-signer/enclave-signer/pkg/attestation"
-	"github.com/enclave-signer/enclave-signer/pkg/client"
 )
 
 // Draining the enclave's audit trail (docs/audit.md): the shim reads the
@@ -36,7 +36,7 @@ const (
 // auditDrain is the drain loop and its state.
 type auditDrain struct {
 	path   string
-	client *client.Client
+	client *wireclient.Client
 	log    *slog.Logger
 	paused func() bool // the test hook (Options.AuditPaused); nil: never
 	now    func() time.Time
@@ -71,7 +71,7 @@ type AuditLogState struct {
 	Errors    uint64     `json:"errors"`
 }
 
-func newAuditDrain(path string, c *client.Client, log *slog.Logger, paused func() bool, now func() time.Time) *auditDrain {
+func newAuditDrain(path string, c *wireclient.Client, log *slog.Logger, paused func() bool, now func() time.Time) *auditDrain {
 	return &auditDrain{path: path, client: c, log: log, paused: paused, now: now, st: AuditLogState{Path: path, State: "draining"}}
 }
 

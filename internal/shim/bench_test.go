@@ -17,7 +17,7 @@ import (
 )
 
 // The three benchmarks sign the same 32-byte message with ed25519 from 64
-// concurrent callers: in process, through the wire protocol (pkg/client),
+// concurrent callers: in process, through the wire protocol (internal/wireclient),
 // and through the shim's HTTP API. The fake enclave shares the machine's
 // CPUs with the shim and the load generator here, so the ratios are lower
 // bounds of what `signer bench` measures with the enclave on its own CPUs.

@@ -7,7 +7,7 @@ import (
 	"testing"
 
 	"github.com/enclave-signer/enclave-signer/internal/wire"
-	"github.com/enclave-signer/enclave-signer/pkg/client"
+	"github.com/enclave-signer/enclave-signer/internal/wireclient"
 )
 
 // TestHint: each failure says what to fix, not "fix the policy" for all.
@@ -100,7 +100,7 @@ func TestIsPermanent(t *testing.T) {
 		{fmt.Errorf("provision: %w", wire.NewError(wire.CodeVersionMismatch, "v2")), true},
 		{fmt.Errorf("provision: %w", wire.NewError(wire.CodeProvisioningFailed, "kms")), false},
 		{fmt.Errorf("provision: %w", wire.NewError(wire.CodeNotReady, "shutting down")), false},
-		{fmt.Errorf("provision: %w", client.ErrUnavailable), false},
+		{fmt.Errorf("provision: %w", wireclient.ErrUnavailable), false},
 		{errors.New("open /x: no such file or directory"), false},
 	} {
 		if got := isPermanent(tc.err); got != tc.want {

@@ -12,7 +12,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 
 	"github.com/enclave-signer/enclave-signer/internal/wire"
-	"github.com/enclave-signer/enclave-signer/pkg/client"
+	"github.com/enclave-signer/enclave-signer/internal/wireclient"
 )
 
 // credentialsRetry is how soon the shim asks again for new credentials
@@ -30,7 +30,7 @@ const kickGap = 50 * time.Millisecond
 // before the credentials it was given expire.
 type provisioner struct {
 	cfg     *Config
-	client  *client.Client
+	client  *wireclient.Client
 	creds   aws.CredentialsProvider
 	fetch   *fetcher
 	log     *slog.Logger

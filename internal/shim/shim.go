@@ -47,7 +47,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 
 	"github.com/enclave-signer/enclave-signer/internal/wire"
-	"github.com/enclave-signer/enclave-signer/pkg/client"
+	"github.com/enclave-signer/enclave-signer/internal/wireclient"
 )
 
 // Options are what a Shim needs besides its Config.
@@ -76,7 +76,7 @@ type Options struct {
 // enclave provisioned.
 type Shim struct {
 	cfg    *Config
-	client *client.Client
+	client *wireclient.Client
 	prov   *provisioner
 	api    *api
 	log    *slog.Logger
@@ -99,7 +99,7 @@ func New(cfg *Config, opts Options) (*Shim, error) {
 	if now == nil {
 		now = time.Now
 	}
-	c := client.New(cfg.EnclaveAddr(), &client.Options{
+	c := wireclient.New(cfg.EnclaveAddr(), &wireclient.Options{
 		Conns: cfg.EnclaveConnections,
 		Dial:  opts.Dial,
 		// signerd never refuses a privileged peer: no other local user
@@ -136,7 +136,7 @@ func New(cfg *Config, opts Options) (*Shim, error) {
 func (s *Shim) Handler() http.Handler { return s.api }
 
 // Client returns the shim's connection pool to the enclave.
-func (s *Shim) Client() *client.Client { return s.client }
+func (s *Shim) Client() *wireclient.Client { return s.client }
 
 // Run keeps the enclave provisioned, and drains its audit trail into
 // audit_log, until ctx ends.

@@ -218,27 +218,27 @@ func TestCallEveryRequest(t *testing.T) {
 	})
 	check := func(t *testing.T, c *Conn) {
 		ctx := t.Context()
-		st, err := c.Status(ctx)
+		st, err := callAs[*Status](ctx, c, &StatusRequest{})
 		if err != nil || !reflect.DeepEqual(st, sampleOf(t, TypeStatus)) {
 			t.Errorf("Status: %v %#v", err, st)
 		}
 		prov := sampleOf(t, TypeProvisionRequest).(*ProvisionRequest)
-		st, err = c.Provision(ctx, prov)
+		st, err = callAs[*Status](ctx, c, prov)
 		if err != nil || !reflect.DeepEqual(st, sampleOf(t, TypeStatus)) {
 			t.Errorf("Provision: %v %#v", err, st)
 		}
 		if got := gotProvision.Load(); got == nil || !reflect.DeepEqual(normalize(got), prov) {
 			t.Errorf("handler got provision %v, want %v", got, prov)
 		}
-		keys, err := c.ListKeys(ctx)
+		keys, err := listKeys(ctx, c)
 		if err != nil || !reflect.DeepEqual(keys, sampleOf(t, TypeKeyList).(*KeyList).Keys) {
 			t.Errorf("ListKeys: %v %#v", err, keys)
 		}
-		sig, err := c.Sign(ctx, &SignRequest{KeyID: "k1", Data: []byte("hello")})
+		sig, err := callAs[*SignResponse](ctx, c, &SignRequest{KeyID: "k1", Data: []byte("hello")})
 		if err != nil || sig.KeyID != "k1" || string(sig.Signature) != "hello" {
 			t.Errorf("Sign: %v %#v", err, sig)
 		}
-		att, err := c.Attest(ctx, &AttestRequest{Nonce: []byte{1}})
+		att, err := callAs[*AttestResponse](ctx, c, &AttestRequest{Nonce: []byte{1}})
 		if err != nil || !reflect.DeepEqual(att, sampleOf(t, TypeAttestResponse)) {
 			t.Errorf("Attest: %v %#v", err, att)
 		}
@@ -295,7 +295,7 @@ func TestOutOfOrderResponses(t *testing.T) {
 		c := dial(t, path)
 		slow := make(chan *SignResponse, 1)
 		go func() {
-			r, err := c.Sign(t.Context(), &SignRequest{KeyID: "slow"})
+			r, err := callAs[*SignResponse](t.Context(), c, &SignRequest{KeyID: "slow"})
 			if err != nil {
 				t.Error(err)
 			}
@@ -303,7 +303,7 @@ func TestOutOfOrderResponses(t *testing.T) {
 		}()
 		// Wait until the slow request is in the handler, for a fair race.
 		time.Sleep(20 * time.Millisecond)
-		r, err := c.Sign(t.Context(), &SignRequest{KeyID: "fast"})
+		r, err := callAs[*SignResponse](t.Context(), c, &SignRequest{KeyID: "fast"})
 		if err != nil || r.KeyID != "fast" {
 			t.Fatalf("fast: %v %#v", err, r)
 		}
@@ -350,7 +350,7 @@ func TestMalformedFrameClosesOnlyThatConnection(t *testing.T) {
 			r.readError(tt.wantID, CodeMalformedFrame)
 			r.expectClosed()
 
-			resp, err := good.Sign(t.Context(), &SignRequest{KeyID: "still", Data: []byte("ok")})
+			resp, err := callAs[*SignResponse](t.Context(), good, &SignRequest{KeyID: "still", Data: []byte("ok")})
 			if err != nil || resp.KeyID != "still" {
 				t.Errorf("other connection after a malformed frame: %v %#v", err, resp)
 			}
@@ -372,7 +372,7 @@ func TestOversizedLengthPrefix(t *testing.T) {
 		t.Errorf("message %q does not name the refused length", e.Message)
 	}
 	r.expectClosed()
-	if _, err := good.Status(t.Context()); err != nil {
+	if _, err := callAs[*Status](t.Context(), good, &StatusRequest{}); err != nil {
 		t.Errorf("other connection: %v", err)
 	}
 }
@@ -410,7 +410,7 @@ func TestUnknownMessageTypeKeepsServing(t *testing.T) {
 		if !errors.Is(err, ErrUnsupported) {
 			t.Fatalf("status as a request: got %v, want ErrUnsupported", err)
 		}
-		if _, err := c.Status(t.Context()); err != nil {
+		if _, err := callAs[*Status](t.Context(), c, &StatusRequest{}); err != nil {
 			t.Fatalf("after unsupported: %v", err)
 		}
 	})
@@ -437,17 +437,17 @@ func TestHandlerErrors(t *testing.T) {
 	c := dial(t, path)
 	ctx := t.Context()
 
-	_, err := c.Sign(ctx, &SignRequest{KeyID: "missing"})
+	_, err := callAs[*SignResponse](ctx, c, &SignRequest{KeyID: "missing"})
 	var we *Error
 	if !errors.Is(err, ErrUnknownKey) || !errors.As(err, &we) || we.Message != `no key "missing"` {
 		t.Errorf("mapped error: got %v, want unknown_key with its message", err)
 	}
-	_, err = c.Sign(ctx, &SignRequest{KeyID: "huge"})
+	_, err = callAs[*SignResponse](ctx, c, &SignRequest{KeyID: "huge"})
 	if !errors.Is(err, ErrInternal) || !strings.Contains(err.Error(), "exceeds the limit") {
 		t.Errorf("oversized response: got %v, want internal saying it exceeds the limit", err)
 	}
 	for _, key := range []string{"plain", "panic", "nothing"} {
-		_, err := c.Sign(ctx, &SignRequest{KeyID: key})
+		_, err := callAs[*SignResponse](ctx, c, &SignRequest{KeyID: key})
 		if !errors.Is(err, ErrInternal) {
 			t.Errorf("%s: got %v, want ErrInternal", key, err)
 		}
@@ -455,7 +455,7 @@ func TestHandlerErrors(t *testing.T) {
 			t.Errorf("%s: unmapped error text reached the client: %v", key, err)
 		}
 	}
-	if r, err := c.Sign(ctx, &SignRequest{KeyID: "fine"}); err != nil || r.KeyID != "ok" {
+	if r, err := callAs[*SignResponse](ctx, c, &SignRequest{KeyID: "fine"}); err != nil || r.KeyID != "ok" {
 		t.Errorf("after error answers the connection must keep serving: %v", err)
 	}
 	for _, want := range []string{"disk on fire", "handler bug", "neither a response nor an error"} {
@@ -498,14 +498,14 @@ func TestCallContext(t *testing.T) {
 
 	cancelled, cancel := context.WithCancel(t.Context())
 	cancel()
-	if _, err := c.Sign(cancelled, &SignRequest{KeyID: "x"}); !errors.Is(err, context.Canceled) {
+	if _, err := callAs[*SignResponse](cancelled, c, &SignRequest{KeyID: "x"}); !errors.Is(err, context.Canceled) {
 		t.Errorf("cancelled ctx: got %v, want context.Canceled", err)
 	}
 
 	ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
 	defer cancel()
 	start := time.Now()
-	_, err := c.Sign(ctx, &SignRequest{KeyID: "block", Data: []byte("late")})
+	_, err := callAs[*SignResponse](ctx, c, &SignRequest{KeyID: "block", Data: []byte("late")})
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("got %v, want context.DeadlineExceeded", err)
 	}
@@ -516,7 +516,7 @@ func TestCallContext(t *testing.T) {
 	close(bh.release)
 	for i := range 5 {
 		data := fmt.Appendf(nil, "call %d", i)
-		r, err := c.Sign(t.Context(), &SignRequest{KeyID: "next", Data: data})
+		r, err := callAs[*SignResponse](t.Context(), c, &SignRequest{KeyID: "next", Data: data})
 		if err != nil || r.KeyID != "next" || !bytes.Equal(r.Signature, data) {
 			t.Fatalf("call after a timed-out one: %v %#v", err, r)
 		}
@@ -529,7 +529,7 @@ func TestServerCloseFailsCalls(t *testing.T) {
 	c := dial(t, path)
 	errc := make(chan error, 1)
 	go func() {
-		_, err := c.Sign(t.Context(), &SignRequest{KeyID: "block"})
+		_, err := callAs[*SignResponse](t.Context(), c, &SignRequest{KeyID: "block"})
 		errc <- err
 	}()
 	<-bh.entered
@@ -547,7 +547,7 @@ func TestServerCloseFailsCalls(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("Done not closed")
 	}
-	if _, err := c.Status(t.Context()); !errors.Is(err, ErrConnClosed) {
+	if _, err := callAs[*Status](t.Context(), c, &StatusRequest{}); !errors.Is(err, ErrConnClosed) {
 		t.Errorf("call after close: got %v, want ErrConnClosed", err)
 	}
 	if !errors.Is(c.Err(), ErrConnClosed) {
@@ -567,7 +567,7 @@ func TestConnCloseFailsCalls(t *testing.T) {
 	errs := make(chan error, 8)
 	for range 8 {
 		wg.Go(func() {
-			_, err := c.Sign(t.Context(), &SignRequest{KeyID: "block"})
+			_, err := callAs[*SignResponse](t.Context(), c, &SignRequest{KeyID: "block"})
 			errs <- err
 		})
 	}
@@ -643,7 +643,7 @@ func TestPeerFailures(t *testing.T) {
 			c := fakeServer(t, tt.script)
 			done := make(chan error, 1)
 			go func() {
-				_, err := c.Status(t.Context())
+				_, err := callAs[*Status](t.Context(), c, &StatusRequest{})
 				done <- err
 			}()
 			select {
@@ -666,7 +666,7 @@ func TestAnswerOfWrongType(t *testing.T) {
 		WriteFrame(r.nc, b)
 		io.Copy(io.Discard, r.br)
 	})
-	_, err := c.Sign(t.Context(), &SignRequest{KeyID: "k"})
+	_, err := callAs[*SignResponse](t.Context(), c, &SignRequest{KeyID: "k"})
 	if err == nil || !strings.Contains(err.Error(), "answered with key_list, want sign_response") {
 		t.Errorf("got %v, want a wrong-answer error", err)
 	}
@@ -682,7 +682,7 @@ func TestShutdownGraceful(t *testing.T) {
 	}
 	res := make(chan result, 1)
 	go func() {
-		r, err := c.Sign(t.Context(), &SignRequest{KeyID: "block", Data: []byte("in flight")})
+		r, err := callAs[*SignResponse](t.Context(), c, &SignRequest{KeyID: "block", Data: []byte("in flight")})
 		res <- result{r, err}
 	}()
 	<-bh.entered
@@ -706,7 +706,7 @@ func TestShutdownGraceful(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("Shutdown did not return after the last request finished")
 	}
-	if _, err := c.Status(t.Context()); !errors.Is(err, ErrConnClosed) {
+	if _, err := callAs[*Status](t.Context(), c, &StatusRequest{}); !errors.Is(err, ErrConnClosed) {
 		t.Errorf("call after Shutdown: got %v, want ErrConnClosed", err)
 	}
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
@@ -722,7 +722,7 @@ func TestShutdownTimeout(t *testing.T) {
 	c := dial(t, path)
 	errc := make(chan error, 1)
 	go func() {
-		_, err := c.Sign(t.Context(), &SignRequest{KeyID: "block"})
+		_, err := callAs[*SignResponse](t.Context(), c, &SignRequest{KeyID: "block"})
 		errc <- err
 	}()
 	<-bh.entered
@@ -832,7 +832,7 @@ func TestMaxInFlight(t *testing.T) {
 	var wg sync.WaitGroup
 	for range 4 * limit {
 		wg.Go(func() {
-			if _, err := c.Sign(t.Context(), &SignRequest{KeyID: "k"}); err != nil {
+			if _, err := callAs[*SignResponse](t.Context(), c, &SignRequest{KeyID: "k"}); err != nil {
 				t.Error(err)
 			}
 		})
@@ -852,7 +852,7 @@ func TestManyConcurrentCalls(t *testing.T) {
 			for i := range 50 {
 				key := fmt.Sprintf("g%d", g)
 				data := fmt.Appendf(nil, "%d/%d", g, i)
-				r, err := c.Sign(t.Context(), &SignRequest{KeyID: key, Data: data})
+				r, err := callAs[*SignResponse](t.Context(), c, &SignRequest{KeyID: key, Data: data})
 				if err != nil || r.KeyID != key || !bytes.Equal(r.Signature, data) {
 					t.Errorf("call %d/%d: %v %#v", g, i, err, r)
 					return
@@ -876,12 +876,36 @@ func TestUnknownCodeFromPeer(t *testing.T) {
 		}
 		io.Copy(io.Discard, r.br)
 	})
-	_, err := c.Status(t.Context())
+	_, err := callAs[*Status](t.Context(), c, &StatusRequest{})
 	var we *Error
 	if !errors.As(err, &we) || we.Code != 999 || err.Error() != "code(999): from the future" {
 		t.Fatalf("got %v, want an *Error printed as code(999): from the future", err)
 	}
-	if st, err := c.Status(t.Context()); err != nil || st.State != StateReady {
+	if st, err := callAs[*Status](t.Context(), c, &StatusRequest{}); err != nil || st.State != StateReady {
 		t.Fatalf("after an unknown code the connection must keep serving: %v %#v", err, st)
 	}
+}
+
+// callAs sends req on c and checks the answer's type. These tests drive one
+// Conn directly; the typed calls of the host are internal/wireclient's.
+func callAs[T Message](ctx context.Context, c *Conn, req Message) (T, error) {
+	var zero T
+	resp, err := c.Call(ctx, req)
+	if err != nil {
+		return zero, err
+	}
+	r, ok := resp.(T)
+	if !ok {
+		return zero, fmt.Errorf("wire: %s answered with %s, want %s", req.MessageType(), resp.MessageType(), zero.MessageType())
+	}
+	return r, nil
+}
+
+// listKeys returns the keys of a ListKeysRequest's answer.
+func listKeys(ctx context.Context, c *Conn) ([]KeyInfo, error) {
+	kl, err := callAs[*KeyList](ctx, c, &ListKeysRequest{})
+	if err != nil {
+		return nil, err
+	}
+	return kl.Keys, nil
 }

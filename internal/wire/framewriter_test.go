@@ -216,12 +216,12 @@ func TestAnswerNotHeldBySlowRequest(t *testing.T) {
 	c := dial(t, path)
 	slow := make(chan error, 1)
 	go func() {
-		_, err := c.Sign(t.Context(), &SignRequest{KeyID: "slow"})
+		_, err := callAs[*SignResponse](t.Context(), c, &SignRequest{KeyID: "slow"})
 		slow <- err
 	}()
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	defer cancel()
-	if r, err := c.Sign(ctx, &SignRequest{KeyID: "fast"}); err != nil || r.KeyID != "fast" {
+	if r, err := callAs[*SignResponse](ctx, c, &SignRequest{KeyID: "fast"}); err != nil || r.KeyID != "fast" {
 		t.Fatalf("fast request while a slow one runs: %v %#v", err, r)
 	}
 	close(release)

@@ -406,7 +406,7 @@ func TestMaxConnsRefusesUnprivilegedOnly(t *testing.T) {
 			t.Fatalf("privileged connection %d: %v", i, err)
 		}
 		defer p.Close()
-		if r, err := p.Sign(ctx, &SignRequest{KeyID: "k", Data: []byte("abc")}); err != nil || r.KeyID != "3" {
+		if r, err := callAs[*SignResponse](ctx, p, &SignRequest{KeyID: "k", Data: []byte("abc")}); err != nil || r.KeyID != "3" {
 			t.Fatalf("privileged connection %d: %v %#v", i, err, r)
 		}
 	}
@@ -424,7 +424,7 @@ func TestMaxConnsRefusesUnprivilegedOnly(t *testing.T) {
 	if refused.Load() == 0 {
 		t.Error("none of 50 further connections was told too_many_connections")
 	}
-	if _, err := c1.Sign(ctx, &SignRequest{KeyID: "k", Data: []byte("x")}); err != nil {
+	if _, err := callAs[*SignResponse](ctx, c1, &SignRequest{KeyID: "k", Data: []byte("x")}); err != nil {
 		t.Fatalf("c1 after the refusals: %v", err)
 	}
 	st := srv.Stats()

@@ -34,7 +34,7 @@ func TestPeerInHandlerContext(t *testing.T) {
 	ctx := t.Context()
 	ask := func(c *Conn) (string, bool) {
 		t.Helper()
-		r, err := c.Sign(ctx, &SignRequest{KeyID: "k"})
+		r, err := callAs[*SignResponse](ctx, c, &SignRequest{KeyID: "k"})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -1,4 +1,4 @@
-package client_test
+package wireclient_test
 
 import (
 	"bytes"
@@ -17,7 +17,7 @@ import (
 	"github.com/enclave-signer/enclave-signer/internal/fakeenclave"
 	"github.com/enclave-signer/enclave-signer/internal/transport"
 	"github.com/enclave-signer/enclave-signer/internal/wire"
-	"github.com/enclave-signer/enclave-signer/pkg/client"
+	"github.com/enclave-signer/enclave-signer/internal/wireclient"
 )
 
 func provisionReq() *wire.ProvisionRequest {
@@ -29,10 +29,10 @@ func provisionReq() *wire.ProvisionRequest {
 	}
 }
 
-func newReady(t *testing.T, opts *client.Options) (*fakeenclave.Enclave, *client.Client) {
+func newReady(t *testing.T, opts *wireclient.Options) (*fakeenclave.Enclave, *wireclient.Client) {
 	t.Helper()
 	fe := fakeenclave.Start(t)
-	c := client.New(fe.Addr, opts)
+	c := wireclient.New(fe.Addr, opts)
 	t.Cleanup(func() { c.Close() })
 	st, err := c.Provision(t.Context(), provisionReq())
 	if err != nil {
@@ -46,7 +46,7 @@ func newReady(t *testing.T, opts *client.Options) (*fakeenclave.Enclave, *client
 
 func TestCalls(t *testing.T) {
 	fe := fakeenclave.Start(t)
-	c := client.New(fe.Addr, &client.Options{Conns: 1})
+	c := wireclient.New(fe.Addr, &wireclient.Options{Conns: 1})
 	defer c.Close()
 	ctx := t.Context()
 
@@ -103,7 +103,7 @@ func TestCalls(t *testing.T) {
 			if !strings.HasPrefix(err.Error(), "sign: ") {
 				t.Errorf("err = %q, want it to name the operation (\"sign: …\")", err)
 			}
-			if errors.Is(err, client.ErrUnavailable) {
+			if errors.Is(err, wireclient.ErrUnavailable) {
 				t.Errorf("err = %v matches ErrUnavailable, but the enclave answered", err)
 			}
 		})
@@ -119,7 +119,7 @@ func TestCalls(t *testing.T) {
 }
 
 func TestPoolUsesEveryConnection(t *testing.T) {
-	_, c := newReady(t, &client.Options{Conns: 3})
+	_, c := newReady(t, &wireclient.Options{Conns: 3})
 	for range 30 {
 		if _, err := c.Status(t.Context()); err != nil {
 			t.Fatal(err)
@@ -137,7 +137,7 @@ func TestPoolUsesEveryConnection(t *testing.T) {
 }
 
 func TestReconnectAfterRestart(t *testing.T) {
-	fe, c := newReady(t, &client.Options{Conns: 2, MinBackoff: 5 * time.Millisecond, MaxBackoff: 20 * time.Millisecond})
+	fe, c := newReady(t, &wireclient.Options{Conns: 2, MinBackoff: 5 * time.Millisecond, MaxBackoff: 20 * time.Millisecond})
 	before := c.Connects()
 	if err := fe.Restart(); err != nil {
 		t.Fatal(err)
@@ -152,7 +152,7 @@ func TestReconnectAfterRestart(t *testing.T) {
 		if err == nil {
 			break
 		}
-		if !errors.Is(err, client.ErrUnavailable) {
+		if !errors.Is(err, wireclient.ErrUnavailable) {
 			t.Fatalf("Status during restart: err = %v, want one matching ErrUnavailable", err)
 		}
 		time.Sleep(5 * time.Millisecond)
@@ -187,7 +187,7 @@ func TestInFlightFailPromptlyWhenEnclaveGoes(t *testing.T) {
 	fe.Stop()
 	for range n {
 		err := <-errs
-		if !errors.Is(err, client.ErrUnavailable) || !errors.Is(err, wire.ErrConnClosed) {
+		if !errors.Is(err, wireclient.ErrUnavailable) || !errors.Is(err, wire.ErrConnClosed) {
 			t.Errorf("in-flight sign: err = %v, want one matching ErrUnavailable and wire.ErrConnClosed", err)
 		}
 	}
@@ -201,7 +201,7 @@ func TestUnreachableFailsFastWithBackoff(t *testing.T) {
 	count := 0
 	var mu sync.Mutex
 	addr := transport.Addr{Scheme: transport.Unix, Path: filepath.Join(dir, "none.sock")}
-	c := client.New(addr, &client.Options{
+	c := wireclient.New(addr, &wireclient.Options{
 		Conns:      1,
 		MinBackoff: time.Hour, // the second call must not dial again
 		Dial: func(ctx context.Context) (net.Conn, error) {
@@ -213,13 +213,13 @@ func TestUnreachableFailsFastWithBackoff(t *testing.T) {
 	})
 	defer c.Close()
 	_, err := c.Status(t.Context())
-	var ue *client.UnavailableError
-	if !errors.As(err, &ue) || !errors.Is(err, client.ErrUnavailable) || ue.Op != "status" || !strings.Contains(err.Error(), addr.String()) {
+	var ue *wireclient.UnavailableError
+	if !errors.As(err, &ue) || !errors.Is(err, wireclient.ErrUnavailable) || ue.Op != "status" || !strings.Contains(err.Error(), addr.String()) {
 		t.Fatalf("Status with no enclave: err = %v, want an UnavailableError for op status naming %s", err, addr)
 	}
 	start := time.Now()
 	_, err = c.Status(t.Context())
-	if !errors.Is(err, client.ErrUnavailable) || !strings.Contains(err.Error(), "next dial in") {
+	if !errors.Is(err, wireclient.ErrUnavailable) || !strings.Contains(err.Error(), "next dial in") {
 		t.Fatalf("second Status: err = %v, want ErrUnavailable saying when the next dial is", err)
 	}
 	if time.Since(start) > 100*time.Millisecond {
@@ -240,7 +240,7 @@ func TestContextBoundsCalls(t *testing.T) {
 	defer cancel()
 	start := time.Now()
 	_, err := c.SignMessage(ctx, fakeenclave.KeyEd25519, []byte("m"))
-	if !errors.Is(err, context.DeadlineExceeded) || errors.Is(err, client.ErrUnavailable) {
+	if !errors.Is(err, context.DeadlineExceeded) || errors.Is(err, wireclient.ErrUnavailable) {
 		t.Fatalf("err = %v, want DeadlineExceeded (and not ErrUnavailable)", err)
 	}
 	if el := time.Since(start); el > time.Second {
@@ -256,7 +256,7 @@ func TestContextBoundsCalls(t *testing.T) {
 func TestClosed(t *testing.T) {
 	_, c := newReady(t, nil)
 	c.Close()
-	if _, err := c.Status(t.Context()); !errors.Is(err, client.ErrClosed) {
+	if _, err := c.Status(t.Context()); !errors.Is(err, wireclient.ErrClosed) {
 		t.Fatalf("Status after Close: err = %v, want ErrClosed", err)
 	}
 }
@@ -265,7 +265,7 @@ func BenchmarkSign(b *testing.B) {
 	fe := fakeenclave.Start(b)
 	for _, conns := range []int{1, 2, 4} {
 		b.Run("conns="+string(rune('0'+conns)), func(b *testing.B) {
-			c := client.New(fe.Addr, &client.Options{Conns: conns})
+			c := wireclient.New(fe.Addr, &wireclient.Options{Conns: conns})
 			defer c.Close()
 			if _, err := c.Provision(b.Context(), provisionReq()); err != nil {
 				b.Fatal(err)

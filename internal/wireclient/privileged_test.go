@@ -1,4 +1,4 @@
-package client_test
+package wireclient_test
 
 import (
 	"context"
@@ -15,7 +15,7 @@ import (
 	"github.com/enclave-signer/enclave-signer/internal/testsupport"
 	"github.com/enclave-signer/enclave-signer/internal/transport"
 	"github.com/enclave-signer/enclave-signer/internal/wire"
-	"github.com/enclave-signer/enclave-signer/pkg/client"
+	"github.com/enclave-signer/enclave-signer/internal/wireclient"
 )
 
 // fullServer serves signing on 127.0.0.1 with room for one unprivileged
@@ -46,10 +46,10 @@ func fullServer(t *testing.T) transport.Addr {
 
 func TestTooManyConnectionsError(t *testing.T) {
 	addr := fullServer(t)
-	c := client.New(addr, &client.Options{Conns: 1})
+	c := wireclient.New(addr, &wireclient.Options{Conns: 1})
 	defer c.Close()
 	_, err := c.SignMessage(t.Context(), "k", []byte("x"))
-	if !errors.Is(err, client.ErrUnavailable) || !errors.Is(err, wire.ErrTooManyConnections) {
+	if !errors.Is(err, wireclient.ErrUnavailable) || !errors.Is(err, wire.ErrTooManyConnections) {
 		t.Fatalf("got %v; want an error matching ErrUnavailable and wire.ErrTooManyConnections", err)
 	}
 	for _, want := range []string{"too_many_connections", "at most 1", "below 1024"} {
@@ -62,7 +62,7 @@ func TestTooManyConnectionsError(t *testing.T) {
 func TestPrivilegedSourcePort(t *testing.T) {
 	addr := fullServer(t)
 	var logs testsupport.SyncBuffer
-	c := client.New(addr, &client.Options{Conns: 2, PrivilegedSourcePort: true, Log: slog.New(slog.NewTextHandler(&logs, nil))})
+	c := wireclient.New(addr, &wireclient.Options{Conns: 2, PrivilegedSourcePort: true, Log: slog.New(slog.NewTextHandler(&logs, nil))})
 	defer c.Close()
 	for i := range 4 {
 		r, err := c.SignMessage(t.Context(), "k", []byte("x"))
@@ -85,7 +85,7 @@ func TestPrivilegedSourcePort(t *testing.T) {
 
 // waitConnects calls until the Client has opened want connections, or
 // fails after 5 s.
-func waitConnects(t *testing.T, c *client.Client, want uint64) {
+func waitConnects(t *testing.T, c *wireclient.Client, want uint64) {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
 	for c.Connects() < want && time.Now().Before(deadline) {
@@ -99,12 +99,12 @@ func waitConnects(t *testing.T, c *client.Client, want uint64) {
 
 func TestPrivilegedSourcePortFallback(t *testing.T) {
 	var tries atomic.Int32
-	old := *client.DialPrivilegedPort
-	*client.DialPrivilegedPort = func(ctx context.Context, addr transport.Addr) (net.Conn, error) {
+	old := *wireclient.DialPrivilegedPort
+	*wireclient.DialPrivilegedPort = func(ctx context.Context, addr transport.Addr) (net.Conn, error) {
 		tries.Add(1)
 		return nil, fmt.Errorf("bind source port 700: %w (permission denied)", transport.ErrPrivilegedPortDenied)
 	}
-	t.Cleanup(func() { *client.DialPrivilegedPort = old })
+	t.Cleanup(func() { *wireclient.DialPrivilegedPort = old })
 
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -116,8 +116,8 @@ func TestPrivilegedSourcePortFallback(t *testing.T) {
 	go srv.Serve(ln)
 	defer srv.Close()
 	var logs testsupport.SyncBuffer
-	c := client.New(transport.Addr{Scheme: transport.TCP, HostPort: ln.Addr().String()},
-		&client.Options{Conns: 3, PrivilegedSourcePort: true, Log: slog.New(slog.NewTextHandler(&logs, nil))})
+	c := wireclient.New(transport.Addr{Scheme: transport.TCP, HostPort: ln.Addr().String()},
+		&wireclient.Options{Conns: 3, PrivilegedSourcePort: true, Log: slog.New(slog.NewTextHandler(&logs, nil))})
 	defer c.Close()
 	for range 6 {
 		if _, err := c.Status(t.Context()); err != nil {

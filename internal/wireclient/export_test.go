@@ -1,4 +1,4 @@
-package client
+package wireclient
 
 // DialPrivilegedPort lets tests replace transport.DialPrivileged.
 var DialPrivilegedPort = &dialPrivilegedPort

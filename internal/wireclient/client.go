@@ -1,4 +1,4 @@
-// Package client is the host's library for talking to the enclave (signerd)
+// Package wireclient is the host's library for talking to the enclave (signerd)
 // over the wire protocol: a small pool of multiplexed connections that
 // redials by itself when the enclave goes away, with typed errors.
 //
@@ -44,7 +44,7 @@
 // enclave) every Sign is sent as an auth_sign_request signed in this
 // process with a fresh nonce. [RequestSigner] signs HTTP requests to the
 // shim the same way. Neither ever prints the secret.
-package client
+package wireclient
 
 import (
 	"context"

@@ -1,4 +1,4 @@
-package client_test
+package wireclient_test
 
 import (
 	"bytes"
@@ -11,7 +11,7 @@ import (
 
 	"github.com/enclave-signer/enclave-signer/internal/signreq"
 	"github.com/enclave-signer/enclave-signer/internal/wire"
-	"github.com/enclave-signer/enclave-signer/pkg/client"
+	"github.com/enclave-signer/enclave-signer/internal/wireclient"
 )
 
 var testClientSecret = bytes.Repeat([]byte{0x5c}, 32)
@@ -37,8 +37,8 @@ func verifyForwarded(t *testing.T, r wire.AuthSignRequest, audience string) {
 // from the enclave's status when none is given.
 func TestClientCredentials(t *testing.T) {
 	for _, aud := range []string{"", "payments-prod"} {
-		creds := &client.Credentials{Client: "app1", Secret: append([]byte(nil), testClientSecret...), Audience: aud}
-		fe, c := newReady(t, &client.Options{Credentials: creds})
+		creds := &wireclient.Credentials{Client: "app1", Secret: append([]byte(nil), testClientSecret...), Audience: aud}
+		fe, c := newReady(t, &wireclient.Options{Credentials: creds})
 		fe.SetAuthStatus(&wire.AuthStatus{Policed: true, Audiences: []string{"payments-prod"}})
 		clear(creds.Secret) // the Client keeps its own copy
 		resp, err := c.SignMessage(t.Context(), "e/d", []byte("hello"))
@@ -72,7 +72,7 @@ func TestClientCredentials(t *testing.T) {
 }
 
 func TestClientCredentialsAmbiguousAudience(t *testing.T) {
-	fe, c := newReady(t, &client.Options{Credentials: &client.Credentials{Client: "app1", Secret: testClientSecret}})
+	fe, c := newReady(t, &wireclient.Options{Credentials: &wireclient.Credentials{Client: "app1", Secret: testClientSecret}})
 	fe.SetAuthStatus(&wire.AuthStatus{Policed: true, Audiences: []string{"a", "b"}})
 	_, err := c.SignMessage(t.Context(), "ed", []byte("x"))
 	if err == nil || !strings.Contains(err.Error(), "[a, b]") || !strings.Contains(err.Error(), "Credentials.Audience") {
@@ -84,14 +84,14 @@ func TestClientCredentialsAmbiguousAudience(t *testing.T) {
 }
 
 func TestRequestSigner(t *testing.T) {
-	if _, err := client.NewRequestSigner(client.Credentials{Client: "app1", Secret: testClientSecret}); err == nil || !strings.Contains(err.Error(), "audience") {
+	if _, err := wireclient.NewRequestSigner(wireclient.Credentials{Client: "app1", Secret: testClientSecret}); err == nil || !strings.Contains(err.Error(), "audience") {
 		t.Fatalf("no audience: %v", err)
 	}
-	rs, err := client.NewRequestSigner(client.Credentials{Client: "app1", Secret: testClientSecret, Audience: "aud"})
+	rs, err := wireclient.NewRequestSigner(wireclient.Credentials{Client: "app1", Secret: testClientSecret, Audience: "aud"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	body := client.SignBody([]byte("hi"), false)
+	body := wireclient.SignBody([]byte("hi"), false)
 	req, _ := http.NewRequest("POST", "http://127.0.0.1:8080/v1/keys/a%2Fb/sign", bytes.NewReader(body))
 	if err := rs.Authorize(req, body); err != nil {
 		t.Fatal(err)
@@ -103,7 +103,7 @@ func TestRequestSigner(t *testing.T) {
 
 	path := filepath.Join(t.TempDir(), "app1.secret")
 	os.WriteFile(path, []byte(strings.Repeat("5c", 32)+"\n"), 0o600)
-	s, err := client.ReadSecretFile(path)
+	s, err := wireclient.ReadSecretFile(path)
 	if err != nil || !bytes.Equal(s, testClientSecret) {
 		t.Fatalf("ReadSecretFile = %x, %v", s, err)
 	}
