@@ -57,6 +57,7 @@ type Enclave struct {
 	Ed25519 ed25519.PublicKey
 	P256    *ecdsa.PublicKey
 
+	dir    string // the temporary directory of the socket
 	path   string
 	edPriv ed25519.PrivateKey
 	p256   *ecdsa.PrivateKey
@@ -86,14 +87,24 @@ type Enclave struct {
 // short temporary directory, until the test ends.
 func Start(t testing.TB) *Enclave {
 	t.Helper()
+	e, err := New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(e.Close)
+	return e
+}
+
+// New serves a fake enclave as Start does, for code without a testing.TB
+// (runnable examples); Close stops it and removes its directory.
+func New() (*Enclave, error) {
 	// Unix socket paths are limited to about 100 bytes: t.TempDir() can be
 	// longer than that for long test names.
 	dir, err := os.MkdirTemp("", "fakeenclave")
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	e := &Enclave{path: filepath.Join(dir, "signerd.sock"), state: wire.StateWaiting, signsHeld: make(chan struct{}, 1024)}
+	e := &Enclave{dir: dir, path: filepath.Join(dir, "signerd.sock"), state: wire.StateWaiting, signsHeld: make(chan struct{}, 1024)}
 	e.Addr = transport.Addr{Scheme: transport.Unix, Path: e.path}
 	e.Ed25519, e.edPriv, _ = ed25519.GenerateKey(rand.Reader)
 	e.p256, _ = ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
@@ -109,13 +120,20 @@ func Start(t testing.TB) *Enclave {
 		pubs = append(pubs, attestation.PublicKey{ID: k.ID, Algorithm: k.Algorithm, SPKI: block.Bytes})
 	}
 	if e.keySetDigest, err = attestation.KeySetDigest(pubs); err != nil {
-		t.Fatal(err)
+		os.RemoveAll(dir)
+		return nil, err
 	}
 	if err := e.listen(); err != nil {
-		t.Fatal(err)
+		os.RemoveAll(dir)
+		return nil, err
 	}
-	t.Cleanup(e.Stop)
-	return e
+	return e, nil
+}
+
+// Close stops the enclave and removes its socket's directory.
+func (e *Enclave) Close() {
+	e.Stop()
+	os.RemoveAll(e.dir)
 }
 
 func pemSPKI(pub crypto.PublicKey) string {

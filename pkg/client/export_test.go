@@ -1,0 +1,4 @@
+package client
+
+// ConvertForTest exposes convert to the tests.
+var ConvertForTest = convert
