@@ -1,6 +1,10 @@
-// Package wireclient is the host's library for talking to the enclave (signerd)
-// over the wire protocol: a small pool of multiplexed connections that
-// redials by itself when the enclave goes away, with typed errors.
+// Package wireclient is the one typed-call layer over the wire protocol:
+// a small pool of multiplexed connections to the enclave (signerd) that
+// redials by itself when the enclave goes away, with a method per request
+// and typed errors. The shim, signer's commands, bench and host-side
+// tests use it with the protocol's own types (wire.Status,
+// wire.ProvisionRequest, *wire.Error); pkg/client is the public facade
+// over it, with types of its own.
 //
 // # Connections
 //
