@@ -94,7 +94,7 @@ build:
 
 vet:
 	$(GO) vet ./...
-	GOOS=windows $(GO) build ./pkg/... ./host ./enclave
+	GOOS=windows $(GO) build ./pkg/... ./internal/... ./host ./enclave
 
 staticcheck:
 	$(GO) run $(STATICCHECK) ./...

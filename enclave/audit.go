@@ -10,9 +10,9 @@ import (
 	"sync"
 	"time"
 
+	"github.com/enclave-signer/enclave-signer/internal/audit"
+	"github.com/enclave-signer/enclave-signer/internal/wire"
 	"github.com/enclave-signer/enclave-signer/pkg/attestation"
-	"github.com/enclave-signer/enclave-signer/pkg/audit"
-	"github.com/enclave-signer/enclave-signer/pkg/wire"
 )
 
 // The audit trail's settings (docs/audit.md).

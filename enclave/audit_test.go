@@ -13,18 +13,18 @@ import (
 	"testing"
 	"time"
 
+	"github.com/enclave-signer/enclave-signer/internal/audit"
+	"github.com/enclave-signer/enclave-signer/internal/keyring"
 	"github.com/enclave-signer/enclave-signer/internal/signreq"
+	"github.com/enclave-signer/enclave-signer/internal/transport"
+	"github.com/enclave-signer/enclave-signer/internal/wire"
 	"github.com/enclave-signer/enclave-signer/pkg/attestation"
-	"github.com/enclave-signer/enclave-signer/pkg/audit"
-	"github.com/enclave-signer/enclave-signer/pkg/keyring"
-	"github.com/enclave-signer/enclave-signer/pkg/transport"
-	"github.com/enclave-signer/enclave-signer/pkg/wire"
 )
 
 // attestedAuditKey returns the audit key of a fresh document from e.
 func attestedAuditKey(t *testing.T, e *env) []byte {
 	t.Helper()
-	resp, err := e.dial().Attest(t.Context(), &wire.AttestRequest{})
+	resp, err := call[*wire.AttestResponse](t.Context(), e.dial(), &wire.AttestRequest{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -327,7 +327,7 @@ func auditLog(t *testing.T, e *env, c *wire.Conn) string {
 			break
 		}
 	}
-	resp, err := c.Attest(t.Context(), &wire.AttestRequest{})
+	resp, err := call[*wire.AttestResponse](t.Context(), c, &wire.AttestRequest{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -350,17 +350,17 @@ func TestAuditEndToEnd(t *testing.T) {
 				if i%10 == 9 {
 					id = "nope"
 				}
-				c.Sign(t.Context(), &wire.SignRequest{KeyID: id, Data: []byte(fmt.Sprint(g, i))})
+				call[*wire.SignResponse](t.Context(), c, &wire.SignRequest{KeyID: id, Data: []byte(fmt.Sprint(g, i))})
 			}
 		})
 	}
 	wg.Wait()
 	// A digest the ed25519 key cannot sign is refused before the
 	// decision: recorded as refused, never as allowed.
-	if _, err := c.Sign(t.Context(), &wire.SignRequest{KeyID: "k", Data: make([]byte, 32), IsDigest: true}); !errors.Is(err, wire.ErrDigestNotAllowed) {
+	if _, err := call[*wire.SignResponse](t.Context(), c, &wire.SignRequest{KeyID: "k", Data: make([]byte, 32), IsDigest: true}); !errors.Is(err, wire.ErrDigestNotAllowed) {
 		t.Fatalf("a digest for ed25519: %v", err)
 	}
-	st, err := c.Status(t.Context())
+	st, err := call[*wire.Status](t.Context(), c, &wire.StatusRequest{})
 	if err != nil || st.Audit == nil || st.Audit.LastSeq != 401 || st.Audit.Capacity != 4096 || st.Audit.State != wire.AuditOK {
 		t.Fatalf("status %+v, %v", st.Audit, err)
 	}
@@ -395,7 +395,7 @@ func TestAuditReadOnlyFromPrivilegedPeers(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer plain.Close()
-	plain.Sign(t.Context(), &wire.SignRequest{KeyID: "k", Data: []byte("m")}) // not ready: a refusal, recorded
+	call[*wire.SignResponse](t.Context(), plain, &wire.SignRequest{KeyID: "k", Data: []byte("m")}) // not ready: a refusal, recorded
 	_, err = plain.Call(t.Context(), &wire.AuditReadRequest{})
 	if !errors.Is(err, wire.ErrForbidden) || !strings.Contains(err.Error(), "privileged source port") {
 		t.Fatalf("an unprivileged read: %v", err)
@@ -404,7 +404,7 @@ func TestAuditReadOnlyFromPrivilegedPeers(t *testing.T) {
 	if err != nil || m.(*wire.AuditHead).Seq != 1 {
 		t.Fatalf("a head from an unprivileged peer: %+v, %v", m, err)
 	}
-	if st, _ := plain.Status(t.Context()); st.Audit.Buffered != 1 || st.Audit.LastDrain != 0 {
+	if st, _ := call[*wire.Status](t.Context(), plain, &wire.StatusRequest{}); st.Audit.Buffered != 1 || st.Audit.LastDrain != 0 {
 		t.Fatalf("the refused read touched the buffer: %+v", st.Audit)
 	}
 }
@@ -435,11 +435,11 @@ func TestAuditConfig(t *testing.T) {
 
 	e := startEnv(t, map[string]string{"SIGNERD_AUDIT_OVERFLOW": "drop"})
 	c := e.dial()
-	st, err := c.Status(t.Context())
+	st, err := call[*wire.Status](t.Context(), c, &wire.StatusRequest{})
 	if err != nil || st.Pins == nil || st.Pins.AuditOverflow != overflowDrop || st.Pinned {
 		t.Fatalf("status pins %+v, %v", st.Pins, err)
 	}
-	resp, err := c.Attest(t.Context(), &wire.AttestRequest{})
+	resp, err := call[*wire.AttestResponse](t.Context(), c, &wire.AttestRequest{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -544,7 +544,7 @@ func TestAuditAuthenticatedDecisions(t *testing.T) {
 	}
 	d.audit.tick(time.Now())
 	log := auditLog(t, e, c)
-	st, _ := c.Status(t.Context())
+	st, _ := call[*wire.Status](t.Context(), c, &wire.StatusRequest{})
 	rep, err := audit.Verify(strings.NewReader(log), audit.Options{PCR0: st.PCRs[0], Roots: e.simCA.Roots()})
 	if err != nil {
 		t.Fatalf("%v\n%s", err, log)

@@ -7,9 +7,9 @@ import (
 	"math"
 	"time"
 
+	"github.com/enclave-signer/enclave-signer/internal/keyring"
 	"github.com/enclave-signer/enclave-signer/internal/signreq"
-	"github.com/enclave-signer/enclave-signer/pkg/keyring"
-	"github.com/enclave-signer/enclave-signer/pkg/wire"
+	"github.com/enclave-signer/enclave-signer/internal/wire"
 )
 
 // Authenticated sign requests (docs/protocol.md, Authenticated sign

@@ -13,10 +13,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/enclave-signer/enclave-signer/internal/keyring"
 	"github.com/enclave-signer/enclave-signer/internal/signreq"
+	"github.com/enclave-signer/enclave-signer/internal/wire"
 	"github.com/enclave-signer/enclave-signer/pkg/attestation"
-	"github.com/enclave-signer/enclave-signer/pkg/keyring"
-	"github.com/enclave-signer/enclave-signer/pkg/wire"
 )
 
 // testClient is a client of a policed test keyring.
@@ -244,14 +244,14 @@ func TestAuthSignPolicy(t *testing.T) {
 		}
 	}
 	// A plain request: refused for a policed key, served for an open one.
-	_, err := a.c.Sign(t.Context(), &wire.SignRequest{KeyID: "k1", Data: []byte("x")})
+	_, err := call[*wire.SignResponse](t.Context(), a.c, &wire.SignRequest{KeyID: "k1", Data: []byte("x")})
 	if !errors.Is(err, wire.ErrUnauthenticated) || !strings.Contains(err.Error(), "declares clients") {
 		t.Errorf("plain sign on a policed key: %v, want unauthenticated", err)
 	}
-	if _, err := a.c.Sign(t.Context(), &wire.SignRequest{KeyID: "open", Data: []byte("x")}); err != nil {
+	if _, err := call[*wire.SignResponse](t.Context(), a.c, &wire.SignRequest{KeyID: "open", Data: []byte("x")}); err != nil {
 		t.Errorf("plain sign on the open keyring's key: %v", err)
 	}
-	st, err := a.c.Status(t.Context())
+	st, err := call[*wire.Status](t.Context(), a.c, &wire.StatusRequest{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -441,7 +441,7 @@ func TestAuthClockDisagrees(t *testing.T) {
 	if !errors.Is(err, wire.ErrAuthUnavailable) || !strings.Contains(err.Error(), "not confirmed by the NSM's") {
 		t.Fatalf("clock 2 min off: %v, want auth_unavailable", err)
 	}
-	st, _ := a.c.Status(t.Context())
+	st, _ := call[*wire.Status](t.Context(), a.c, &wire.StatusRequest{})
 	if st.Auth == nil || st.Auth.ClockOK || st.Auth.ClockSkewMillis < 119_000 || st.Auth.AuthUnavailable != 1 {
 		t.Errorf("status auth = %+v", st.Auth)
 	}
@@ -483,7 +483,7 @@ func TestAuditUnavailableRefuses(t *testing.T) {
 			return err
 		},
 		func() error {
-			_, err := a.c.Sign(t.Context(), &wire.SignRequest{KeyID: "open", Data: []byte("x")})
+			_, err := call[*wire.SignResponse](t.Context(), a.c, &wire.SignRequest{KeyID: "open", Data: []byte("x")})
 			return err
 		},
 	} {

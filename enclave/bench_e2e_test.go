@@ -20,16 +20,16 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 
-	"github.com/enclave-signer/enclave-signer/pkg/client"
-	"github.com/enclave-signer/enclave-signer/pkg/keyring"
-	"github.com/enclave-signer/enclave-signer/pkg/shim"
-	"github.com/enclave-signer/enclave-signer/pkg/transport"
-	"github.com/enclave-signer/enclave-signer/pkg/wire"
+	"github.com/enclave-signer/enclave-signer/internal/keyring"
+	"github.com/enclave-signer/enclave-signer/internal/shim"
+	"github.com/enclave-signer/enclave-signer/internal/transport"
+	"github.com/enclave-signer/enclave-signer/internal/wire"
+	"github.com/enclave-signer/enclave-signer/internal/wireclient"
 )
 
 // The end-to-end benchmarks sign through the real daemon (its ServeWire
 // behind a wire.Server on a unix socket) from 64 concurrent callers: over
-// the wire protocol with pkg/client, as the shim does, and over HTTP
+// the wire protocol with internal/wireclient, as the shim does, and over HTTP
 // through the shim's real API handler. Everything shares this process's
 // CPUs, so the figures include the client's work; signer bench measures
 // the same paths with signerd on CPUs of its own. cpu-ns/op is the
@@ -107,7 +107,7 @@ func drainOverWire(b *testing.B, addr transport.Addr) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	c := client.New(addr, nil)
+	c := wireclient.New(addr, nil)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
@@ -167,9 +167,9 @@ func runE2E(b *testing.B, op func() error) {
 	b.ReportMetric(float64(e2eCPUTime()-start)/float64(b.N), "cpu-ns/op")
 }
 
-// BenchmarkSignWireE2E signs over the wire protocol: pkg/client (two
+// BenchmarkSignWireE2E signs over the wire protocol: internal/wireclient (two
 // connections, as the shim) to wire.Server to the daemon. The -auth
-// variants sign each request as a client (pkg/client's Credentials: a
+// variants sign each request as a client (internal/wireclient's Credentials: a
 // nonce and a MAC in the caller, an auth_sign_request, signerd's checks).
 // The +audit variants record every decision in the audit trail, drained
 // over the wire into a synced file as the shim does.
@@ -191,16 +191,16 @@ func BenchmarkSignWireE2E(b *testing.B) {
 }
 
 func benchWireE2E(b *testing.B, alg keyring.Algorithm, auth, withAudit bool) {
-	var opts client.Options
+	var opts wireclient.Options
 	var addr transport.Addr
 	if auth {
 		var secret []byte
 		addr, secret = benchAuthDaemon(b, alg, withAudit)
-		opts.Credentials = &client.Credentials{Client: "app1", Secret: secret, Audience: testAudience}
+		opts.Credentials = &wireclient.Credentials{Client: "app1", Secret: secret, Audience: testAudience}
 	} else {
 		addr = benchDaemonWith(b, alg, withAudit)
 	}
-	c := client.New(addr, &opts)
+	c := wireclient.New(addr, &opts)
 	defer c.Close()
 	msg := make([]byte, 32)
 	rand.Read(msg)
@@ -211,8 +211,8 @@ func benchWireE2E(b *testing.B, alg keyring.Algorithm, auth, withAudit bool) {
 }
 
 // BenchmarkSignHTTPE2E signs over HTTP: net/http client to the shim's API
-// handler (httptest server on loopback) to pkg/client to the daemon. The
-// -auth variants sign each request as a client (pkg/client's
+// handler (httptest server on loopback) to internal/wireclient to the daemon. The
+// -auth variants sign each request as a client (internal/wireclient's
 // RequestSigner), which the shim forwards as an auth_sign_request.
 func BenchmarkSignHTTPE2E(b *testing.B) {
 	for _, alg := range []keyring.Algorithm{keyring.Ed25519, keyring.ECDSAP256} {
@@ -228,12 +228,12 @@ func BenchmarkSignHTTPE2E(b *testing.B) {
 
 func benchHTTPE2E(b *testing.B, alg keyring.Algorithm, auth bool) {
 	var addr transport.Addr
-	var rs *client.RequestSigner
+	var rs *wireclient.RequestSigner
 	if auth {
 		var secret []byte
 		addr, secret = benchAuthDaemon(b, alg, false)
 		var err error
-		if rs, err = client.NewRequestSigner(client.Credentials{Client: "app1", Secret: secret, Audience: testAudience}); err != nil {
+		if rs, err = wireclient.NewRequestSigner(wireclient.Credentials{Client: "app1", Secret: secret, Audience: testAudience}); err != nil {
 			b.Fatal(err)
 		}
 	} else {

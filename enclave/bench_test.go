@@ -9,9 +9,9 @@ import (
 
 	"filippo.io/age"
 
+	"github.com/enclave-signer/enclave-signer/internal/keyring"
 	"github.com/enclave-signer/enclave-signer/internal/signreq"
-	"github.com/enclave-signer/enclave-signer/pkg/keyring"
-	"github.com/enclave-signer/enclave-signer/pkg/wire"
+	"github.com/enclave-signer/enclave-signer/internal/wire"
 )
 
 // BenchmarkSign compares the daemon's signing path (ServeWire: type switch,

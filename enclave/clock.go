@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/enclave-signer/enclave-signer/internal/nsm"
 	"github.com/enclave-signer/enclave-signer/pkg/attestation"
 )
 
@@ -80,7 +81,7 @@ func (c *clockState) failed(now time.Time, err error) bool {
 // the verdict changes.
 func (d *daemon) checkClock() {
 	before := d.now()
-	raw, err := attestation.Attest(d.cfg.NSM, attestation.AttestRequest{})
+	raw, err := nsm.Attest(d.cfg.NSM, nsm.AttestRequest{})
 	after := d.now()
 	var doc *attestation.Document
 	if err == nil {

@@ -12,12 +12,12 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/enclave-signer/enclave-signer/pkg/imagepins"
-	"github.com/enclave-signer/enclave-signer/pkg/keyringsig"
-	"github.com/enclave-signer/enclave-signer/pkg/kms"
+	"github.com/enclave-signer/enclave-signer/internal/imagepins"
+	"github.com/enclave-signer/enclave-signer/internal/keyringsig"
+	"github.com/enclave-signer/enclave-signer/internal/kms"
+	"github.com/enclave-signer/enclave-signer/internal/transport"
+	"github.com/enclave-signer/enclave-signer/internal/wire"
 	"github.com/enclave-signer/enclave-signer/pkg/pcr"
-	"github.com/enclave-signer/enclave-signer/pkg/transport"
-	"github.com/enclave-signer/enclave-signer/pkg/wire"
 )
 
 // Config is signerd's whole configuration, from its flags. Nothing the host

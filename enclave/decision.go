@@ -5,8 +5,8 @@ import (
 	"errors"
 	"time"
 
-	"github.com/enclave-signer/enclave-signer/pkg/keyring"
-	"github.com/enclave-signer/enclave-signer/pkg/wire"
+	"github.com/enclave-signer/enclave-signer/internal/keyring"
+	"github.com/enclave-signer/enclave-signer/internal/wire"
 )
 
 // decision is one decided sign request: what the audit trail records.

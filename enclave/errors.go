@@ -5,8 +5,8 @@ import (
 	"errors"
 	"strings"
 
-	"github.com/enclave-signer/enclave-signer/pkg/keyring"
-	"github.com/enclave-signer/enclave-signer/pkg/wire"
+	"github.com/enclave-signer/enclave-signer/internal/keyring"
+	"github.com/enclave-signer/enclave-signer/internal/wire"
 )
 
 // Errors signerd's handlers wrap to choose a wire code.

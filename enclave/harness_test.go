@@ -34,13 +34,13 @@ import (
 	"github.com/decred/dcrd/dcrec/secp256k1/v4"
 	secpecdsa "github.com/decred/dcrd/dcrec/secp256k1/v4/ecdsa"
 
+	"github.com/enclave-signer/enclave-signer/internal/cms"
+	"github.com/enclave-signer/enclave-signer/internal/keyring"
+	"github.com/enclave-signer/enclave-signer/internal/nsm/nsmsim"
 	"github.com/enclave-signer/enclave-signer/internal/testsupport"
+	"github.com/enclave-signer/enclave-signer/internal/transport"
+	"github.com/enclave-signer/enclave-signer/internal/wire"
 	"github.com/enclave-signer/enclave-signer/pkg/attestation"
-	"github.com/enclave-signer/enclave-signer/pkg/attestation/nsmsim"
-	"github.com/enclave-signer/enclave-signer/pkg/cms"
-	"github.com/enclave-signer/enclave-signer/pkg/keyring"
-	"github.com/enclave-signer/enclave-signer/pkg/transport"
-	"github.com/enclave-signer/enclave-signer/pkg/wire"
 )
 
 // Test credentials. The secret and token are distinctive so that the
@@ -52,7 +52,7 @@ const (
 )
 
 // fakeKMS is a TLS server for kms.us-east-1.amazonaws.com on a unix socket,
-// standing where vsock-proxy would (as in pkg/kms's tests). It answers
+// standing where vsock-proxy would (as in internal/kms's tests). It answers
 // Decrypt with Recipient: it verifies the attestation document against the
 // simulator's root, looks the ciphertext blob up among the sealed secrets it
 // was given, checks the encryption context, and returns the plaintext as a
@@ -352,7 +352,7 @@ func (e *env) request(keyrings ...wire.SealedKeyring) *wire.ProvisionRequest {
 
 func (e *env) provision(c *wire.Conn, keyrings ...wire.SealedKeyring) *wire.Status {
 	e.t.Helper()
-	st, err := c.Provision(e.t.Context(), e.request(keyrings...))
+	st, err := call[*wire.Status](e.t.Context(), c, e.request(keyrings...))
 	if err != nil {
 		e.t.Fatalf("Provision: %v", err)
 	}
@@ -458,7 +458,7 @@ func sealKeyring(t *testing.T, r age.Recipient, plaintext []byte) []byte {
 }
 
 // publicKey parses a listed PEM SubjectPublicKeyInfo independently of
-// pkg/keyring (x509 does not know secp256k1).
+// internal/keyring (x509 does not know secp256k1).
 func publicKey(t *testing.T, info wire.KeyInfo) crypto.PublicKey {
 	t.Helper()
 	block, _ := pem.Decode([]byte(info.PublicKeyPEM))
@@ -537,4 +537,30 @@ func setTestOnlyDaemon(f func(*daemon)) {
 	testOnlyMu.Lock()
 	testOnlyDaemon = f
 	testOnlyMu.Unlock()
+}
+
+// call sends req on c and checks the answer's type. These tests drive one
+// connection to the daemon directly (its source port, its refusal, its
+// loss are what many of them check), so they call wire.Conn rather than
+// internal/wireclient's pool, which redials.
+func call[T wire.Message](ctx context.Context, c *wire.Conn, req wire.Message) (T, error) {
+	var zero T
+	resp, err := c.Call(ctx, req)
+	if err != nil {
+		return zero, err
+	}
+	r, ok := resp.(T)
+	if !ok {
+		return zero, fmt.Errorf("wire: %s answered with %s, want %s", req.MessageType(), resp.MessageType(), zero.MessageType())
+	}
+	return r, nil
+}
+
+// listKeys returns the keys of a ListKeysRequest's answer.
+func listKeys(ctx context.Context, c *wire.Conn) ([]wire.KeyInfo, error) {
+	kl, err := call[*wire.KeyList](ctx, c, &wire.ListKeysRequest{})
+	if err != nil {
+		return nil, err
+	}
+	return kl.Keys, nil
 }

@@ -15,9 +15,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/enclave-signer/enclave-signer/pkg/keyring"
-	"github.com/enclave-signer/enclave-signer/pkg/keyringsig"
-	"github.com/enclave-signer/enclave-signer/pkg/wire"
+	"github.com/enclave-signer/enclave-signer/internal/keyring"
+	"github.com/enclave-signer/enclave-signer/internal/keyringsig"
+	"github.com/enclave-signer/enclave-signer/internal/wire"
 )
 
 // signer is a keyring signer made for a test, and its pin.
@@ -217,7 +217,7 @@ func TestSignedKeyringRefusals(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			before := e.kms.callCount()
-			st, err := c.Provision(t.Context(), e.request(tt.keyrings...))
+			st, err := call[*wire.Status](t.Context(), c, e.request(tt.keyrings...))
 			if err != nil {
 				t.Fatalf("Provision: %v", err)
 			}
@@ -243,7 +243,7 @@ func TestSignedKeyringRefusals(t *testing.T) {
 	if st.State != wire.StateReady || st.Error != nil || st.Keys != 1 {
 		t.Fatalf("a keyring signed by both pinned signers: %+v %+v", st, st.Error)
 	}
-	if _, err := c.Sign(t.Context(), &wire.SignRequest{KeyID: "pay-1", Data: []byte("m")}); err != nil {
+	if _, err := call[*wire.SignResponse](t.Context(), c, &wire.SignRequest{KeyID: "pay-1", Data: []byte("m")}); err != nil {
 		t.Fatal(err)
 	}
 	if !strings.Contains(e.logs.String(), `"msg":"keyring vouched for"`) {
@@ -286,7 +286,7 @@ func TestKeyringRollback(t *testing.T) {
 		{"version 3 after the drop", []wire.SealedKeyring{v3}, "keyring_version", "version 3 is lower than version 4"},
 	}
 	for _, s := range steps {
-		st, err := c.Provision(t.Context(), e.request(s.keyrings...))
+		st, err := call[*wire.Status](t.Context(), c, e.request(s.keyrings...))
 		if err != nil {
 			t.Fatalf("%s: %v", s.name, err)
 		}
@@ -301,7 +301,7 @@ func TestKeyringRollback(t *testing.T) {
 		}
 	}
 	// The last loaded set (other) still serves.
-	kl, err := c.ListKeys(t.Context())
+	kl, err := listKeys(t.Context(), c)
 	if err != nil || len(kl) != 1 || kl[0].ID != "other" {
 		t.Errorf("keys after the refused rollback: %+v, %v", kl, err)
 	}

@@ -3,8 +3,8 @@ package main
 import (
 	"fmt"
 
+	"github.com/enclave-signer/enclave-signer/internal/keyring"
 	"github.com/enclave-signer/enclave-signer/pkg/attestation"
-	"github.com/enclave-signer/enclave-signer/pkg/keyring"
 )
 
 // attested returns the pins as every attestation document signerd makes

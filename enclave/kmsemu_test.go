@@ -26,13 +26,13 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	awskms "github.com/aws/aws-sdk-go-v2/service/kms"
 
+	"github.com/enclave-signer/enclave-signer/internal/keyring"
+	"github.com/enclave-signer/enclave-signer/internal/kms/kmsemu"
+	"github.com/enclave-signer/enclave-signer/internal/nsm/nsmsim"
 	"github.com/enclave-signer/enclave-signer/internal/testsupport"
-	"github.com/enclave-signer/enclave-signer/pkg/attestation/nsmsim"
-	"github.com/enclave-signer/enclave-signer/pkg/keyring"
-	"github.com/enclave-signer/enclave-signer/pkg/kms/kmsemu"
+	"github.com/enclave-signer/enclave-signer/internal/transport"
+	"github.com/enclave-signer/enclave-signer/internal/wire"
 	"github.com/enclave-signer/enclave-signer/pkg/pcr"
-	"github.com/enclave-signer/enclave-signer/pkg/transport"
-	"github.com/enclave-signer/enclave-signer/pkg/wire"
 )
 
 // The instance role's session, as KMS sees signerd's calls, and the
@@ -42,7 +42,7 @@ const (
 	emuAdminPrincipal   = "arn:aws:iam::000000000000:role/KMSAdminRole"
 )
 
-// emulatedKMS is the KMS emulator (pkg/kms/kmsemu, the handler behind
+// emulatedKMS is the KMS emulator (internal/kms/kmsemu, the handler behind
 // signer kms-emulator) behind TLS for kms.us-east-1.amazonaws.com on a unix
 // socket, where vsock-proxy would be, trusting a simulator CA made for the
 // test. Unlike fakeKMS it evaluates key policies and verifies documents as
@@ -181,7 +181,7 @@ func TestUnsealThroughThrottlingKMS(t *testing.T) {
 	c := e.dial()
 	req := e.request(e.keyringFor("k.age", newKey(t, "k", keyring.Ed25519)))
 	req.IdentityCiphertext = blob
-	st, err := c.Provision(t.Context(), req)
+	st, err := call[*wire.Status](t.Context(), c, req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -201,7 +201,7 @@ func TestAccessDeniedStatusThroughEmulator(t *testing.T) {
 	k := newEmulatedKMS(t, nil)
 	e := start(t, k.flags()...)
 	c := e.dial()
-	st0, err := c.Status(t.Context())
+	st0, err := call[*wire.Status](t.Context(), c, &wire.StatusRequest{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -211,7 +211,7 @@ func TestAccessDeniedStatusThroughEmulator(t *testing.T) {
 		"kms:RecipientAttestation:PCR3":"`+hex.EncodeToString(otherPCR3)+`"}}`), identityFile(e.identity))
 	req := e.request(e.keyringFor("k.age", newKey(t, "k", keyring.Ed25519)))
 	req.IdentityCiphertext = blob
-	st, err := c.Provision(t.Context(), req)
+	st, err := call[*wire.Status](t.Context(), c, req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -260,7 +260,7 @@ func TestPinnedKeyThroughEmulator(t *testing.T) {
 	c := e.dial()
 	req := e.request(wire.SealedKeyring{Name: "b.age", Data: sealKeyring(t, idB.Recipient(), keyringJSON(newKey(t, "k", keyring.Ed25519)))})
 	req.IdentityCiphertext = blobB
-	st, err := c.Provision(t.Context(), req)
+	st, err := call[*wire.Status](t.Context(), c, req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -278,7 +278,7 @@ func TestPinnedKeyThroughEmulator(t *testing.T) {
 
 	req = e.request(wire.SealedKeyring{Name: "a.age", Data: sealKeyring(t, idA.Recipient(), keyringJSON(newKey(t, "k", keyring.Ed25519)))})
 	req.IdentityCiphertext = blobA
-	if st, err = c.Provision(t.Context(), req); err != nil || st.State != wire.StateReady || st.Error != nil {
+	if st, err = call[*wire.Status](t.Context(), c, req); err != nil || st.State != wire.StateReady || st.Error != nil {
 		t.Fatalf("identity under the pinned key: %+v, %v, want ready", st, err)
 	}
 }

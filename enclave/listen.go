@@ -6,7 +6,7 @@ import (
 	"io/fs"
 	"net"
 
-	"github.com/enclave-signer/enclave-signer/pkg/transport"
+	"github.com/enclave-signer/enclave-signer/internal/transport"
 )
 
 // socketMode is the mode of signerd's unix socket: its own user only.

@@ -30,10 +30,10 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/enclave-signer/enclave-signer/pkg/attestation"
-	"github.com/enclave-signer/enclave-signer/pkg/attestation/nsmsim"
-	"github.com/enclave-signer/enclave-signer/pkg/kms"
-	"github.com/enclave-signer/enclave-signer/pkg/wire"
+	"github.com/enclave-signer/enclave-signer/internal/kms"
+	"github.com/enclave-signer/enclave-signer/internal/nsm"
+	"github.com/enclave-signer/enclave-signer/internal/nsm/nsmsim"
+	"github.com/enclave-signer/enclave-signer/internal/wire"
 )
 
 func main() {
@@ -209,9 +209,9 @@ func newLogger(cfg Config, w io.Writer) *slog.Logger {
 
 // openNSM opens /dev/nsm, or builds the simulator for --attestation
 // simulated. The returned function closes it.
-func openNSM(cfg Config, log *slog.Logger) (attestation.NSM, func(), error) {
+func openNSM(cfg Config, log *slog.Logger) (nsm.Module, func(), error) {
 	if cfg.Attestation != wire.AttestationSimulated {
-		dev, err := attestation.OpenNSM()
+		dev, err := nsm.Open()
 		if err != nil {
 			return nil, nil, err
 		}

@@ -14,11 +14,11 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/enclave-signer/enclave-signer/internal/cms"
+	"github.com/enclave-signer/enclave-signer/internal/keyring"
+	"github.com/enclave-signer/enclave-signer/internal/transport"
+	"github.com/enclave-signer/enclave-signer/internal/wire"
 	"github.com/enclave-signer/enclave-signer/pkg/attestation"
-	"github.com/enclave-signer/enclave-signer/pkg/cms"
-	"github.com/enclave-signer/enclave-signer/pkg/keyring"
-	"github.com/enclave-signer/enclave-signer/pkg/transport"
-	"github.com/enclave-signer/enclave-signer/pkg/wire"
 )
 
 // Keys in fakeKMS's region other than the one it decrypts with, and one
@@ -241,7 +241,7 @@ func TestProvisionOnlyFromPrivilegedPeers(t *testing.T) {
 	}
 	defer plain.Close()
 	req := e.request(e.keyringFor("k.age", newKey(t, "k", keyring.Ed25519)))
-	_, err = plain.Provision(ctx, req)
+	_, err = call[*wire.Status](ctx, plain, req)
 	if !errors.Is(err, wire.ErrForbidden) {
 		t.Fatalf("provisioning from an ephemeral port: %v, want forbidden", err)
 	}
@@ -250,7 +250,7 @@ func TestProvisionOnlyFromPrivilegedPeers(t *testing.T) {
 			t.Errorf("refusal %q lacks %q", err, want)
 		}
 	}
-	st, err := plain.Status(ctx)
+	st, err := call[*wire.Status](ctx, plain, &wire.StatusRequest{})
 	if err != nil || st.State != wire.StateWaiting {
 		t.Fatalf("after the refusal: %+v, %v; want the connection serving, state waiting", st, err)
 	}
@@ -269,14 +269,14 @@ func TestProvisionOnlyFromPrivilegedPeers(t *testing.T) {
 		t.Skipf("cannot bind privileged ports here: %v", err)
 	}
 	defer priv.Close()
-	if st, err := priv.Provision(ctx, req); err != nil || st.State != wire.StateReady {
+	if st, err := call[*wire.Status](ctx, priv, req); err != nil || st.State != wire.StateReady {
 		t.Fatalf("provisioning from a privileged port: %+v, %v; want ready", st, err)
 	}
 	// Signing, listing and attesting stay open to any peer.
-	if _, err := plain.Sign(ctx, &wire.SignRequest{KeyID: "k", Data: []byte("m")}); err != nil {
+	if _, err := call[*wire.SignResponse](ctx, plain, &wire.SignRequest{KeyID: "k", Data: []byte("m")}); err != nil {
 		t.Errorf("sign from an ephemeral port: %v", err)
 	}
-	if _, err := plain.ListKeys(ctx); err != nil {
+	if _, err := listKeys(ctx, plain); err != nil {
 		t.Errorf("list keys from an ephemeral port: %v", err)
 	}
 }

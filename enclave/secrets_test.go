@@ -9,9 +9,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/enclave-signer/enclave-signer/internal/keyring"
 	"github.com/enclave-signer/enclave-signer/internal/signreq"
-	"github.com/enclave-signer/enclave-signer/pkg/keyring"
-	"github.com/enclave-signer/enclave-signer/pkg/wire"
+	"github.com/enclave-signer/enclave-signer/internal/wire"
 )
 
 // TestNoSecretsInLogsOrErrors runs failed and successful provisionings and
@@ -37,12 +37,12 @@ func TestNoSecretsInLogsOrErrors(t *testing.T) {
 	// KMS refuses the credentials.
 	req := e.request(e.keyringFor("k.age", keys...))
 	req.Credentials.SessionToken = "wrong-" + testToken
-	recordStatus(c.Provision(t.Context(), req))
+	recordStatus(call[*wire.Status](t.Context(), c, req))
 	// KMS denies the attestation.
 	e.kms.mu.Lock()
 	e.kms.answer = func(w http.ResponseWriter, _ decryptBody) { kmsError(w, "AccessDeniedException", "denied") }
 	e.kms.mu.Unlock()
-	recordStatus(c.Provision(t.Context(), e.request(e.keyringFor("k.age", keys...))))
+	recordStatus(call[*wire.Status](t.Context(), c, e.request(e.keyringFor("k.age", keys...))))
 	e.kms.mu.Lock()
 	e.kms.answer = nil
 	e.kms.mu.Unlock()
@@ -52,19 +52,19 @@ func TestNoSecretsInLogsOrErrors(t *testing.T) {
 	damaged.pem = strings.Replace(damaged.pem, "\n", "\n!!", 2)
 	wrongAlg := keys[2]
 	wrongAlg.alg = keyring.ECDSAP256
-	recordStatus(c.Provision(t.Context(), e.request(e.keyringFor("damaged.age", damaged))))
-	recordStatus(c.Provision(t.Context(), e.request(e.keyringFor("wrong.age", wrongAlg))))
+	recordStatus(call[*wire.Status](t.Context(), c, e.request(e.keyringFor("damaged.age", damaged))))
+	recordStatus(call[*wire.Status](t.Context(), c, e.request(e.keyringFor("wrong.age", wrongAlg))))
 	// Success, then signatures and refusals.
-	recordStatus(c.Provision(t.Context(), e.request(e.keyringFor("k.age", keys...))))
+	recordStatus(call[*wire.Status](t.Context(), c, e.request(e.keyringFor("k.age", keys...))))
 	for _, k := range keys {
-		_, err := c.Sign(t.Context(), &wire.SignRequest{KeyID: k.id, Data: []byte("message")})
+		_, err := call[*wire.SignResponse](t.Context(), c, &wire.SignRequest{KeyID: k.id, Data: []byte("message")})
 		if err != nil {
 			t.Fatalf("Sign %s: %v", k.id, err)
 		}
-		_, err = c.Sign(t.Context(), &wire.SignRequest{KeyID: k.id, Data: []byte("short"), IsDigest: true})
+		_, err = call[*wire.SignResponse](t.Context(), c, &wire.SignRequest{KeyID: k.id, Data: []byte("short"), IsDigest: true})
 		record(err)
 	}
-	_, err := c.Sign(t.Context(), &wire.SignRequest{KeyID: "missing", Data: []byte("m")})
+	_, err := call[*wire.SignResponse](t.Context(), c, &wire.SignRequest{KeyID: "missing", Data: []byte("m")})
 	record(err)
 	if err := e.stop(); err != nil {
 		t.Fatal(err)
@@ -136,7 +136,7 @@ func TestNoClientSecretsInLogsOrErrors(t *testing.T) {
 	r := authRequest(t, a.app1.secrets[0], p("app1", "/v1/keys/k1/sign", messageBody("replayed")))
 	send(r)
 	send(r)
-	if st, err := a.c.Status(t.Context()); err == nil {
+	if st, err := call[*wire.Status](t.Context(), a.c, &wire.StatusRequest{}); err == nil {
 		b, _ := json.Marshal(st)
 		texts = append(texts, string(b))
 	}

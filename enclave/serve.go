@@ -7,7 +7,7 @@ import (
 	"net"
 	"time"
 
-	"github.com/enclave-signer/enclave-signer/pkg/wire"
+	"github.com/enclave-signer/enclave-signer/internal/wire"
 )
 
 // shutdownGrace bounds how long requests in flight may run once signerd is

@@ -12,20 +12,21 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/enclave-signer/enclave-signer/internal/keyring"
+	"github.com/enclave-signer/enclave-signer/internal/keyringsig"
+	"github.com/enclave-signer/enclave-signer/internal/kms"
+	"github.com/enclave-signer/enclave-signer/internal/nsm"
 	"github.com/enclave-signer/enclave-signer/internal/signreq"
+	"github.com/enclave-signer/enclave-signer/internal/transport"
+	"github.com/enclave-signer/enclave-signer/internal/wire"
 	"github.com/enclave-signer/enclave-signer/pkg/attestation"
-	"github.com/enclave-signer/enclave-signer/pkg/keyring"
-	"github.com/enclave-signer/enclave-signer/pkg/keyringsig"
-	"github.com/enclave-signer/enclave-signer/pkg/kms"
-	"github.com/enclave-signer/enclave-signer/pkg/transport"
-	"github.com/enclave-signer/enclave-signer/pkg/wire"
 )
 
 // daemonConfig is what a daemon is built from: the boundary objects run
 // sets up, and the facts about this enclave it reports in Status.
 type daemonConfig struct {
 	// NSM attests (the real device or nsmsim). Required.
-	NSM attestation.NSM
+	NSM nsm.Module
 	// Attestation is wire.AttestationNSM or wire.AttestationSimulated.
 	Attestation string
 	// Keys hands out the RSA keys KMS encrypts its answers to. Required.
@@ -157,7 +158,7 @@ func newDaemon(life context.Context, cfg daemonConfig) (*daemon, error) {
 		return nil, err
 	}
 	before := now()
-	raw, err := attestation.Attest(cfg.NSM, attestation.AttestRequest{})
+	raw, err := nsm.Attest(cfg.NSM, nsm.AttestRequest{})
 	after := now()
 	if err != nil {
 		return nil, fmt.Errorf("read own PCRs: %w", err)
@@ -415,7 +416,7 @@ func (d *daemon) attest(r *wire.AttestRequest) (*wire.AttestResponse, error) {
 	if err != nil {
 		return nil, err
 	}
-	doc, err := attestation.Attest(d.cfg.NSM, attestation.AttestRequest{Nonce: r.Nonce, UserData: userData})
+	doc, err := nsm.Attest(d.cfg.NSM, nsm.AttestRequest{Nonce: r.Nonce, UserData: userData})
 	if err != nil {
 		return nil, err
 	}

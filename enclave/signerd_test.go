@@ -26,34 +26,34 @@ import (
 	"testing"
 	"time"
 
+	"github.com/enclave-signer/enclave-signer/internal/keyring"
+	"github.com/enclave-signer/enclave-signer/internal/keyringsig"
+	"github.com/enclave-signer/enclave-signer/internal/kms"
+	"github.com/enclave-signer/enclave-signer/internal/nsm/nsmsim"
+	"github.com/enclave-signer/enclave-signer/internal/transport"
+	"github.com/enclave-signer/enclave-signer/internal/wire"
 	"github.com/enclave-signer/enclave-signer/pkg/attestation"
-	"github.com/enclave-signer/enclave-signer/pkg/attestation/nsmsim"
-	"github.com/enclave-signer/enclave-signer/pkg/keyring"
-	"github.com/enclave-signer/enclave-signer/pkg/keyringsig"
-	"github.com/enclave-signer/enclave-signer/pkg/kms"
 	"github.com/enclave-signer/enclave-signer/pkg/pcr"
-	"github.com/enclave-signer/enclave-signer/pkg/transport"
-	"github.com/enclave-signer/enclave-signer/pkg/wire"
 )
 
 func TestWaitingRefusesSigning(t *testing.T) {
 	e := start(t)
 	c := e.dial()
-	st, err := c.Status(t.Context())
+	st, err := call[*wire.Status](t.Context(), c, &wire.StatusRequest{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if st.State != wire.StateWaiting || st.Keys != 0 || st.Error != nil || st.Attestation != wire.AttestationSimulated || st.Version == "" {
 		t.Fatalf("status at start = %+v, want waiting, simulated, no keys, no error, a version", st)
 	}
-	_, err = c.Sign(t.Context(), &wire.SignRequest{KeyID: "any", Data: []byte("m")})
+	_, err = call[*wire.SignResponse](t.Context(), c, &wire.SignRequest{KeyID: "any", Data: []byte("m")})
 	if !errors.Is(err, wire.ErrNotReady) || !strings.Contains(err.Error(), "waiting") {
 		t.Errorf("Sign while waiting: %v, want not_ready naming the state", err)
 	}
-	if _, err := c.ListKeys(t.Context()); !errors.Is(err, wire.ErrNotReady) {
+	if _, err := listKeys(t.Context(), c); !errors.Is(err, wire.ErrNotReady) {
 		t.Errorf("ListKeys while waiting: %v, want not_ready", err)
 	}
-	if _, err := c.Attest(t.Context(), &wire.AttestRequest{}); err != nil {
+	if _, err := call[*wire.AttestResponse](t.Context(), c, &wire.AttestRequest{}); err != nil {
 		t.Errorf("Attest while waiting: %v", err)
 	}
 	if !strings.Contains(e.logs.String(), "attestation is SIMULATED") {
@@ -79,7 +79,7 @@ func TestProvisionAndSignEveryAlgorithm(t *testing.T) {
 	}
 	e.kms.mu.Unlock()
 
-	list, err := c.ListKeys(t.Context())
+	list, err := listKeys(t.Context(), c)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -93,7 +93,7 @@ func TestProvisionAndSignEveryAlgorithm(t *testing.T) {
 				t.Errorf("ethereum_address %q for %s", info.EthereumAddress, info.Algorithm)
 			}
 			for _, msg := range [][]byte{nil, []byte("hello enclave"), bytes.Repeat([]byte{7}, 4096)} {
-				resp, err := c.Sign(t.Context(), &wire.SignRequest{KeyID: info.ID, Data: msg})
+				resp, err := call[*wire.SignResponse](t.Context(), c, &wire.SignRequest{KeyID: info.ID, Data: msg})
 				if err != nil {
 					t.Fatalf("Sign(%d-byte message): %v", len(msg), err)
 				}
@@ -109,7 +109,7 @@ func TestProvisionAndSignEveryAlgorithm(t *testing.T) {
 				}
 			}
 			digest := sha256.Sum256([]byte("digest"))
-			resp, err := c.Sign(t.Context(), &wire.SignRequest{KeyID: info.ID, Data: digest[:], IsDigest: true})
+			resp, err := call[*wire.SignResponse](t.Context(), c, &wire.SignRequest{KeyID: info.ID, Data: digest[:], IsDigest: true})
 			if info.Algorithm == string(keyring.Ed25519) {
 				if !errors.Is(err, wire.ErrDigestNotAllowed) {
 					t.Errorf("digest for ed25519: %v, want digest_not_allowed", err)
@@ -122,15 +122,15 @@ func TestProvisionAndSignEveryAlgorithm(t *testing.T) {
 			if err := verify(t, pub, digest[:], true, resp); err != nil {
 				t.Errorf("digest: %v", err)
 			}
-			if _, err := c.Sign(t.Context(), &wire.SignRequest{KeyID: info.ID, Data: digest[:31], IsDigest: true}); !errors.Is(err, wire.ErrInvalidDigest) || !strings.Contains(err.Error(), "31 bytes") {
+			if _, err := call[*wire.SignResponse](t.Context(), c, &wire.SignRequest{KeyID: info.ID, Data: digest[:31], IsDigest: true}); !errors.Is(err, wire.ErrInvalidDigest) || !strings.Contains(err.Error(), "31 bytes") {
 				t.Errorf("31-byte digest: %v, want invalid_digest saying 31 bytes", err)
 			}
 		})
 	}
-	if _, err := c.Sign(t.Context(), &wire.SignRequest{KeyID: "nope", Data: []byte("m")}); !errors.Is(err, wire.ErrUnknownKey) || !strings.Contains(err.Error(), `"nope"`) {
+	if _, err := call[*wire.SignResponse](t.Context(), c, &wire.SignRequest{KeyID: "nope", Data: []byte("m")}); !errors.Is(err, wire.ErrUnknownKey) || !strings.Contains(err.Error(), `"nope"`) {
 		t.Errorf("unknown key: %v, want unknown_key naming it", err)
 	}
-	if _, err := c.Sign(t.Context(), &wire.SignRequest{Data: []byte("m")}); !errors.Is(err, wire.ErrInvalidRequest) {
+	if _, err := call[*wire.SignResponse](t.Context(), c, &wire.SignRequest{Data: []byte("m")}); !errors.Is(err, wire.ErrInvalidRequest) {
 		t.Errorf("empty key id: %v, want invalid_request", err)
 	}
 }
@@ -157,7 +157,7 @@ func TestProvisionFailures(t *testing.T) {
 		!strings.Contains(se.Message, "PCR0 "+hex.EncodeToString(wantPCR0)[:16]+"…") {
 		t.Errorf("StatusError = %+v\nwant step kms_decrypt, AccessDeniedException, PCR0 %x named (abbreviated) in the message", se, wantPCR0)
 	}
-	if _, err := c.Sign(t.Context(), &wire.SignRequest{KeyID: "good", Data: []byte("m")}); !errors.Is(err, wire.ErrNotReady) || !strings.Contains(err.Error(), "failed") {
+	if _, err := call[*wire.SignResponse](t.Context(), c, &wire.SignRequest{KeyID: "good", Data: []byte("m")}); !errors.Is(err, wire.ErrNotReady) || !strings.Contains(err.Error(), "failed") {
 		t.Errorf("Sign while failed: %v, want not_ready", err)
 	}
 	if !strings.Contains(e.logs.String(), `"step":"kms_decrypt"`) || !strings.Contains(e.logs.String(), `"code":"AccessDeniedException"`) || !strings.Contains(e.logs.String(), `"pcr0":"`+hex.EncodeToString(wantPCR0)) {
@@ -208,7 +208,7 @@ func TestProvisionFailures(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			st, err := c.Provision(t.Context(), tt.req())
+			st, err := call[*wire.Status](t.Context(), c, tt.req())
 			if err != nil {
 				t.Fatalf("Provision: %v", err)
 			}
@@ -253,13 +253,13 @@ func TestInvalidProvisionRequest(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			r := e.request(kr)
 			tt.modify(r)
-			_, err := c.Provision(t.Context(), r)
+			_, err := call[*wire.Status](t.Context(), c, r)
 			if !errors.Is(err, wire.ErrInvalidRequest) || !strings.Contains(err.Error(), tt.want) {
 				t.Errorf("got %v, want invalid_request naming %s", err, tt.want)
 			}
 		})
 	}
-	st, err := c.Status(t.Context())
+	st, err := call[*wire.Status](t.Context(), c, &wire.StatusRequest{})
 	if err != nil || st.State != wire.StateWaiting || st.Error != nil {
 		t.Errorf("invalid requests changed the state: %+v, %v", st, err)
 	}
@@ -289,7 +289,7 @@ func TestReprovisionSwapsWhileSigning(t *testing.T) {
 		sc := e.dial()
 		wg.Go(func() {
 			for !stop.Load() {
-				resp, err := sc.Sign(t.Context(), &wire.SignRequest{KeyID: "shared", Data: []byte("during swap")})
+				resp, err := call[*wire.SignResponse](t.Context(), sc, &wire.SignRequest{KeyID: "shared", Data: []byte("during swap")})
 				if err != nil {
 					errs <- err
 					return
@@ -319,7 +319,7 @@ func TestReprovisionSwapsWhileSigning(t *testing.T) {
 	}
 	t.Logf("%d signatures during the swap", signed.Load())
 
-	list, err := c.ListKeys(t.Context())
+	list, err := listKeys(t.Context(), c)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -330,10 +330,10 @@ func TestReprovisionSwapsWhileSigning(t *testing.T) {
 	if strings.Join(ids, ",") != "new/ed25519,shared/ecdsa-secp256k1" {
 		t.Errorf("keys after the swap: %v, want new/ed25519,shared/ecdsa-secp256k1", ids)
 	}
-	if _, err := c.Sign(t.Context(), &wire.SignRequest{KeyID: "old", Data: []byte("m")}); !errors.Is(err, wire.ErrUnknownKey) {
+	if _, err := call[*wire.SignResponse](t.Context(), c, &wire.SignRequest{KeyID: "old", Data: []byte("m")}); !errors.Is(err, wire.ErrUnknownKey) {
 		t.Errorf("old key after the swap: %v, want unknown_key", err)
 	}
-	resp, err := c.Sign(t.Context(), &wire.SignRequest{KeyID: "shared", Data: []byte("m")})
+	resp, err := call[*wire.SignResponse](t.Context(), c, &wire.SignRequest{KeyID: "shared", Data: []byte("m")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -361,10 +361,10 @@ func TestFailedReprovisionKeepsOldSet(t *testing.T) {
 	if st.Error == nil || st.Error.Step != "keyring" || !strings.Contains(st.Error.Message, `keyring "broken.age"`) || !strings.Contains(st.Error.Message, "algorithm") {
 		t.Fatalf("Status.Error = %+v, want the keyring failure naming broken.age and the field", st.Error)
 	}
-	if _, err := c.Sign(t.Context(), &wire.SignRequest{KeyID: "k1", Data: []byte("m")}); err != nil {
+	if _, err := call[*wire.SignResponse](t.Context(), c, &wire.SignRequest{KeyID: "k1", Data: []byte("m")}); err != nil {
 		t.Errorf("old key after a failed re-provisioning: %v", err)
 	}
-	if _, err := c.Sign(t.Context(), &wire.SignRequest{KeyID: "k2", Data: []byte("m")}); !errors.Is(err, wire.ErrUnknownKey) {
+	if _, err := call[*wire.SignResponse](t.Context(), c, &wire.SignRequest{KeyID: "k2", Data: []byte("m")}); !errors.Is(err, wire.ErrUnknownKey) {
 		t.Errorf("key of the failed attempt: %v, want unknown_key", err)
 	}
 	// A successful provisioning clears the error.
@@ -385,7 +385,7 @@ func TestConcurrentProvisioningIsSerialized(t *testing.T) {
 		c := e.dial()
 		kr := e.keyringFor(fmt.Sprintf("r%d.age", i), newKey(t, fmt.Sprintf("k%d", i), keyring.Ed25519))
 		wg.Go(func() {
-			st, err := c.Provision(t.Context(), e.request(kr))
+			st, err := call[*wire.Status](t.Context(), c, e.request(kr))
 			if err != nil {
 				t.Error(err)
 				return
@@ -413,7 +413,7 @@ func TestAttest(t *testing.T) {
 	e := start(t)
 	c := e.dial()
 	nonce, userData := []byte("nonce-0123456789"), []byte(`{"purpose":"audit"}`)
-	resp, err := c.Attest(t.Context(), &wire.AttestRequest{Nonce: nonce, UserData: userData})
+	resp, err := call[*wire.AttestResponse](t.Context(), c, &wire.AttestRequest{Nonce: nonce, UserData: userData})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -438,7 +438,7 @@ func TestAttest(t *testing.T) {
 		t.Error("a simulated document verifies against the AWS root")
 	}
 	// No nonce, no caller data: nonce null, no "caller" in the map.
-	resp, err = c.Attest(t.Context(), &wire.AttestRequest{})
+	resp, err = call[*wire.AttestResponse](t.Context(), c, &wire.AttestRequest{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -454,7 +454,7 @@ func TestAttest(t *testing.T) {
 	// the map: 849 bytes unpinned (the map holds the audit key too). One
 	// more is refused, naming the room.
 	const room = 849
-	if _, err := c.Attest(t.Context(), &wire.AttestRequest{Nonce: make([]byte, 1024), UserData: bytes.Repeat([]byte{0xff}, room)}); err != nil {
+	if _, err := call[*wire.AttestResponse](t.Context(), c, &wire.AttestRequest{Nonce: make([]byte, 1024), UserData: bytes.Repeat([]byte{0xff}, room)}); err != nil {
 		t.Errorf("1024-byte nonce and %d-byte user_data: %v", room, err)
 	}
 	for _, r := range []struct {
@@ -465,11 +465,11 @@ func TestAttest(t *testing.T) {
 		{&wire.AttestRequest{UserData: make([]byte, room+1)}, "user_data is 850 bytes, want at most 849"},
 		{&wire.AttestRequest{UserData: make([]byte, 1024)}, "leaves 849 bytes for yours"},
 	} {
-		if _, err := c.Attest(t.Context(), r.req); !errors.Is(err, wire.ErrInvalidRequest) || !strings.Contains(err.Error(), r.want) {
+		if _, err := call[*wire.AttestResponse](t.Context(), c, r.req); !errors.Is(err, wire.ErrInvalidRequest) || !strings.Contains(err.Error(), r.want) {
 			t.Errorf("got %v, want invalid_request containing %q", err, r.want)
 		}
 	}
-	if _, err := c.Status(t.Context()); err != nil {
+	if _, err := call[*wire.Status](t.Context(), c, &wire.StatusRequest{}); err != nil {
 		t.Errorf("the connection after refusals: %v", err)
 	}
 }
@@ -522,7 +522,7 @@ func TestAttestedKeySet(t *testing.T) {
 
 	attest := func(userData []byte) *attestation.Document {
 		t.Helper()
-		resp, err := c.Attest(t.Context(), &wire.AttestRequest{Nonce: []byte("n"), UserData: userData})
+		resp, err := call[*wire.AttestResponse](t.Context(), c, &wire.AttestRequest{Nonce: []byte("n"), UserData: userData})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -592,7 +592,7 @@ func TestAttestedPins(t *testing.T) {
 	if wantRoom >= 849 || wantRoom < minCallerRoom {
 		t.Fatalf("room %d with two KMS key pins", wantRoom)
 	}
-	resp, err := c.Attest(t.Context(), &wire.AttestRequest{UserData: bytes.Repeat([]byte{1}, wantRoom)})
+	resp, err := call[*wire.AttestResponse](t.Context(), c, &wire.AttestRequest{UserData: bytes.Repeat([]byte{1}, wantRoom)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -604,7 +604,7 @@ func TestAttestedPins(t *testing.T) {
 	if err != nil || !ud.Pins.Equal(want) || len(ud.Pins.KMSKeys) != 2 || len(ud.Caller) != wantRoom {
 		t.Fatalf("user_data map %+v, %v; want the pins %v and %d caller bytes", ud, err, want, wantRoom)
 	}
-	if _, err := c.Attest(t.Context(), &wire.AttestRequest{UserData: make([]byte, wantRoom+1)}); !errors.Is(err, wire.ErrInvalidRequest) || !strings.Contains(err.Error(), fmt.Sprintf("leaves %d bytes", wantRoom)) {
+	if _, err := call[*wire.AttestResponse](t.Context(), c, &wire.AttestRequest{UserData: make([]byte, wantRoom+1)}); !errors.Is(err, wire.ErrInvalidRequest) || !strings.Contains(err.Error(), fmt.Sprintf("leaves %d bytes", wantRoom)) {
 		t.Errorf("one byte over the room: %v", err)
 	}
 
@@ -653,7 +653,7 @@ func TestEveryPinIsAttested(t *testing.T) {
 func TestStatusPCRs(t *testing.T) {
 	pcr8 := pcr.Image([]byte("signing certificate"))
 	e := start(t, "--sim-pcr", "8="+hex.EncodeToString(pcr8))
-	st, err := e.dial().Status(t.Context())
+	st, err := call[*wire.Status](t.Context(), e.dial(), &wire.StatusRequest{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -679,7 +679,7 @@ func TestStatusPCRs(t *testing.T) {
 	}
 
 	d := start(t, "--sim-debug-mode")
-	st, err = d.dial().Status(t.Context())
+	st, err = call[*wire.Status](t.Context(), d.dial(), &wire.StatusRequest{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -765,10 +765,10 @@ func TestBadFramesKeepDaemonServing(t *testing.T) {
 				t.Errorf("connection not closed after %s: %v", tt.code, err)
 			}
 			// The daemon and the other connection carry on.
-			if _, err := c.Sign(t.Context(), &wire.SignRequest{KeyID: "k", Data: []byte("still here")}); err != nil {
+			if _, err := call[*wire.SignResponse](t.Context(), c, &wire.SignRequest{KeyID: "k", Data: []byte("still here")}); err != nil {
 				t.Errorf("other connection after a bad frame: %v", err)
 			}
-			if _, err := e.dial().Status(t.Context()); err != nil {
+			if _, err := call[*wire.Status](t.Context(), e.dial(), &wire.StatusRequest{}); err != nil {
 				t.Errorf("new connection after a bad frame: %v", err)
 			}
 		})
@@ -813,7 +813,7 @@ func TestStateDuringProvisioningAndShutdown(t *testing.T) {
 		t.Helper()
 		deadline := time.Now().Add(10 * time.Second)
 		for {
-			st, err := c.Status(t.Context())
+			st, err := call[*wire.Status](t.Context(), c, &wire.StatusRequest{})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -849,7 +849,7 @@ func TestStateDuringProvisioningAndShutdown(t *testing.T) {
 	if st := waitState(wire.StateReady); st.Keys != 1 {
 		t.Errorf("status during re-provisioning: %+v", st)
 	}
-	if _, err := c.Sign(t.Context(), &wire.SignRequest{KeyID: "a", Data: []byte("m")}); err != nil {
+	if _, err := call[*wire.SignResponse](t.Context(), c, &wire.SignRequest{KeyID: "a", Data: []byte("m")}); err != nil {
 		t.Errorf("signing during re-provisioning: %v", err)
 	}
 	<-done
@@ -857,7 +857,7 @@ func TestStateDuringProvisioningAndShutdown(t *testing.T) {
 	// Shutdown in the middle of a slow provisioning does not wait for KMS.
 	setDelay(10 * time.Second)
 	go func() {
-		st, err := c.Provision(t.Context(), e.request(e.keyringFor("c.age", newKey(t, "c", keyring.Ed25519))))
+		st, err := call[*wire.Status](t.Context(), c, e.request(e.keyringFor("c.age", newKey(t, "c", keyring.Ed25519))))
 		if err == nil && st.Error != nil {
 			t.Logf("the cut-off provisioning answered: %+v", st.Error)
 		}

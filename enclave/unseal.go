@@ -9,10 +9,10 @@ import (
 	"strings"
 	"time"
 
-	"github.com/enclave-signer/enclave-signer/pkg/keyring"
-	"github.com/enclave-signer/enclave-signer/pkg/keyringsig"
-	"github.com/enclave-signer/enclave-signer/pkg/kms"
-	"github.com/enclave-signer/enclave-signer/pkg/wire"
+	"github.com/enclave-signer/enclave-signer/internal/keyring"
+	"github.com/enclave-signer/enclave-signer/internal/keyringsig"
+	"github.com/enclave-signer/enclave-signer/internal/kms"
+	"github.com/enclave-signer/enclave-signer/internal/wire"
 )
 
 // The steps of the unseal sequence, as Status.Error.Step names them.
@@ -67,7 +67,7 @@ func (e *unsealError) statusError() *wire.StatusError {
 // with pinned keyring signers, the statements of its keyrings (to be
 // remembered once the set is in use). It writes nothing to disk; the
 // identity's plaintext is cleared as soon as it is parsed, and keyring
-// plaintext never leaves pkg/keyring.
+// plaintext never leaves internal/keyring.
 func (d *daemon) unseal(ctx context.Context, r *wire.ProvisionRequest) (*keyring.Set, []*keyringsig.Statement, *unsealError) {
 	key, err := d.cfg.Keys.Take(ctx)
 	if err != nil {
@@ -164,7 +164,7 @@ func (d *daemon) checkKeyrings(ks []wire.SealedKeyring, rec *kms.Recipient) ([]*
 	return stmts, nil
 }
 
-// keyringRefusal is a keyring refused by pkg/keyringsig, under the step
+// keyringRefusal is a keyring refused by internal/keyringsig, under the step
 // of its kind.
 func keyringRefusal(name string, err error, rec *kms.Recipient) *unsealError {
 	step := stepKeyringSignature

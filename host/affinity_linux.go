@@ -1,6 +1,6 @@
 package main
 
-import "github.com/enclave-signer/enclave-signer/pkg/bench"
+import "github.com/enclave-signer/enclave-signer/internal/bench"
 
 // setAffinity pins a process to cpus, every thread of it, as taskset -a -p
 // does. (sched_setaffinity on the pid alone would move only the main

@@ -15,7 +15,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 	"github.com/aws/smithy-go"
 
-	"github.com/enclave-signer/enclave-signer/pkg/kms/kmsemu"
+	"github.com/enclave-signer/enclave-signer/internal/kms/kmsemu"
 )
 
 // setAWSTestEnv gives the process an AWS environment that reaches nothing

@@ -14,8 +14,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/enclave-signer/enclave-signer/internal/nsm"
+	"github.com/enclave-signer/enclave-signer/internal/nsm/nsmsim"
 	"github.com/enclave-signer/enclave-signer/pkg/attestation"
-	"github.com/enclave-signer/enclave-signer/pkg/attestation/nsmsim"
 	"github.com/enclave-signer/enclave-signer/pkg/pcr"
 )
 
@@ -273,7 +274,7 @@ func runAttestationSimulate(e *env) error {
 	if err != nil {
 		return err
 	}
-	var req attestation.AttestRequest
+	var req nsm.AttestRequest
 	if *pubPath != "" {
 		if req.PublicKey, err = readSPKI(*pubPath); err != nil {
 			return err
@@ -297,7 +298,7 @@ func runAttestationSimulate(e *env) error {
 	if err != nil {
 		return err
 	}
-	doc, err := attestation.Attest(sim, req)
+	doc, err := nsm.Attest(sim, req)
 	if err != nil {
 		return err
 	}

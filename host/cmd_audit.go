@@ -13,7 +13,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/enclave-signer/enclave-signer/pkg/audit"
+	"github.com/enclave-signer/enclave-signer/internal/audit"
 )
 
 // The audit trail's commands (docs/audit.md): verify a log the shim

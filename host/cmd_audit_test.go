@@ -15,9 +15,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/enclave-signer/enclave-signer/internal/audit"
+	"github.com/enclave-signer/enclave-signer/internal/nsm"
+	"github.com/enclave-signer/enclave-signer/internal/nsm/nsmsim"
 	"github.com/enclave-signer/enclave-signer/pkg/attestation"
-	"github.com/enclave-signer/enclave-signer/pkg/attestation/nsmsim"
-	"github.com/enclave-signer/enclave-signer/pkg/audit"
 )
 
 // auditFixture is a simulated enclave's audit log on disk: its root, its
@@ -45,7 +46,7 @@ func newAuditFixture(t *testing.T, entries int) *auditFixture {
 	pub := f.priv.Public().(ed25519.PublicKey)
 	spki, _ := attestation.MarshalAuditKey(pub)
 	ud, _ := (&attestation.UserData{KeySet: make([]byte, 48), Audit: spki}).Marshal()
-	doc, err := attestation.Attest(sim, attestation.AttestRequest{UserData: ud})
+	doc, err := nsm.Attest(sim, nsm.AttestRequest{UserData: ud})
 	if err != nil {
 		t.Fatal(err)
 	}

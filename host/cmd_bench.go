@@ -19,16 +19,16 @@ import (
 	"strings"
 	"time"
 
-	"github.com/enclave-signer/enclave-signer/pkg/bench"
-	"github.com/enclave-signer/enclave-signer/pkg/client"
-	"github.com/enclave-signer/enclave-signer/pkg/keyring"
-	"github.com/enclave-signer/enclave-signer/pkg/transport"
+	"github.com/enclave-signer/enclave-signer/internal/bench"
+	"github.com/enclave-signer/enclave-signer/internal/keyring"
+	"github.com/enclave-signer/enclave-signer/internal/transport"
+	"github.com/enclave-signer/enclave-signer/internal/wireclient"
 )
 
 // runBench is `signer bench`: a closed loop of N concurrent signing
 // requests against the enclave (wire protocol) or the host shim (HTTP),
 // with signerd on CPUs of its own, and in the same run the same signing
-// in process on those CPUs, for the ratio. pkg/bench does the measuring;
+// in process on those CPUs, for the ratio. internal/bench does the measuring;
 // this is the wiring. docs/performance.md describes the method.
 func runBench(e *env) error {
 	if len(e.args) > 0 && e.args[0] == "--raw" {
@@ -89,7 +89,7 @@ func parseBenchFlags(e *env) (*benchOptions, error) {
 	warmup := fs.Duration("warmup", time.Second, "uncounted load before the window (connections, caches, scheduler)")
 	concurrency := fs.Int("concurrency", 64, "requests in flight at once (closed loop)")
 	enclaveCPUs := fs.Int("enclave-cpus", 0, "CPUs given to signerd and to the in-process measurement (default half the machine's, at least 1); the rest run the load generator and the shim")
-	conns := fs.Int("conns", client.DefaultConns, "wire connections to signerd (as the shim's enclave_connections)")
+	conns := fs.Int("conns", wireclient.DefaultConns, "wire connections to signerd (as the shim's enclave_connections)")
 	msgSize := fs.Int("message-size", 32, "bytes of each message signed")
 	maxOps := fs.Uint64("max-ops", bench.DefaultMaxOps, "end the window early after this many requests")
 	jsonOut := fs.Bool("json", false, "print one JSON object as the last line (the summary goes to stderr)")
@@ -304,7 +304,7 @@ func (o *benchOptions) run(e *env) error {
 	switch o.transport {
 	case "wire":
 		addr := o.enclave
-		var creds *client.Credentials
+		var creds *wireclient.Credentials
 		if o.target == "dev" {
 			st, stop, err := o.startDev(ctx, encCPUs, pinned)
 			if err != nil {
@@ -320,7 +320,7 @@ func (o *benchOptions) run(e *env) error {
 			// The client asks the enclave's status for the audience.
 			return fmt.Errorf("bench: %w", err)
 		}
-		c := client.New(addr, &client.Options{Conns: o.conns, Credentials: creds})
+		c := wireclient.New(addr, &wireclient.Options{Conns: o.conns, Credentials: creds})
 		if creds != nil {
 			clear(creds.Secret) // the client holds its own copy
 		}
@@ -500,22 +500,22 @@ func (o *benchOptions) targetHints() []string {
 
 // devCredentials are the credentials of the dev stack's client app1 with
 // --auth; nil without.
-func (o *benchOptions) devCredentials(st *devStack) (*client.Credentials, error) {
+func (o *benchOptions) devCredentials(st *devStack) (*wireclient.Credentials, error) {
 	if !o.auth {
 		return nil, nil
 	}
-	secret, err := client.ReadSecretFile(clientSecretFile(st.dir, "app1"))
+	secret, err := wireclient.ReadSecretFile(clientSecretFile(st.dir, "app1"))
 	if err != nil {
 		return nil, fmt.Errorf("bench: %w", err)
 	}
-	return &client.Credentials{Client: "app1", Secret: secret, Audience: devAudience}, nil
+	return &wireclient.Credentials{Client: "app1", Secret: secret, Audience: devAudience}, nil
 }
 
 // requestSigner signs the HTTP requests: as the dev stack's app1 with
 // --auth (dev is the stack), as --client against --endpoint; nil when
 // requests go unauthenticated.
-func (o *benchOptions) requestSigner(e *env, endpoint string, dev *devStack) (*client.RequestSigner, error) {
-	var creds *client.Credentials
+func (o *benchOptions) requestSigner(e *env, endpoint string, dev *devStack) (*wireclient.RequestSigner, error) {
+	var creds *wireclient.Credentials
 	var err error
 	if dev != nil {
 		creds, err = o.devCredentials(dev)
@@ -526,7 +526,7 @@ func (o *benchOptions) requestSigner(e *env, endpoint string, dev *devStack) (*c
 		return nil, err
 	}
 	defer clear(creds.Secret)
-	rs, err := client.NewRequestSigner(*creds)
+	rs, err := wireclient.NewRequestSigner(*creds)
 	if err != nil {
 		return nil, usageErrorf("bench: %v", err)
 	}

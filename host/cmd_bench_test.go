@@ -10,7 +10,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/enclave-signer/enclave-signer/pkg/bench"
+	"github.com/enclave-signer/enclave-signer/internal/bench"
 )
 
 func TestBenchUsage(t *testing.T) {

@@ -15,8 +15,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/enclave-signer/enclave-signer/pkg/client"
-	"github.com/enclave-signer/enclave-signer/pkg/shim"
+	"github.com/enclave-signer/enclave-signer/internal/shim"
+	"github.com/enclave-signer/enclave-signer/internal/wireclient"
 )
 
 // The shim's HTTP clients: signer sign, keys, status, attest, provision.
@@ -49,7 +49,7 @@ func shimCall(e *env, f *shimClientFlags, cmd, method, path string, body []byte,
 
 // shimCallAuth is shimCall, with the request signed by rs when it is not
 // nil.
-func shimCallAuth(e *env, f *shimClientFlags, cmd, method, path string, body []byte, timeout time.Duration, rs *client.RequestSigner) ([]byte, error) {
+func shimCallAuth(e *env, f *shimClientFlags, cmd, method, path string, body []byte, timeout time.Duration, rs *wireclient.RequestSigner) ([]byte, error) {
 	hc, base, err := shim.NewHTTPClient(*f.endpoint, timeout)
 	if err != nil {
 		return nil, usageErrorf("signer %s: --endpoint: %v", cmd, err)
@@ -162,11 +162,11 @@ func (a *authFlags) check(cmd string) error {
 
 // credentials reads the secret file; audience is --audience, or fetch's
 // answer when it is empty. nil without --client.
-func (a *authFlags) credentials(fetch func() (string, error)) (*client.Credentials, error) {
+func (a *authFlags) credentials(fetch func() (string, error)) (*wireclient.Credentials, error) {
 	if *a.client == "" {
 		return nil, nil
 	}
-	secret, err := client.ReadSecretFile(*a.secretFile)
+	secret, err := wireclient.ReadSecretFile(*a.secretFile)
 	if err != nil {
 		return nil, err
 	}
@@ -177,7 +177,7 @@ func (a *authFlags) credentials(fetch func() (string, error)) (*client.Credentia
 			return nil, err
 		}
 	}
-	return &client.Credentials{Client: *a.client, Secret: secret, Audience: aud}, nil
+	return &wireclient.Credentials{Client: *a.client, Secret: secret, Audience: aud}, nil
 }
 
 // shimAudience asks the shim at endpoint (GET /v1/status) for the
@@ -262,9 +262,9 @@ func runSign(e *env) error {
 	if err != nil {
 		return fmt.Errorf("signer sign: %w", err)
 	}
-	var rs *client.RequestSigner
+	var rs *wireclient.RequestSigner
 	if creds != nil {
-		rs, err = client.NewRequestSigner(*creds)
+		rs, err = wireclient.NewRequestSigner(*creds)
 		clear(creds.Secret)
 		if err != nil {
 			return usageErrorf("signer sign: %v", err)

@@ -9,7 +9,7 @@ import (
 	"testing"
 
 	"github.com/enclave-signer/enclave-signer/internal/signreq"
-	"github.com/enclave-signer/enclave-signer/pkg/wire"
+	"github.com/enclave-signer/enclave-signer/internal/wire"
 )
 
 // TestSignAsClient: signer sign --client --client-secret signs its request:

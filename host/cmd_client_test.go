@@ -17,8 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/enclave-signer/enclave-signer/internal/fakeenclave"
 	"github.com/enclave-signer/enclave-signer/internal/testsupport"
-	"github.com/enclave-signer/enclave-signer/pkg/client/fakeenclave"
 )
 
 // serveShim runs `signer serve` in-process against a fake enclave, with

@@ -18,8 +18,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 
-	"github.com/enclave-signer/enclave-signer/pkg/doctor"
-	"github.com/enclave-signer/enclave-signer/pkg/policy"
+	"github.com/enclave-signer/enclave-signer/internal/doctor"
+	"github.com/enclave-signer/enclave-signer/internal/policy"
 )
 
 // doctorSeams are the boundaries signer doctor reads the instance through:

@@ -16,13 +16,13 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 
-	"github.com/enclave-signer/enclave-signer/pkg/doctor"
-	"github.com/enclave-signer/enclave-signer/pkg/kms/kmsemu"
-	"github.com/enclave-signer/enclave-signer/pkg/policy"
+	"github.com/enclave-signer/enclave-signer/internal/doctor"
+	"github.com/enclave-signer/enclave-signer/internal/kms/kmsemu"
+	"github.com/enclave-signer/enclave-signer/internal/policy"
 )
 
 // The recorded outputs live with the package that parses them.
-const doctorFixtures = "../pkg/doctor/testdata"
+const doctorFixtures = "../internal/doctor/testdata"
 
 func doctorFixture(t *testing.T, name string) []byte {
 	t.Helper()

@@ -6,9 +6,9 @@ import (
 	"fmt"
 	"os"
 
-	"github.com/enclave-signer/enclave-signer/pkg/imagepins"
-	"github.com/enclave-signer/enclave-signer/pkg/kms"
-	"github.com/enclave-signer/enclave-signer/pkg/policy"
+	"github.com/enclave-signer/enclave-signer/internal/imagepins"
+	"github.com/enclave-signer/enclave-signer/internal/kms"
+	"github.com/enclave-signer/enclave-signer/internal/policy"
 )
 
 func runImage(e *env) error {

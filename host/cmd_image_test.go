@@ -11,7 +11,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/enclave-signer/enclave-signer/pkg/policy"
+	"github.com/enclave-signer/enclave-signer/internal/policy"
 )
 
 // imageArchive writes a docker-archive, as make image writes it, whose
@@ -96,7 +96,7 @@ func TestImagePins(t *testing.T) {
 
 func readTestdata(t *testing.T, name string) []byte {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join("..", "pkg", "policy", "testdata", name))
+	b, err := os.ReadFile(filepath.Join("..", "internal", "policy", "testdata", name))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -17,8 +17,8 @@ import (
 	"filippo.io/age/armor"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 
-	"github.com/enclave-signer/enclave-signer/pkg/keyring"
-	"github.com/enclave-signer/enclave-signer/pkg/keyring/keyringtest"
+	"github.com/enclave-signer/enclave-signer/internal/keyring"
+	"github.com/enclave-signer/enclave-signer/internal/keyring/keyringtest"
 )
 
 type keysOutput struct {

@@ -16,9 +16,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/enclave-signer/enclave-signer/pkg/imdsemu"
-	"github.com/enclave-signer/enclave-signer/pkg/kms/kmsemu"
-	"github.com/enclave-signer/enclave-signer/pkg/transport"
+	"github.com/enclave-signer/enclave-signer/internal/imdsemu"
+	"github.com/enclave-signer/enclave-signer/internal/kms/kmsemu"
+	"github.com/enclave-signer/enclave-signer/internal/transport"
 )
 
 // runKMSEmulator is `signer kms-emulator --listen ADDR --state FILE

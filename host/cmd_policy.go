@@ -9,8 +9,8 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/enclave-signer/enclave-signer/internal/policy"
 	"github.com/enclave-signer/enclave-signer/pkg/pcr"
-	"github.com/enclave-signer/enclave-signer/pkg/policy"
 )
 
 func runPolicy(e *env) error {

@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/enclave-signer/enclave-signer/pkg/policy"
+	"github.com/enclave-signer/enclave-signer/internal/policy"
 )
 
 const (

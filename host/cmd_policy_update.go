@@ -13,7 +13,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 
-	"github.com/enclave-signer/enclave-signer/pkg/policy"
+	"github.com/enclave-signer/enclave-signer/internal/policy"
 )
 
 // runPolicyUpdate is `signer policy update --key-id ID --measurements

@@ -97,7 +97,7 @@ func runSeal(e *env) error {
 
 // ageKeyFile formats an identity as age-keygen writes a key file. The
 // result is secret; the caller wipes it. (The identity's String is an
-// immutable Go string and can't be wiped: see pkg/keyring's documentation
+// immutable Go string and can't be wiped: see internal/keyring's documentation
 // for the limits of wiping.)
 func ageKeyFile(id *age.X25519Identity, now time.Time) []byte {
 	created := "# created: " + now.UTC().Format(time.RFC3339) + "\n"

@@ -13,9 +13,9 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 
-	"github.com/enclave-signer/enclave-signer/pkg/keyring"
-	"github.com/enclave-signer/enclave-signer/pkg/kms/kmsemu"
-	"github.com/enclave-signer/enclave-signer/pkg/policy"
+	"github.com/enclave-signer/enclave-signer/internal/keyring"
+	"github.com/enclave-signer/enclave-signer/internal/kms/kmsemu"
+	"github.com/enclave-signer/enclave-signer/internal/policy"
 )
 
 var recipientRE = regexp.MustCompile(`^age1[02-9ac-hj-np-z]{58}\n$`)

@@ -12,8 +12,8 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/config"
 
-	"github.com/enclave-signer/enclave-signer/pkg/shim"
-	"github.com/enclave-signer/enclave-signer/pkg/transport"
+	"github.com/enclave-signer/enclave-signer/internal/shim"
+	"github.com/enclave-signer/enclave-signer/internal/transport"
 )
 
 // runServe is `signer serve --config FILE`: the production host shim. The

@@ -13,8 +13,8 @@ import (
 	"os"
 	"time"
 
-	"github.com/enclave-signer/enclave-signer/pkg/attestation/nsmsim"
-	"github.com/enclave-signer/enclave-signer/pkg/transport"
+	"github.com/enclave-signer/enclave-signer/internal/nsm/nsmsim"
+	"github.com/enclave-signer/enclave-signer/internal/transport"
 )
 
 // runTLSFront is `signer tls-front --listen ADDR --backend URL --ca-dir DIR

@@ -12,9 +12,9 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/service/kms"
-	"github.com/enclave-signer/enclave-signer/pkg/attestation/nsmsim"
-	enclavekms "github.com/enclave-signer/enclave-signer/pkg/kms"
-	"github.com/enclave-signer/enclave-signer/pkg/transport"
+	enclavekms "github.com/enclave-signer/enclave-signer/internal/kms"
+	"github.com/enclave-signer/enclave-signer/internal/nsm/nsmsim"
+	"github.com/enclave-signer/enclave-signer/internal/transport"
 )
 
 // TestTLSFrontEnclaveDecrypt is the enclave's route to KMS under signer dev,

@@ -11,7 +11,7 @@ import (
 
 	"filippo.io/age"
 
-	"github.com/enclave-signer/enclave-signer/pkg/keyring"
+	"github.com/enclave-signer/enclave-signer/internal/keyring"
 )
 
 // signer dev --auth: signerd runs with --require-auth, and the shim loads

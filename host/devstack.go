@@ -32,13 +32,13 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 	kmstypes "github.com/aws/aws-sdk-go-v2/service/kms/types"
-	"github.com/enclave-signer/enclave-signer/pkg/attestation/nsmsim"
-	"github.com/enclave-signer/enclave-signer/pkg/keyring"
-	"github.com/enclave-signer/enclave-signer/pkg/keyringsig"
-	enclavekms "github.com/enclave-signer/enclave-signer/pkg/kms"
-	"github.com/enclave-signer/enclave-signer/pkg/kms/kmssigner"
+	"github.com/enclave-signer/enclave-signer/internal/keyring"
+	"github.com/enclave-signer/enclave-signer/internal/keyringsig"
+	enclavekms "github.com/enclave-signer/enclave-signer/internal/kms"
+	"github.com/enclave-signer/enclave-signer/internal/kms/kmssigner"
+	"github.com/enclave-signer/enclave-signer/internal/nsm/nsmsim"
+	"github.com/enclave-signer/enclave-signer/internal/policy"
 	"github.com/enclave-signer/enclave-signer/pkg/pcr"
-	"github.com/enclave-signer/enclave-signer/pkg/policy"
 )
 
 // The development stack's fixed names. Everything signer dev creates lives

@@ -17,7 +17,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/enclave-signer/enclave-signer/pkg/audit"
+	"github.com/enclave-signer/enclave-signer/internal/audit"
 )
 
 // The end-to-end tests of the audit trail (docs/audit.md) with the real

@@ -23,7 +23,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/enclave-signer/enclave-signer/pkg/wire"
+	"github.com/enclave-signer/enclave-signer/internal/wire"
 )
 
 // TestWireMemoryUnderAttack is issue 9's "memory before authentication",

@@ -10,7 +10,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/enclave-signer/enclave-signer/pkg/keyring"
+	"github.com/enclave-signer/enclave-signer/internal/keyring"
 )
 
 // The flags of `signer keyring new` that declare clients and per-key

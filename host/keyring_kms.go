@@ -10,11 +10,11 @@ import (
 
 	"github.com/aws/smithy-go"
 
-	"github.com/enclave-signer/enclave-signer/pkg/keyringsig"
-	"github.com/enclave-signer/enclave-signer/pkg/kms/kmssigner"
+	"github.com/enclave-signer/enclave-signer/internal/keyringsig"
+	"github.com/enclave-signer/enclave-signer/internal/kms/kmssigner"
 )
 
-// kmsKeyringSigner is a kms:KEY keyring signer: pkg/kms/kmssigner (the
+// kmsKeyringSigner is a kms:KEY keyring signer: internal/kms/kmssigner (the
 // private key stays in KMS, each use logged there), with KMS's refusals
 // explained as every KMS-calling command explains them.
 type kmsKeyringSigner struct {

@@ -21,8 +21,8 @@ import (
 	"testing"
 	"unicode"
 
+	"github.com/enclave-signer/enclave-signer/internal/policy"
 	"github.com/enclave-signer/enclave-signer/pkg/pcr"
-	"github.com/enclave-signer/enclave-signer/pkg/policy"
 )
 
 // root is the repository root, relative to this package's directory (where

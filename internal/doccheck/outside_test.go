@@ -262,14 +262,14 @@ func TestOutsideRefsCatches(t *testing.T) {
 		want       bool
 	}{
 		{"docs/x.md", "see `" + sh + "docs/interfaces" + ".md`", true},
-		{"pkg/cms/testdata/README.md", "copied from `" + sh + "vectors/`", true},
+		{"internal/cms/testdata/README.md", "copied from `" + sh + "vectors/`", true},
 		{"pkg/a/a.go", `// the style guide (` + sh + "STYLE" + `.md)`, true},
 		{"docs/x.md", "[facts](../../" + sh + "docs/x.md)", true},
 		{"docs/x.md", "[up](../../outside.md)", true},
 		{"pkg/a/a_test.go", `package a; var _ = "` + up + `../../x"`, true},
 		{"pkg/a/a_test.go", "package a\nimport \"path/filepath\"\nvar _ = filepath.Join(\"..\", \"..\", \"..\", \"x\")", true},
 		{"pkg/a/a.go", "// see nitro-kms-" + "facts", true},
-		{"pkg/cms/cms_test.go", "// facts " + "§2.1: the SKI", true},
+		{"internal/cms/cms_test.go", "// facts " + "§2.1: the SKI", true},
 		{"docs/x.md", "the operator guide (kms-attestation-policy" + ".zh.md)", true},
 		{"docs/x.md", "[deploy](../deploy/README.md)", false},
 		{"pkg/a/a_test.go", `package a; var _ = os.ReadFile("../../docs/protocol.md")`, false},

@@ -52,7 +52,7 @@ func TestReferenceListsEveryCommand(t *testing.T) {
 }
 
 // TestReferenceListsEveryPolicyRule: every rule policy.Check can report
-// (the Rule* constants of pkg/policy/check.go) has a row in
+// (the Rule* constants of internal/policy/check.go) has a row in
 // docs/reference.md's table of findings.
 func TestReferenceListsEveryPolicyRule(t *testing.T) {
 	ref := readReference(t)
@@ -60,7 +60,7 @@ func TestReferenceListsEveryPolicyRule(t *testing.T) {
 	if !ok {
 		t.Fatal("docs/reference.md has no \"## `signer policy check` findings\" section")
 	}
-	f, err := parser.ParseFile(token.NewFileSet(), filepath.Join(root, "pkg", "policy", "check.go"), nil, 0)
+	f, err := parser.ParseFile(token.NewFileSet(), filepath.Join(root, "internal", "policy", "check.go"), nil, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -86,7 +86,7 @@ func TestReferenceListsEveryPolicyRule(t *testing.T) {
 		}
 	}
 	if len(rules) < 10 {
-		t.Fatalf("found %d Rule constants in pkg/policy/check.go; has the rule list moved?", len(rules))
+		t.Fatalf("found %d Rule constants in internal/policy/check.go; has the rule list moved?", len(rules))
 	}
 	for _, r := range rules {
 		if !strings.Contains(table, "\n| `"+r+"` |") {

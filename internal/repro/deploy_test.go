@@ -17,7 +17,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
-	"github.com/enclave-signer/enclave-signer/pkg/shim"
+	"github.com/enclave-signer/enclave-signer/internal/shim"
 )
 
 // Where deploy/README.md installs the files, as the units name them.

@@ -18,7 +18,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/enclave-signer/enclave-signer/pkg/imagepins"
+	"github.com/enclave-signer/enclave-signer/internal/imagepins"
 )
 
 // TestReproducibleImage builds the images (make images: the enclave's and

@@ -9,7 +9,7 @@ import (
 	"time"
 )
 
-// Signer signs requests as one client: what pkg/client and the signer
+// Signer signs requests as one client: what internal/wireclient (and through it pkg/client) and the signer
 // commands hold. It keeps a copy of the secret, which Destroy zeroes; it
 // never prints it.
 type Signer struct {

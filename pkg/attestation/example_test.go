@@ -6,8 +6,9 @@ import (
 	"os"
 	"time"
 
+	"github.com/enclave-signer/enclave-signer/internal/nsm"
+	"github.com/enclave-signer/enclave-signer/internal/nsm/nsmsim"
 	"github.com/enclave-signer/enclave-signer/pkg/attestation"
-	"github.com/enclave-signer/enclave-signer/pkg/attestation/nsmsim"
 )
 
 // A relying party pins an enclave by its image (PCR0, from the reproducible
@@ -28,7 +29,7 @@ func ExampleDocument_Check() {
 	digest, _ := attestation.KeySetDigest(keys.Keys)
 	userData, _ := (&attestation.UserData{KeySet: digest}).Marshal()
 	nonce := []byte("relying party nonce 42")
-	raw, _ := attestation.Attest(sim, attestation.AttestRequest{UserData: userData, Nonce: nonce})
+	raw, _ := nsm.Attest(sim, nsm.AttestRequest{UserData: userData, Nonce: nonce})
 
 	// The relying party's side.
 	pcr0 := sim.PCR(0) // in production: the PCR0 your build of the image prints

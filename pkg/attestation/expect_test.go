@@ -9,7 +9,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/enclave-signer/enclave-signer/pkg/attestation/nsmsim"
+	"github.com/enclave-signer/enclave-signer/internal/nsm"
+	"github.com/enclave-signer/enclave-signer/internal/nsm/nsmsim"
 )
 
 // vectorKeyList is testdata/keyset-vector.json, parsed.
@@ -38,7 +39,7 @@ func simDocument(t *testing.T, debug bool, userData, nonce []byte) *Document {
 	if err != nil {
 		t.Fatal(err)
 	}
-	raw, err := Attest(sim, AttestRequest{UserData: userData, Nonce: nonce})
+	raw, err := nsm.Attest(sim, nsm.AttestRequest{UserData: userData, Nonce: nonce})
 	if err != nil {
 		t.Fatal(err)
 	}

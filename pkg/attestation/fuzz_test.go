@@ -8,7 +8,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/enclave-signer/enclave-signer/pkg/attestation/nsmsim"
+	"github.com/enclave-signer/enclave-signer/internal/nsm"
+	"github.com/enclave-signer/enclave-signer/internal/nsm/nsmsim"
 )
 
 // FuzzParse: Parse never panics, returns nil with every error, and every
@@ -27,7 +28,7 @@ func FuzzParse(f *testing.F) {
 		if err != nil {
 			f.Fatal(err)
 		}
-		doc, err := Attest(s, AttestRequest{PublicKey: []byte("pk"), UserData: []byte{}, Nonce: make([]byte, 1024)})
+		doc, err := nsm.Attest(s, nsm.AttestRequest{PublicKey: []byte("pk"), UserData: []byte{}, Nonce: make([]byte, 1024)})
 		if err != nil {
 			f.Fatal(err)
 		}

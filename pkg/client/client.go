@@ -1,49 +1,55 @@
-// Package client is the host's library for talking to the enclave (signerd)
-// over the wire protocol: a small pool of multiplexed connections that
-// redials by itself when the enclave goes away, with typed errors.
+// Package client signs with the keys of an enclave-signer enclave
+// (signerd), talking to it directly over its wire protocol: from the
+// parent instance over vsock, or over a unix socket or loopback TCP to a
+// development enclave.
+//
+//	c, err := client.New("vsock://16:5005", nil)
+//	...
+//	sig, err := c.SignMessage(ctx, "payments", msg)
+//
+// Everything it returns is its own: results ([Status], [KeyInfo],
+// [KeySet], [Signature]) and errors ([Error] and the Err* values,
+// [UnavailableError]), so an application imports this one package. To
+// check what the enclave runs, verify the attestation document
+// [Client.Attest] returns, and compare the key-set digest it attests with
+// [KeySet.Digest].
 //
 // # Connections
 //
-// A [Client] keeps [Options.Conns] connections (2 by default), each a
-// *wire.Conn carrying many requests at once, and spreads calls over them
-// round-robin. Nothing is dialed until the first call. A connection that is
-// lost (the enclave restarted, the socket broke) is redialed lazily by the
-// next call that needs it, in the background, with exponential backoff
-// between failed dials; while a dial is in backoff, calls fail at once
-// rather than wait. Calls in flight when their connection drops fail
-// promptly with an error matching [ErrUnavailable] and wire.ErrConnClosed;
-// no call ever waits beyond its context.
+// A [Client] keeps [Options.Conns] connections (2 by default), each
+// carrying many requests at once, and spreads calls over them. Nothing is
+// dialed until the first call. A lost connection (the enclave restarted,
+// the socket broke) is redialed by the next call that needs it, with
+// exponential backoff between failed dials; while a dial is in backoff,
+// calls fail at once rather than wait. Calls in flight when their
+// connection drops fail promptly with an [*UnavailableError]; no call
+// ever waits beyond its context.
 //
 // # Errors
 //
-// The enclave's error answers come back as *wire.Error, so
-// errors.Is(err, wire.ErrUnknownKey), errors.Is(err, wire.ErrNotReady) and
-// the like work. An enclave that cannot be reached gives an
+// The enclave's refusals come back as an [*Error] matching one of the
+// Err* values: errors.Is(err, client.ErrUnknownKey),
+// errors.Is(err, client.ErrRateLimited) (errors.As gives the *Error and
+// its RetryAfter), and so on. An enclave that cannot be reached gives an
 // [*UnavailableError] (errors.Is(err, ErrUnavailable)); a call whose
-// context ended gives an error wrapping ctx.Err(). An enclave that refused
-// the connection because it serves its maximum of connections from
-// unprivileged source ports gives an *UnavailableError that also matches
-// wire.ErrTooManyConnections, whose message says the limit: dial from a
-// privileged port ([Options.PrivilegedSourcePort]) to be exempt.
+// context ended gives an error wrapping ctx.Err().
 //
 // # Source ports
 //
-// signerd counts, and past its limit refuses, connections from source
-// ports of 1024 and up, which any local user can open; connections from
-// ports below 1024, which only root or CAP_NET_BIND_SERVICE can bind, are
-// never refused. With [Options.PrivilegedSourcePort] the Client dials from
-// such a port, and falls back to an ephemeral one, with one warning, when
-// the process may not bind it.
+// signerd counts, and past its limit refuses (ErrTooManyConnections),
+// connections from source ports of 1024 and up, which any local user can
+// open. With [Options.PrivilegedSourcePort] the Client dials from a port
+// below 1024 (root or CAP_NET_BIND_SERVICE), and falls back to an
+// ephemeral one, with one warning, when the process may not bind it.
 //
 // # Authenticated requests
 //
 // The keys of a keyring that declares clients sign only requests that
-// carry a client's credential (docs/protocol.md, Authenticated sign
-// requests). With [Options.Credentials] (the client id, its secret, as
-// [ReadSecretFile] reads it, and the keyring's audience, or none to ask the
-// enclave) every Sign is sent as an auth_sign_request signed in this
-// process with a fresh nonce. [RequestSigner] signs HTTP requests to the
-// shim the same way. Neither ever prints the secret.
+// carry a client's credential. With [Options.Credentials] (the client id,
+// its secret, as [ReadSecretFile] reads it, and the keyring's audience,
+// or none to ask the enclave) every sign request is signed in this
+// process with a fresh nonce; the secret never leaves it and is never
+// printed.
 package client
 
 import (
@@ -51,13 +57,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
-	"sync"
-	"sync/atomic"
 	"time"
 
-	"github.com/enclave-signer/enclave-signer/pkg/transport"
-	"github.com/enclave-signer/enclave-signer/pkg/wire"
+	"github.com/enclave-signer/enclave-signer/internal/signreq"
+	"github.com/enclave-signer/enclave-signer/internal/transport"
+	"github.com/enclave-signer/enclave-signer/internal/wire"
+	"github.com/enclave-signer/enclave-signer/internal/wireclient"
 )
 
 // Defaults for the zero fields of Options.
@@ -68,433 +73,223 @@ const (
 	DefaultMaxBackoff  = 2 * time.Second
 )
 
-// Options configure a Client. The zero value is ready for use.
+// Options configure a Client. The zero value (or nil) is ready for use.
 type Options struct {
 	// Conns is the number of connections in the pool. 0 means DefaultConns.
 	Conns int
 	// DialTimeout bounds one dial and handshake. 0 means DefaultDialTimeout.
 	DialTimeout time.Duration
-	// MinBackoff and MaxBackoff bound the wait after a failed dial before a
-	// connection is dialed again; the wait doubles with each failure in a
-	// row. 0 means DefaultMinBackoff and DefaultMaxBackoff.
+	// MinBackoff and MaxBackoff bound the wait after a failed dial before
+	// a connection is dialed again; the wait doubles with each failure in
+	// a row. 0 means DefaultMinBackoff and DefaultMaxBackoff.
 	MinBackoff, MaxBackoff time.Duration
-	// Dial opens a connection to the enclave. nil means transport.Dial to
-	// the Client's address, or transport.DialPrivileged with
-	// PrivilegedSourcePort.
-	Dial wire.DialFunc
 	// PrivilegedSourcePort dials vsock and TCP addresses from a source
-	// port below 1024 (transport.DialPrivileged), so that signerd never
-	// counts the connections against its limit nor refuses them. If the
-	// process may not bind such a port (it needs root or
-	// CAP_NET_BIND_SERVICE), or none is free, the Client logs one warning
-	// and dials from an ephemeral port. Ignored when Dial is set.
+	// port below 1024, which signerd never counts against its connection
+	// limit. Without root or CAP_NET_BIND_SERVICE the Client logs one
+	// warning and dials from an ephemeral port.
 	PrivilegedSourcePort bool
 	// Log receives connection events (dials, losses). nil discards them.
 	Log *slog.Logger
 	// Credentials, when set, authenticate every sign request as this
-	// client (auth_sign_request; docs/protocol.md). nil: plain
-	// sign_requests, which a keyring that declares clients refuses.
+	// client. nil: plain requests, which the keys of a keyring that
+	// declares clients refuse (ErrUnauthenticated).
 	Credentials *Credentials
 }
 
-// ErrUnavailable is matched (errors.Is) by every error that says the
-// enclave could not be reached or its connection was lost: see
-// UnavailableError.
-var ErrUnavailable = errors.New("enclave unavailable")
-
-// ErrClosed is returned by calls on a closed Client.
-var ErrClosed = errors.New("client: closed")
-
-// UnavailableError says the enclave could not be reached, or the
-// connection a call was using was lost before the answer came.
-type UnavailableError struct {
-	Addr string // the enclave's address, e.g. "vsock://16:5005"
-	Op   string // the request, e.g. "sign"
-	Err  error  // the dial error, or one wrapping wire.ErrConnClosed
+// Credentials authenticate sign requests as one client of a keyring that
+// declares clients.
+type Credentials struct {
+	// Client is the client id.
+	Client string
+	// Secret is the client's 32-byte secret (ReadSecretFile reads a
+	// secret file). It is copied; zero yours when done.
+	Secret []byte
+	// Audience is the audience of the client's keyring. Empty: the
+	// enclave's status is asked once, and its audience used if its
+	// keyrings have exactly one.
+	Audience string
 }
 
-func (e *UnavailableError) Error() string {
-	return fmt.Sprintf("%s: enclave at %s unavailable: %v", e.Op, e.Addr, e.Err)
-}
-
-func (e *UnavailableError) Unwrap() error { return e.Err }
-
-// Is makes errors.Is(err, ErrUnavailable) hold.
-func (e *UnavailableError) Is(target error) bool { return target == ErrUnavailable }
+// ReadSecretFile reads a client secret file: 64 hex digits and a newline,
+// as `signer keyring new` writes it. Zero the secret when done with it.
+func ReadSecretFile(path string) ([]byte, error) { return signreq.ReadSecretFile(path) }
 
 // Client talks to one enclave. Its methods may be called concurrently.
 type Client struct {
-	addr     transport.Addr
-	addrStr  string
-	dial     wire.DialFunc
-	dialTO   time.Duration
-	minBO    time.Duration
-	maxBO    time.Duration
-	log      *slog.Logger
-	slots    []slot
-	next     atomic.Uint32
-	closed   atomic.Bool
-	ctx      context.Context // cancelled by Close; parent of every dial
-	cancel   context.CancelFunc
-	dialsWG  sync.WaitGroup
-	connects atomic.Uint64
-
-	privDenied atomic.Bool // binding a privileged port was refused
-	privWarn   sync.Once   // the warning about it
-
-	auth *authState // nil without Credentials
+	c    *wireclient.Client
+	addr string
 }
 
-// slot is one connection of the pool.
-type slot struct {
-	conn atomic.Pointer[wire.Conn]
-
-	mu       sync.Mutex
-	dialing  chan struct{} // non-nil while a dial runs; closed when it ends
-	lastErr  error         // the last dial's error, nil after a success
-	retryAt  time.Time     // no new dial before this, after a failure
-	failures int           // failed dials in a row
-}
-
-// New returns a Client for the enclave at addr. It dials nothing yet.
-func New(addr transport.Addr, opts *Options) *Client {
+// New returns a Client for the enclave at address: "vsock://CID:PORT"
+// (on the parent instance, e.g. "vsock://16:5005"), "unix:///PATH" or
+// "tcp://HOST:PORT" (a development enclave). It dials nothing yet; a
+// malformed address is the only error.
+func New(address string, opts *Options) (*Client, error) {
+	addr, err := transport.ParseAddr(address)
+	if err != nil {
+		return nil, fmt.Errorf("client: %w", err)
+	}
 	var o Options
 	if opts != nil {
 		o = *opts
 	}
-	c := &Client{
-		addr:    addr,
-		addrStr: addr.String(),
-		dial:    o.Dial,
-		dialTO:  o.DialTimeout,
-		minBO:   o.MinBackoff,
-		maxBO:   o.MaxBackoff,
-		log:     o.Log,
+	wo := &wireclient.Options{
+		Conns:                o.Conns,
+		DialTimeout:          o.DialTimeout,
+		MinBackoff:           o.MinBackoff,
+		MaxBackoff:           o.MaxBackoff,
+		PrivilegedSourcePort: o.PrivilegedSourcePort,
+		Log:                  o.Log,
 	}
-	if c.dial == nil {
-		c.dial = func(ctx context.Context) (net.Conn, error) { return transport.Dial(ctx, addr) }
-		if o.PrivilegedSourcePort {
-			c.dial = c.dialPrivileged
-		}
-	}
-	if c.dialTO <= 0 {
-		c.dialTO = DefaultDialTimeout
-	}
-	if c.minBO <= 0 {
-		c.minBO = DefaultMinBackoff
-	}
-	if c.maxBO <= 0 {
-		c.maxBO = DefaultMaxBackoff
-	}
-	c.maxBO = max(c.maxBO, c.minBO)
-	if c.log == nil {
-		c.log = slog.New(slog.DiscardHandler)
-	}
-	n := o.Conns
-	if n <= 0 {
-		n = DefaultConns
-	}
-	c.slots = make([]slot, n)
-	c.ctx, c.cancel = context.WithCancel(context.Background())
 	if o.Credentials != nil {
-		cr := *o.Credentials
-		cr.Secret = append([]byte(nil), cr.Secret...)
-		c.auth = &authState{creds: cr}
+		// wireclient copies the secret.
+		wo.Credentials = &wireclient.Credentials{Client: o.Credentials.Client, Secret: o.Credentials.Secret, Audience: o.Credentials.Audience}
 	}
-	return c
+	return &Client{c: wireclient.New(addr, wo), addr: addr.String()}, nil
 }
 
-// dialPrivilegedPort is transport.DialPrivileged; tests replace it.
-var dialPrivilegedPort = transport.DialPrivileged
+// Addr returns the enclave's address, as New parsed it.
+func (c *Client) Addr() string { return c.addr }
 
-// dialPrivileged dials from a privileged source port, or from an ephemeral
-// one (with a warning, once) if that is not possible.
-func (c *Client) dialPrivileged(ctx context.Context) (net.Conn, error) {
-	if !c.privDenied.Load() {
-		nc, err := dialPrivilegedPort(ctx, c.addr)
-		switch {
-		case err == nil:
-			return nc, nil
-		case errors.Is(err, transport.ErrPrivilegedPortDenied):
-			// The process's privileges will not change: stop trying.
-			c.privDenied.Store(true)
-		case !errors.Is(err, transport.ErrNoPrivilegedPort):
-			return nil, err
-		}
-		c.privWarn.Do(func() {
-			c.log.Warn("cannot dial the enclave from a privileged source port; dialing from an ephemeral port instead, "+
-				"from which signerd refuses provisioning (forbidden), and which it counts against its --max-conns and refuses when other local processes hold them all: "+
-				"run the shim as root or grant it CAP_NET_BIND_SERVICE (systemd: AmbientCapabilities=CAP_NET_BIND_SERVICE)",
-				"enclave", c.addrStr, "err", err)
-		})
-	}
-	return transport.Dial(ctx, c.addr)
-}
-
-// Addr returns the enclave's address.
-func (c *Client) Addr() transport.Addr { return c.addr }
-
-// Connects returns how many connections the Client has opened so far (a
-// number that grows by one each time the enclave is redialed).
-func (c *Client) Connects() uint64 { return c.connects.Load() }
-
-// Close closes every connection; calls in flight fail. Later calls return
-// ErrClosed.
-func (c *Client) Close() error {
-	c.closed.Store(true)
-	c.cancel()
-	for i := range c.slots {
-		s := &c.slots[i]
-		s.mu.Lock()
-		cn := s.conn.Swap(nil)
-		s.mu.Unlock()
-		if cn != nil {
-			cn.Close()
-		}
-	}
-	c.dialsWG.Wait()
-	if c.auth != nil {
-		c.auth.destroy()
-	}
-	return nil
-}
-
-func alive(cn *wire.Conn) bool {
-	if cn == nil {
-		return false
-	}
-	select {
-	case <-cn.Done():
-		return false
-	default:
-		return true
-	}
-}
-
-// conn returns a live connection, dialing one if none is. The slot picked
-// round-robin is preferred; if its connection is gone, another live one
-// serves this call while the picked slot redials in the background.
-func (c *Client) conn(ctx context.Context, op string) (*wire.Conn, error) {
-	if c.closed.Load() {
-		return nil, fmt.Errorf("%s: %w", op, ErrClosed)
-	}
-	n := uint32(len(c.slots))
-	i := c.next.Add(1) % n
-	s := &c.slots[i]
-	if cn := s.conn.Load(); alive(cn) {
-		return cn, nil
-	}
-	// The picked connection is missing or dead: start its redial, and use
-	// any other live one meanwhile.
-	ch, err := c.redial(s)
-	for j := uint32(1); j < n; j++ {
-		if cn := c.slots[(i+j)%n].conn.Load(); alive(cn) {
-			return cn, nil
-		}
-	}
-	if err != nil {
-		return nil, &UnavailableError{Addr: c.addrStr, Op: op, Err: err}
-	}
-	select {
-	case <-ch:
-	case <-ctx.Done():
-		return nil, fmt.Errorf("%s: enclave at %s: waiting for a connection: %w", op, c.addrStr, ctx.Err())
-	}
-	if cn := s.conn.Load(); alive(cn) {
-		return cn, nil
-	}
-	s.mu.Lock()
-	err = s.lastErr
-	s.mu.Unlock()
-	if err == nil {
-		if c.closed.Load() {
-			return nil, fmt.Errorf("%s: %w", op, ErrClosed)
-		}
-		err = fmt.Errorf("%w: lost right after it was opened", wire.ErrConnClosed)
-	}
-	return nil, &UnavailableError{Addr: c.addrStr, Op: op, Err: err}
-}
-
-// redial starts a dial for s unless one is running or s is in backoff. It
-// returns a channel closed when the dial ends, or the last dial's error if
-// s is in backoff.
-func (c *Client) redial(s *slot) (<-chan struct{}, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.dialing != nil {
-		return s.dialing, nil
-	}
-	if alive(s.conn.Load()) {
-		ch := make(chan struct{})
-		close(ch)
-		return ch, nil
-	}
-	if s.lastErr != nil {
-		if wait := time.Until(s.retryAt); wait > 0 {
-			return nil, fmt.Errorf("%w (next dial in %s)", s.lastErr, wait.Round(time.Millisecond))
-		}
-	}
-	if c.closed.Load() {
-		return nil, ErrClosed
-	}
-	ch := make(chan struct{})
-	s.dialing = ch
-	c.dialsWG.Add(1)
-	go c.dialSlot(s, ch)
-	return ch, nil
-}
-
-func (c *Client) dialSlot(s *slot, ch chan struct{}) {
-	defer c.dialsWG.Done()
-	ctx, cancel := context.WithTimeout(c.ctx, c.dialTO)
-	cn, err := wire.Dial(ctx, c.dial)
-	cancel()
-	s.mu.Lock()
-	if err == nil && c.closed.Load() {
-		s.dialing = nil
-		s.mu.Unlock()
-		cn.Close()
-		close(ch)
-		return
-	}
-	if err != nil {
-		s.failures++
-		backoff := c.minBO << min(s.failures-1, 20)
-		if backoff <= 0 || backoff > c.maxBO {
-			backoff = c.maxBO
-		}
-		s.lastErr = err
-		s.retryAt = time.Now().Add(backoff)
-		if s.failures == 1 {
-			c.log.Warn("enclave dial failed", "enclave", c.addrStr, "err", err, "retry_in", backoff)
-		} else {
-			c.log.Debug("enclave dial failed", "enclave", c.addrStr, "err", err, "failures", s.failures, "retry_in", backoff)
-		}
-	} else {
-		s.failures, s.lastErr = 0, nil
-		c.connects.Add(1)
-		s.conn.Store(cn)
-		c.log.Debug("enclave connected", "enclave", c.addrStr, "server", cn.ServerSoftware())
-	}
-	s.dialing = nil
-	s.mu.Unlock()
-	close(ch)
-}
+// Close closes every connection and zeroes the credentials; calls in
+// flight fail. Later calls return an error matching ErrClosed.
+func (c *Client) Close() error { return c.c.Close() }
 
 // Ping makes sure at least one connection is open, dialing if needed.
-func (c *Client) Ping(ctx context.Context) error {
-	_, err := c.conn(ctx, "ping")
-	return err
-}
-
-// wrap gives a failed call's error its context.
-func (c *Client) wrap(op string, err error) error {
-	var we *wire.Error
-	switch {
-	case errors.As(err, &we):
-		return fmt.Errorf("%s: %w", op, err)
-	case errors.Is(err, wire.ErrConnClosed):
-		return &UnavailableError{Addr: c.addrStr, Op: op, Err: err}
-	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
-		return fmt.Errorf("%s: enclave at %s: %w", op, c.addrStr, err)
-	}
-	return fmt.Errorf("%s: %w", op, err)
-}
-
-// callAs sends req on a live connection and checks the answer's type.
-func callAs[T wire.Message](ctx context.Context, c *Client, op string, req wire.Message) (T, error) {
-	var zero T
-	cn, err := c.conn(ctx, op)
-	if err != nil {
-		return zero, err
-	}
-	resp, err := cn.Call(ctx, req)
-	if err != nil {
-		return zero, c.wrap(op, err)
-	}
-	r, ok := resp.(T)
-	if !ok {
-		return zero, fmt.Errorf("%s: enclave answered %s, want %s", op, resp.MessageType(), zero.MessageType())
-	}
-	return r, nil
-}
+func (c *Client) Ping(ctx context.Context) error { return convert(c.c.Ping(ctx)) }
 
 // Status returns the enclave's status.
-func (c *Client) Status(ctx context.Context) (*wire.Status, error) {
-	return callAs[*wire.Status](ctx, c, "status", &wire.StatusRequest{})
-}
-
-// Provision sends req and returns the enclave's status after provisioning.
-// A failed provisioning gives an error matching wire.ErrProvisioningFailed
-// (Status then has the detail) unless the enclave answers a Status in
-// state failed, which is returned as it is.
-func (c *Client) Provision(ctx context.Context, req *wire.ProvisionRequest) (*wire.Status, error) {
-	return callAs[*wire.Status](ctx, c, "provision", req)
+func (c *Client) Status(ctx context.Context) (*Status, error) {
+	st, err := c.c.Status(ctx)
+	if err != nil {
+		return nil, convert(err)
+	}
+	return statusFromWire(st), nil
 }
 
 // Keys returns the loaded keys.
-func (c *Client) Keys(ctx context.Context) ([]wire.KeyInfo, error) {
-	kl, err := c.KeyList(ctx)
+func (c *Client) Keys(ctx context.Context) ([]KeyInfo, error) {
+	ks, err := c.KeySet(ctx)
 	if err != nil {
 		return nil, err
 	}
-	return kl.Keys, nil
+	return ks.Keys, nil
 }
 
-// KeyList returns the loaded keys with the digest the enclave attests for
-// them (KeySetDigest, nil from an enclave that sends none).
-func (c *Client) KeyList(ctx context.Context) (*wire.KeyList, error) {
-	return callAs[*wire.KeyList](ctx, c, "list keys", &wire.ListKeysRequest{})
-}
-
-// Sign asks for a signature. req.Data may be reused once Sign returns.
-// With Options.Credentials it sends an authenticated request.
-func (c *Client) Sign(ctx context.Context, req *wire.SignRequest) (*wire.SignResponse, error) {
-	if c.auth != nil {
-		return c.authSign(ctx, req)
+// KeySet returns the loaded keys with the digest the enclave attests for
+// them.
+func (c *Client) KeySet(ctx context.Context) (*KeySet, error) {
+	kl, err := c.c.KeyList(ctx)
+	if err != nil {
+		return nil, convert(err)
 	}
-	return callAs[*wire.SignResponse](ctx, c, "sign", req)
-}
-
-// AuthSign sends an authenticated sign request as it is: the HTTP
-// request's method, path, body and Authorization header (the shim's
-// forwarding). req.Body may be reused once AuthSign returns.
-func (c *Client) AuthSign(ctx context.Context, req *wire.AuthSignRequest) (*wire.SignResponse, error) {
-	return callAs[*wire.SignResponse](ctx, c, "sign", req)
-}
-
-// SignMessage asks key keyID to sign msg.
-func (c *Client) SignMessage(ctx context.Context, keyID string, msg []byte) (*wire.SignResponse, error) {
-	if msg == nil {
-		msg = []byte{}
+	ks := &KeySet{Keys: make([]KeyInfo, len(kl.Keys)), Digest: kl.KeySetDigest}
+	for i, k := range kl.Keys {
+		ks.Keys[i] = KeyInfo{ID: k.ID, Algorithm: k.Algorithm, PublicKeyPEM: k.PublicKeyPEM, EthereumAddress: k.EthereumAddress}
 	}
-	return c.Sign(ctx, &wire.SignRequest{KeyID: keyID, Data: msg})
+	return ks, nil
 }
 
-// SignDigest asks key keyID to sign a precomputed digest.
-func (c *Client) SignDigest(ctx context.Context, keyID string, digest []byte) (*wire.SignResponse, error) {
-	return c.Sign(ctx, &wire.SignRequest{KeyID: keyID, Data: digest, IsDigest: true})
+// SignMessage asks key keyID to sign msg (an empty message is valid). msg
+// may be reused once SignMessage returns.
+func (c *Client) SignMessage(ctx context.Context, keyID string, msg []byte) (*Signature, error) {
+	return signature(c.c.SignMessage(ctx, keyID, msg))
 }
 
-// AuditRead drains the enclave's audit trail: the records after the
-// cursor of the boot with audit key key (docs/protocol.md
-// AuditReadRequest). Only a privileged peer may: from any other the
-// answer matches wire.ErrForbidden.
-func (c *Client) AuditRead(ctx context.Context, key []byte, cursor uint64, max uint32) (*wire.AuditBatch, error) {
-	return callAs[*wire.AuditBatch](ctx, c, "audit read", &wire.AuditReadRequest{AuditKey: key, Cursor: cursor, Max: max})
+// SignDigest asks key keyID to sign a precomputed digest (32 bytes for
+// the ECDSA algorithms; ed25519 keys refuse digests with
+// ErrDigestNotAllowed).
+func (c *Client) SignDigest(ctx context.Context, keyID string, digest []byte) (*Signature, error) {
+	return signature(c.c.SignDigest(ctx, keyID, digest))
 }
 
-// AuditHead asks for the audit chain's end signed with nonce.
-func (c *Client) AuditHead(ctx context.Context, nonce []byte) (*wire.AuditHead, error) {
-	return callAs[*wire.AuditHead](ctx, c, "audit head", &wire.AuditHeadRequest{Nonce: nonce})
-}
-
-// Attest asks for a fresh attestation document carrying nonce and userData
-// (both optional) and returns it (raw COSE_Sign1 bytes).
+// Attest asks for a fresh attestation document carrying nonce and
+// userData (both optional, at most 1024 bytes each; the enclave adds its
+// own fields to user_data and may have less room) and returns it: raw
+// COSE_Sign1 bytes, to verify before trusting anything in it.
 func (c *Client) Attest(ctx context.Context, nonce, userData []byte) ([]byte, error) {
-	r, err := callAs[*wire.AttestResponse](ctx, c, "attest", &wire.AttestRequest{Nonce: nonce, UserData: userData})
-	if err != nil {
-		return nil, err
-	}
-	return r.Document, nil
+	doc, err := c.c.Attest(ctx, nonce, userData)
+	return doc, convert(err)
 }
+
+func signature(r *wire.SignResponse, err error) (*Signature, error) {
+	if err != nil {
+		return nil, convert(err)
+	}
+	return &Signature{KeyID: r.KeyID, Algorithm: r.Algorithm, Signature: r.Signature, RecoveryID: r.RecoveryID, RSV: r.SignatureRSV}, nil
+}
+
+func statusFromWire(st *wire.Status) *Status {
+	out := &Status{
+		State:       State(st.State),
+		Attestation: st.Attestation,
+		DebugMode:   st.DebugMode,
+		Keys:        st.Keys,
+		Version:     st.Version,
+		Pinned:      st.Pinned,
+	}
+	if len(st.PCRs) > 0 {
+		out.PCRs = make(map[int][]byte, len(st.PCRs))
+		for i, v := range st.PCRs {
+			out.PCRs[int(i)] = v
+		}
+	}
+	if e := st.Error; e != nil {
+		out.Error = &ProvisioningError{Step: e.Step, Message: e.Message, KMSCode: e.KMSCode, KMSMessage: e.KMSMessage}
+	}
+	if a := st.Auth; a != nil {
+		out.Auth = &AuthStatus{RequireAuth: a.RequireAuth, Policed: a.Policed, Clients: a.Clients, Audiences: a.Audiences, ClockOK: a.ClockOK}
+	}
+	return out
+}
+
+// convert gives an error of the layer below this package's own types,
+// keeping its message: a refusal becomes an *Error, a lost or unreachable
+// enclave an *UnavailableError, a closed client one matching ErrClosed.
+// Context errors stay in the chain (errors.Is(err,
+// context.DeadlineExceeded) holds as before).
+func convert(err error) error {
+	if err == nil {
+		return nil
+	}
+	if ue, ok := errors.AsType[*wireclient.UnavailableError](err); ok {
+		return &UnavailableError{Addr: ue.Addr, Op: ue.Op, Err: convertCause(ue.Err)}
+	}
+	return convertCause(err)
+}
+
+// convertCause converts what is not an UnavailableError.
+func convertCause(err error) error {
+	if we, ok := errors.AsType[*wire.Error](err); ok {
+		return &converted{msg: err.Error(), errs: []error{fromWire(we)}}
+	}
+	if errors.Is(err, wireclient.ErrClosed) {
+		return &converted{msg: err.Error(), errs: []error{ErrClosed}}
+	}
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return &converted{msg: err.Error(), errs: []error{contextErr(err)}}
+	}
+	return &converted{msg: err.Error()}
+}
+
+// contextErr returns which context error err wraps.
+func contextErr(err error) error {
+	if errors.Is(err, context.DeadlineExceeded) {
+		return context.DeadlineExceeded
+	}
+	return context.Canceled
+}
+
+func fromWire(we *wire.Error) *Error {
+	return &Error{Code: we.Code.String(), Message: we.Message, RetryAfter: retryAfter(we.RetryAfterMillis)}
+}
+
+// converted carries an error's message and this package's errors in its
+// stead.
+type converted struct {
+	msg  string
+	errs []error
+}
+
+func (c *converted) Error() string   { return c.msg }
+func (c *converted) Unwrap() []error { return c.errs }

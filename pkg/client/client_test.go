@@ -7,282 +7,214 @@ import (
 	"crypto/ed25519"
 	"crypto/sha256"
 	"errors"
-	"net"
-	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/enclave-signer/enclave-signer/internal/fakeenclave"
+	"github.com/enclave-signer/enclave-signer/internal/wire"
+	"github.com/enclave-signer/enclave-signer/internal/wireclient"
 	"github.com/enclave-signer/enclave-signer/pkg/client"
-	"github.com/enclave-signer/enclave-signer/pkg/client/fakeenclave"
-	"github.com/enclave-signer/enclave-signer/pkg/transport"
-	"github.com/enclave-signer/enclave-signer/pkg/wire"
 )
 
-func provisionReq() *wire.ProvisionRequest {
-	return &wire.ProvisionRequest{
-		Region:             "eu-west-1",
-		Credentials:        wire.Credentials{AccessKeyID: "AKIDTEST", SecretAccessKey: "secret"},
-		IdentityCiphertext: []byte("sealed"),
-		Keyrings:           []wire.SealedKeyring{{Name: "k.age", Data: []byte("age")}},
-	}
-}
-
-func newReady(t *testing.T, opts *client.Options) (*fakeenclave.Enclave, *client.Client) {
+// newClient starts a fake enclave (provisioned when ready) and a Client
+// for it.
+func newClient(t *testing.T, ready bool, opts *client.Options) (*fakeenclave.Enclave, *client.Client) {
 	t.Helper()
 	fe := fakeenclave.Start(t)
-	c := client.New(fe.Addr, opts)
-	t.Cleanup(func() { c.Close() })
-	st, err := c.Provision(t.Context(), provisionReq())
-	if err != nil {
-		t.Fatalf("Provision: %v", err)
-	}
-	if st.State != wire.StateReady || st.Keys != 3 {
-		t.Fatalf("after Provision: state %s keys %d, want ready 3", st.State, st.Keys)
-	}
-	return fe, c
-}
-
-func TestCalls(t *testing.T) {
-	fe := fakeenclave.Start(t)
-	c := client.New(fe.Addr, &client.Options{Conns: 1})
-	defer c.Close()
-	ctx := t.Context()
-
-	st, err := c.Status(ctx)
-	if err != nil || st.State != wire.StateWaiting {
-		t.Fatalf("Status before provisioning = %+v, %v; want waiting", st, err)
-	}
-	if _, err := c.Keys(ctx); !errors.Is(err, wire.ErrNotReady) {
-		t.Fatalf("Keys while waiting: err = %v, want not_ready", err)
-	}
-	if _, err := c.SignMessage(ctx, fakeenclave.KeyEd25519, []byte("x")); !errors.Is(err, wire.ErrNotReady) {
-		t.Fatalf("Sign while waiting: err = %v, want not_ready", err)
-	}
-	if _, err := c.Provision(ctx, &wire.ProvisionRequest{}); !errors.Is(err, wire.ErrInvalidRequest) {
-		t.Fatalf("Provision of an empty request: err = %v, want invalid_request", err)
-	}
-	if st, err = c.Provision(ctx, provisionReq()); err != nil || st.State != wire.StateReady {
-		t.Fatalf("Provision = %+v, %v; want ready", st, err)
-	}
-	if p := fe.Provisions(); len(p) != 1 || p[0].Region != "eu-west-1" || string(p[0].Credentials.SecretAccessKey) != "secret" {
-		t.Fatalf("the enclave got provisions %v, want one (the invalid one refused) with region eu-west-1 and the secret", p)
-	}
-
-	keys, err := c.Keys(ctx)
-	if err != nil || len(keys) != 3 || keys[0].ID != fakeenclave.KeyEd25519 {
-		t.Fatalf("Keys = %+v, %v", keys, err)
-	}
-
-	msg := []byte("hello")
-	r, err := c.SignMessage(ctx, fakeenclave.KeyEd25519, msg)
-	if err != nil || !ed25519.Verify(fe.Ed25519, msg, r.Signature) {
-		t.Fatalf("ed25519 SignMessage = %+v, %v; want a valid signature", r, err)
-	}
-	d := sha256.Sum256(msg)
-	r, err = c.SignDigest(ctx, fakeenclave.KeyP256, d[:])
-	if err != nil || !ecdsa.VerifyASN1(fe.P256, d[:], r.Signature) {
-		t.Fatalf("p256 SignDigest = %+v, %v; want a valid signature", r, err)
-	}
-
-	for _, tc := range []struct {
-		name string
-		call func() error
-		want error
-	}{
-		{"unknown key", func() error { _, err := c.SignMessage(ctx, "nope", msg); return err }, wire.ErrUnknownKey},
-		{"digest for ed25519", func() error { _, err := c.SignDigest(ctx, fakeenclave.KeyEd25519, d[:]); return err }, wire.ErrDigestNotAllowed},
-		{"short digest", func() error { _, err := c.SignDigest(ctx, fakeenclave.KeyP256, d[:31]); return err }, wire.ErrInvalidDigest},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			err := tc.call()
-			if !errors.Is(err, tc.want) {
-				t.Fatalf("err = %v\nwant one matching %v", err, tc.want)
-			}
-			if !strings.HasPrefix(err.Error(), "sign: ") {
-				t.Errorf("err = %q, want it to name the operation (\"sign: …\")", err)
-			}
-			if errors.Is(err, client.ErrUnavailable) {
-				t.Errorf("err = %v matches ErrUnavailable, but the enclave answered", err)
-			}
-		})
-	}
-
-	doc, err := c.Attest(ctx, []byte("n0nce"), []byte("ud"))
-	if err != nil || !bytes.Contains(doc, []byte("nonce=n0nce|user_data=ud")) {
-		t.Fatalf("Attest = %q, %v", doc, err)
-	}
-	if c.Connects() != 1 {
-		t.Errorf("Connects() = %d after one healthy session, want 1 (lazy dial, reuse)", c.Connects())
-	}
-}
-
-func TestPoolUsesEveryConnection(t *testing.T) {
-	_, c := newReady(t, &client.Options{Conns: 3})
-	for range 30 {
-		if _, err := c.Status(t.Context()); err != nil {
+	if ready {
+		if err := provision(t.Context(), fe); err != nil {
 			t.Fatal(err)
 		}
 	}
-	// Each slot dials lazily the first time round-robin picks it.
-	deadline := time.Now().Add(2 * time.Second)
-	for c.Connects() != 3 && time.Now().Before(deadline) {
-		c.Status(t.Context())
-		time.Sleep(time.Millisecond)
-	}
-	if got := c.Connects(); got != 3 {
-		t.Fatalf("Connects() = %d after many calls with Conns: 3, want 3", got)
-	}
-}
-
-func TestReconnectAfterRestart(t *testing.T) {
-	fe, c := newReady(t, &client.Options{Conns: 2, MinBackoff: 5 * time.Millisecond, MaxBackoff: 20 * time.Millisecond})
-	before := c.Connects()
-	if err := fe.Restart(); err != nil {
+	c, err := client.New(fe.Addr.String(), opts)
+	if err != nil {
 		t.Fatal(err)
 	}
-	// The restarted enclave is waiting again: the client must find that
-	// out over a new connection, without being told.
-	var st *wire.Status
-	var err error
-	deadline := time.Now().Add(3 * time.Second)
-	for time.Now().Before(deadline) {
-		st, err = c.Status(t.Context())
-		if err == nil {
-			break
+	t.Cleanup(func() { c.Close() })
+	return fe, c
+}
+
+func TestNewAddress(t *testing.T) {
+	for _, tc := range []struct {
+		addr    string
+		wantErr string // "" for none
+	}{
+		{"vsock://16:5005", ""},
+		{"unix:///run/signerd.sock", ""},
+		{"tcp://127.0.0.1:5005", ""},
+		{"", "invalid address"},
+		{"127.0.0.1:5005", "invalid address"},
+		{"http://127.0.0.1:5005", "invalid address"},
+		{"vsock://16", "invalid address"},
+	} {
+		c, err := client.New(tc.addr, nil)
+		if tc.wantErr == "" {
+			if err != nil || c.Addr() != tc.addr {
+				t.Errorf("New(%q) = %v, %v; want a client for it", tc.addr, c, err)
+			}
+			continue
 		}
-		if !errors.Is(err, client.ErrUnavailable) {
-			t.Fatalf("Status during restart: err = %v, want one matching ErrUnavailable", err)
+		if err == nil || !strings.Contains(err.Error(), tc.wantErr) || !strings.Contains(err.Error(), "want vsock://CID:PORT") {
+			t.Errorf("New(%q) error = %v, want %q saying the forms accepted", tc.addr, err, tc.wantErr)
 		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	if err != nil || st.State != wire.StateWaiting {
-		t.Fatalf("Status after restart = %+v, %v; want waiting", st, err)
-	}
-	if c.Connects() <= before {
-		t.Fatalf("Connects() = %d, was %d before the restart: no redial", c.Connects(), before)
 	}
 }
 
-func TestInFlightFailPromptlyWhenEnclaveGoes(t *testing.T) {
-	fe, c := newReady(t, nil)
+func TestCalls(t *testing.T) {
+	fe, c := newClient(t, true, nil)
+	ctx := t.Context()
+
+	st, err := c.Status(ctx)
+	if err != nil || st.State != client.StateReady || st.Keys != 3 || st.Attestation != client.AttestationSimulated {
+		t.Fatalf("Status = %+v, %v; want ready, 3 keys, simulated", st, err)
+	}
+	ks, err := c.KeySet(ctx)
+	if err != nil || len(ks.Keys) != 3 || len(ks.Digest) != 48 {
+		t.Fatalf("KeySet = %+v, %v; want 3 keys and a 48-byte digest", ks, err)
+	}
+	if k := ks.Keys[2]; k.ID != fakeenclave.KeySecp256k1 || k.EthereumAddress != fakeenclave.EthereumAddress {
+		t.Fatalf("key 2 = %+v, want the secp256k1 key with its address", k)
+	}
+	msg := []byte("hello")
+	sig, err := c.SignMessage(ctx, fakeenclave.KeyEd25519, msg)
+	if err != nil || sig.KeyID != fakeenclave.KeyEd25519 || !ed25519.Verify(fe.Ed25519, msg, sig.Signature) {
+		t.Fatalf("SignMessage(ed) = %+v, %v; want a valid ed25519 signature", sig, err)
+	}
+	d := sha256.Sum256(msg)
+	sig, err = c.SignDigest(ctx, fakeenclave.KeyP256, d[:])
+	if err != nil || !ecdsa.VerifyASN1(fe.P256, d[:], sig.Signature) {
+		t.Fatalf("SignDigest(p256) = %+v, %v; want a valid ECDSA signature", sig, err)
+	}
+	sig, err = c.SignDigest(ctx, fakeenclave.KeySecp256k1, d[:])
+	if err != nil || sig.RecoveryID == nil || len(sig.RSV) != 65 {
+		t.Fatalf("SignDigest(eth) = %+v, %v; want a recovery id and r‖s‖v", sig, err)
+	}
+	doc, err := c.Attest(ctx, []byte("nonce"), []byte("ud"))
+	if err != nil || !bytes.Contains(doc, []byte("nonce=nonce")) || !bytes.Contains(doc, []byte("user_data=ud")) {
+		t.Fatalf("Attest = %q, %v; want the fake's document with the nonce and user data", doc, err)
+	}
+	if err := c.Ping(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// The enclave's refusals come back as *client.Error matching the Err*
+// values, with the enclave's message, and nothing of the wire types.
+func TestRefusals(t *testing.T) {
+	_, waiting := newClient(t, false, nil)
+	_, ready := newClient(t, true, nil)
+	ctx := t.Context()
+	for _, tc := range []struct {
+		name string
+		call func() error
+		want *client.Error
+		msg  string // in the error's text
+	}{
+		{"keys while waiting", func() error { _, err := waiting.Keys(ctx); return err }, client.ErrNotReady, "no keyring loaded"},
+		{"sign while waiting", func() error { _, err := waiting.SignMessage(ctx, "ed", nil); return err }, client.ErrNotReady, "not_ready"},
+		{"unknown key", func() error { _, err := ready.SignMessage(ctx, "nope", nil); return err }, client.ErrUnknownKey, "nope"},
+		{"digest for ed25519", func() error { _, err := ready.SignDigest(ctx, "ed", make([]byte, 32)); return err }, client.ErrDigestNotAllowed, "digest_not_allowed"},
+		{"short digest", func() error { _, err := ready.SignDigest(ctx, "p256", make([]byte, 5)); return err }, client.ErrInvalidDigest, "invalid_digest"},
+		{"internal", func() error { _, err := ready.SignMessage(ctx, fakeenclave.KeyInternalError, nil); return err }, client.ErrInternal, "internal"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := tc.call()
+			if !errors.Is(err, tc.want) || !strings.Contains(err.Error(), tc.msg) {
+				t.Fatalf("error = %v, want one matching %v and saying %q", err, tc.want, tc.msg)
+			}
+			for _, other := range []*client.Error{client.ErrNotReady, client.ErrUnknownKey, client.ErrDigestNotAllowed, client.ErrInvalidDigest, client.ErrInternal} {
+				if other != tc.want && errors.Is(err, other) {
+					t.Errorf("error %v also matches %v", err, other)
+				}
+			}
+			var e *client.Error
+			if !errors.As(err, &e) || e.Code != tc.want.Code {
+				t.Fatalf("errors.As(*client.Error) = %+v, want code %s", e, tc.want.Code)
+			}
+			if _, ok := errors.AsType[*wire.Error](err); ok {
+				t.Errorf("the error %v still carries a *wire.Error", err)
+			}
+		})
+	}
+}
+
+// With Credentials every sign request is an authenticated one, and the
+// enclave's rate limit comes back with its RetryAfter.
+func TestCredentialsAndRateLimit(t *testing.T) {
+	secret := bytes.Repeat([]byte{0x5c}, 32)
+	fe, c := newClient(t, true, &client.Options{Credentials: &client.Credentials{Client: "app1", Secret: secret, Audience: "payments"}})
+	clear(secret) // the Client keeps its own copy
+	ctx := t.Context()
+	if _, err := c.SignMessage(ctx, "ed", []byte("m")); err != nil {
+		t.Fatal(err)
+	}
+	got := fe.AuthSigns()
+	if len(got) != 1 || got[0].Path != "/v1/keys/ed/sign" || !strings.Contains(got[0].Authorization, "app1") {
+		t.Fatalf("the enclave got %+v, want one auth_sign_request of client app1 for key ed", got)
+	}
+
+	fe.SetAuthError(&wire.Error{Code: wire.CodeRateLimited, Message: "client app1: rate spent", RetryAfterMillis: 1500})
+	_, err := c.SignMessage(ctx, "ed", []byte("m"))
+	var e *client.Error
+	if !errors.Is(err, client.ErrRateLimited) || !errors.As(err, &e) || e.RetryAfter != 1500*time.Millisecond {
+		t.Fatalf("error = %v (%+v), want rate_limited with RetryAfter 1.5s", err, e)
+	}
+	fe.SetAuthError(&wire.Error{Code: wire.CodeUnauthenticated, Message: "unknown client"})
+	if _, err := c.SignMessage(ctx, "ed", []byte("m")); !errors.Is(err, client.ErrUnauthenticated) || errors.Is(err, client.ErrRateLimited) {
+		t.Fatalf("error = %v, want unauthenticated only", err)
+	}
+	if strings.Contains(c.Addr(), "5c5c") {
+		t.Fatal("the secret leaked")
+	}
+}
+
+// A gone enclave, a closed client and an ended context each give the
+// error that says so.
+func TestUnavailableClosedDeadline(t *testing.T) {
+	fe, c := newClient(t, true, &client.Options{MinBackoff: time.Hour, MaxBackoff: time.Hour})
+	ctx := t.Context()
+
 	fe.HoldSigns()
-	const n = 8
-	errs := make(chan error, n)
-	for range n {
-		go func() {
-			// A generous deadline: the calls must fail because the
-			// connection is lost, long before it.
-			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-			defer cancel()
-			_, err := c.SignMessage(ctx, fakeenclave.KeyEd25519, []byte("m"))
-			errs <- err
-		}()
-	}
-	for range n {
-		<-fe.SignsHeld()
-	}
-	start := time.Now()
-	fe.Stop()
-	for range n {
-		err := <-errs
-		if !errors.Is(err, client.ErrUnavailable) || !errors.Is(err, wire.ErrConnClosed) {
-			t.Errorf("in-flight sign: err = %v, want one matching ErrUnavailable and wire.ErrConnClosed", err)
-		}
-	}
-	if el := time.Since(start); el > 2*time.Second {
-		t.Errorf("in-flight calls took %s to fail after the enclave went away", el)
-	}
-}
-
-func TestUnreachableFailsFastWithBackoff(t *testing.T) {
-	dir := t.TempDir()
-	count := 0
-	var mu sync.Mutex
-	addr := transport.Addr{Scheme: transport.Unix, Path: filepath.Join(dir, "none.sock")}
-	c := client.New(addr, &client.Options{
-		Conns:      1,
-		MinBackoff: time.Hour, // the second call must not dial again
-		Dial: func(ctx context.Context) (net.Conn, error) {
-			mu.Lock()
-			count++
-			mu.Unlock()
-			return transport.Dial(ctx, addr)
-		},
-	})
-	defer c.Close()
-	_, err := c.Status(t.Context())
-	var ue *client.UnavailableError
-	if !errors.As(err, &ue) || !errors.Is(err, client.ErrUnavailable) || ue.Op != "status" || !strings.Contains(err.Error(), addr.String()) {
-		t.Fatalf("Status with no enclave: err = %v, want an UnavailableError for op status naming %s", err, addr)
-	}
-	start := time.Now()
-	_, err = c.Status(t.Context())
-	if !errors.Is(err, client.ErrUnavailable) || !strings.Contains(err.Error(), "next dial in") {
-		t.Fatalf("second Status: err = %v, want ErrUnavailable saying when the next dial is", err)
-	}
-	if time.Since(start) > 100*time.Millisecond {
-		t.Errorf("a call during backoff took %s, want an immediate failure", time.Since(start))
-	}
-	mu.Lock()
-	defer mu.Unlock()
-	if count != 1 {
-		t.Errorf("dialed %d times, want 1 (the second call falls in the backoff)", count)
-	}
-}
-
-func TestContextBoundsCalls(t *testing.T) {
-	fe, c := newReady(t, nil)
-	fe.HoldSigns()
-	defer fe.ReleaseSigns()
-	ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
-	defer cancel()
-	start := time.Now()
-	_, err := c.SignMessage(ctx, fakeenclave.KeyEd25519, []byte("m"))
+	short, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+	_, err := c.SignMessage(short, "ed", []byte("m"))
+	cancel()
 	if !errors.Is(err, context.DeadlineExceeded) || errors.Is(err, client.ErrUnavailable) {
-		t.Fatalf("err = %v, want DeadlineExceeded (and not ErrUnavailable)", err)
-	}
-	if el := time.Since(start); el > time.Second {
-		t.Errorf("call returned %s after a 50ms deadline", el)
+		t.Fatalf("sign past its deadline: error = %v, want context.DeadlineExceeded", err)
 	}
 	fe.ReleaseSigns()
-	// The connection survives an abandoned call.
-	if _, err := c.SignMessage(t.Context(), fakeenclave.KeyEd25519, []byte("m")); err != nil {
-		t.Fatalf("sign after an abandoned call: %v", err)
-	}
-}
 
-func TestClosed(t *testing.T) {
-	_, c := newReady(t, nil)
+	fe.Stop()
+	var ue *client.UnavailableError
+	_, err = c.Status(ctx)
+	for i := 0; i < 50 && !errors.Is(err, client.ErrUnavailable); i++ {
+		time.Sleep(10 * time.Millisecond) // the loss reaches the client
+		_, err = c.Status(ctx)
+	}
+	if !errors.Is(err, client.ErrUnavailable) || !errors.As(err, &ue) || ue.Addr != fe.Addr.String() || ue.Op != "status" {
+		t.Fatalf("status of a stopped enclave: error = %v (%+v), want an UnavailableError for %s", err, ue, fe.Addr)
+	}
+
 	c.Close()
-	if _, err := c.Status(t.Context()); !errors.Is(err, client.ErrClosed) {
-		t.Fatalf("Status after Close: err = %v, want ErrClosed", err)
+	if _, err := c.Keys(ctx); !errors.Is(err, client.ErrClosed) {
+		t.Fatalf("Keys after Close: error = %v, want ErrClosed", err)
 	}
 }
 
-func BenchmarkSign(b *testing.B) {
-	fe := fakeenclave.Start(b)
-	for _, conns := range []int{1, 2, 4} {
-		b.Run("conns="+string(rune('0'+conns)), func(b *testing.B) {
-			c := client.New(fe.Addr, &client.Options{Conns: conns})
-			defer c.Close()
-			if _, err := c.Provision(b.Context(), provisionReq()); err != nil {
-				b.Fatal(err)
-			}
-			msg := []byte("benchmark message")
-			b.ReportAllocs()
-			b.SetParallelism(32)
-			b.RunParallel(func(pb *testing.PB) {
-				ctx := context.Background()
-				req := &wire.SignRequest{KeyID: fakeenclave.KeyEd25519, Data: msg}
-				for pb.Next() {
-					if _, err := c.Sign(ctx, req); err != nil {
-						b.Error(err)
-						return
-					}
-				}
-			})
-		})
+// A refused connection (the enclave serves its maximum of unprivileged
+// connections) is unavailable and says why, with the package's own value.
+func TestTooManyConnections(t *testing.T) {
+	err := client.ConvertForTest(&wireclient.UnavailableError{Addr: "vsock://16:5005", Op: "sign",
+		Err: wire.NewError(wire.CodeTooManyConnections, "at most 64")})
+	if !errors.Is(err, client.ErrUnavailable) || !errors.Is(err, client.ErrTooManyConnections) || !strings.Contains(err.Error(), "at most 64") {
+		t.Fatalf("error = %v, want unavailable and too_many_connections with the limit", err)
+	}
+}
+
+// The defaults are the internal client's.
+func TestDefaults(t *testing.T) {
+	if client.DefaultConns != wireclient.DefaultConns || client.DefaultDialTimeout != wireclient.DefaultDialTimeout ||
+		client.DefaultMinBackoff != wireclient.DefaultMinBackoff || client.DefaultMaxBackoff != wireclient.DefaultMaxBackoff {
+		t.Fatal("pkg/client's defaults differ from internal/wireclient's")
 	}
 }

@@ -1,4 +1,4 @@
 package client
 
-// DialPrivilegedPort lets tests replace transport.DialPrivileged.
-var DialPrivilegedPort = &dialPrivilegedPort
+// ConvertForTest exposes convert to the tests.
+var ConvertForTest = convert

@@ -1,0 +1,4 @@
+package wireclient
+
+// DialPrivilegedPort lets tests replace transport.DialPrivileged.
+var DialPrivilegedPort = &dialPrivilegedPort
