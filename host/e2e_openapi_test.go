@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -76,26 +77,40 @@ func (s *apiStack) request(call apiCall) *http.Request {
 	return r
 }
 
+// send sends call and returns the answer; it may run on any goroutine.
+func (s *apiStack) send(r *http.Request) (apiAnswer, error) {
+	client := &http.Client{Timeout: 30 * time.Second}
+	resp, err := client.Do(r)
+	if err != nil {
+		return apiAnswer{}, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return apiAnswer{}, fmt.Errorf("reading the answer: %w", err)
+	}
+	return apiAnswer{status: resp.StatusCode, header: resp.Header, body: b}, nil
+}
+
 // do sends call, checks it against the document and its expectations,
 // and returns the answer.
 func (s *apiStack) do(call apiCall) apiAnswer {
 	s.t.Helper()
-	client := &http.Client{Timeout: 30 * time.Second}
-	resp, err := client.Do(s.request(call))
+	a, err := s.send(s.request(call))
 	if err != nil {
 		s.t.Fatalf("%s: %s %s: %v", call.name, call.method, call.path, err)
 	}
-	b, err := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if err != nil {
-		s.t.Fatalf("%s: reading the answer: %v", call.name, err)
-	}
-	a := apiAnswer{status: resp.StatusCode, header: resp.Header, body: b}
+	s.verify(call, a)
+	return a
+}
+
+// verify checks the answer a to call.
+func (s *apiStack) verify(call apiCall, a apiAnswer) {
+	s.t.Helper()
 	s.c.check(s.t, call.name, s.request(call), call.body, call.valid, a)
 	if call.status != 0 && (a.status != call.status || a.code() != call.code) {
 		s.t.Errorf("%s: %s %s answered %d %q, want %d %q\n%s", call.name, call.method, call.path, a.status, a.code(), call.status, call.code, truncateBytes(a.body, 600))
 	}
-	return a
 }
 
 func (s *apiStack) run(calls []apiCall) {
@@ -148,6 +163,7 @@ func openAPIOpenStack(t *testing.T, c *contract) {
 	s.run(openSuccessCalls())
 	s.run(openErrorCalls())
 	s.auditUnavailable(pause)
+	s.stalledEnclave()
 	s.provisionFailures(dir)
 }
 
@@ -256,6 +272,48 @@ func (s *apiStack) auditUnavailable(pause string) {
 	}
 	sign.name = "sign after the audit drain resumed"
 	s.poll(15*time.Second, "signing resumes", sign, func(a apiAnswer) bool { return a.status == 200 })
+}
+
+// stalledEnclave stops signerd (SIGSTOP) for longer than the shim's
+// request_timeout (5 s in signer dev): every operation that asks the
+// enclave something, sent at once, answers 503 not_ready; once signerd
+// goes on (SIGCONT), signing does too.
+func (s *apiStack) stalledEnclave() {
+	s.t.Helper()
+	pid := s.p.pids["signerd"]
+	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
+		s.t.Fatal(err)
+	}
+	resume := sync.OnceFunc(func() { syscall.Kill(pid, syscall.SIGCONT) })
+	defer resume()
+	sign := apiCall{name: "sign", method: "POST", path: "/v1/keys/dev-ed25519/sign", body: signMessage("x"), ctype: jsonCT, valid: true, status: 503, code: "not_ready"}
+	calls := []apiCall{
+		{name: "status", method: "GET", path: "/v1/status", valid: true, status: 503, code: "not_ready"},
+		{name: "readyz", method: "GET", path: "/readyz", valid: true, status: 503, code: "not_ready"},
+		{name: "keys", method: "GET", path: "/v1/keys", valid: true, status: 503, code: "not_ready"},
+		{name: "attestation", method: "POST", path: "/v1/attestation", valid: true, status: 503, code: "not_ready"},
+		{name: "audit head", method: "GET", path: "/v1/audit/head?nonce=" + strings.Repeat("5a", 16), valid: true, status: 503, code: "not_ready"},
+		sign,
+	}
+	answers := make([]apiAnswer, len(calls))
+	errs := make([]error, len(calls))
+	var wg sync.WaitGroup
+	for i, call := range calls {
+		call.name += " while signerd is stopped"
+		calls[i] = call
+		r := s.request(call)
+		wg.Go(func() { answers[i], errs[i] = s.send(r) })
+	}
+	wg.Wait()
+	for i, call := range calls {
+		if errs[i] != nil {
+			s.t.Fatalf("%s: %v", call.name, errs[i])
+		}
+		s.verify(call, answers[i])
+	}
+	resume()
+	sign.name, sign.status, sign.code = "sign after signerd went on", 0, ""
+	s.poll(20*time.Second, "signing after signerd went on", sign, func(a apiAnswer) bool { return a.status == 200 })
 }
 
 // provisionFailures breaks the stack's keyring: POST /v1/provision fails
