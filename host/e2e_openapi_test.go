@@ -30,7 +30,7 @@ import (
 // ErrorCode was never answered, so the document and the shim stay in
 // step.
 func TestOpenAPIAgainstTheShim(t *testing.T) {
-	c := newContract(t)
+	c := newAPIContract(t)
 	t.Run("open", func(t *testing.T) { openAPIOpenStack(t, c) })
 	t.Run("auth", func(t *testing.T) { openAPIAuthStack(t, c) })
 	c.done()
@@ -49,13 +49,13 @@ type apiCall struct {
 	code   string                // the answer's error code; "" for a success
 }
 
-const jsonCT = "application/json"
+const apiJSONType = "application/json"
 
 // apiStack sends calls to one running shim and checks them.
 type apiStack struct {
 	t *testing.T
 	p *devProc
-	c *contract
+	c *apiContract
 }
 
 func (s *apiStack) request(call apiCall) *http.Request {
@@ -109,7 +109,7 @@ func (s *apiStack) verify(call apiCall, a apiAnswer) {
 	s.t.Helper()
 	s.c.check(s.t, call.name, s.request(call), call.body, call.valid, a)
 	if call.status != 0 && (a.status != call.status || a.code() != call.code) {
-		s.t.Errorf("%s: %s %s answered %d %q, want %d %q\n%s", call.name, call.method, call.path, a.status, a.code(), call.status, call.code, truncateBytes(a.body, 600))
+		s.t.Errorf("%s: %s %s answered %d %q, want %d %q\n%s", call.name, call.method, call.path, a.status, a.code(), call.status, call.code, apiTruncate(a.body, 600))
 	}
 }
 
@@ -131,15 +131,15 @@ func (s *apiStack) poll(bound time.Duration, what string, call apiCall, until fu
 			return a
 		}
 		if time.Now().After(deadline) {
-			s.t.Fatalf("%s: not after %s; last answer %d %s", what, bound, a.status, truncateBytes(a.body, 600))
+			s.t.Fatalf("%s: not after %s; last answer %d %s", what, bound, a.status, apiTruncate(a.body, 600))
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
 }
 
-func b64(b []byte) string { return base64.StdEncoding.EncodeToString(b) }
+func apiB64(b []byte) string { return base64.StdEncoding.EncodeToString(b) }
 
-func jsonBody(v any) []byte {
+func apiJSON(v any) []byte {
 	b, err := json.Marshal(v)
 	if err != nil {
 		panic(err)
@@ -147,81 +147,83 @@ func jsonBody(v any) []byte {
 	return b
 }
 
-func signMessage(msg string) []byte { return jsonBody(map[string]string{"message": b64([]byte(msg))}) }
-func signDigest(n int) []byte {
-	return jsonBody(map[string]string{"digest": b64(bytes.Repeat([]byte{7}, n))})
+func apiSignMessage(msg string) []byte {
+	return apiJSON(map[string]string{"message": apiB64([]byte(msg))})
+}
+func apiSignDigest(n int) []byte {
+	return apiJSON(map[string]string{"digest": apiB64(bytes.Repeat([]byte{7}, n))})
 }
 
 // openAPIOpenStack: signer dev with an open keyring (dev-ed25519,
 // dev-p256, dev-secp256k1), a 64-record audit buffer and the audit drain's
 // pause hook.
-func openAPIOpenStack(t *testing.T, c *contract) {
+func openAPIOpenStack(t *testing.T, c *apiContract) {
 	pause := filepath.Join(t.TempDir(), "pause")
 	t.Setenv("SIGNER_TEST_AUDIT_PAUSE_FILE", pause)
 	dir := t.TempDir()
 	s := &apiStack{t: t, p: startDev(t, dir, "--audit-buffer", "64"), c: c}
-	s.run(openSuccessCalls())
-	s.run(openErrorCalls())
+	s.run(openAPISuccessCalls())
+	s.run(openAPIErrorCalls())
 	s.auditUnavailable(pause)
 	s.stalledEnclave()
 	s.provisionFailures(dir)
 }
 
-// openSuccessCalls: every operation, answered 200.
-func openSuccessCalls() []apiCall {
+// openAPISuccessCalls: every operation, answered 200.
+func openAPISuccessCalls() []apiCall {
 	nonce := strings.Repeat("a5", 16)
 	return []apiCall{
 		{name: "healthz", method: "GET", path: "/healthz", valid: true, status: 200},
 		{name: "readyz", method: "GET", path: "/readyz", valid: true, status: 200},
 		{name: "status", method: "GET", path: "/v1/status", valid: true, status: 200},
 		{name: "keys", method: "GET", path: "/v1/keys", valid: true, status: 200},
-		{name: "sign ed25519 message", method: "POST", path: "/v1/keys/dev-ed25519/sign", body: signMessage("hello"), ctype: jsonCT, valid: true, status: 200},
-		{name: "sign an empty message", method: "POST", path: "/v1/keys/dev-ed25519/sign", body: []byte(`{"message":""}`), ctype: jsonCT, valid: true, status: 200},
-		{name: "sign p256 digest", method: "POST", path: "/v1/keys/dev-p256/sign", body: signDigest(32), ctype: jsonCT, valid: true, status: 200},
-		{name: "sign secp256k1 digest, charset", method: "POST", path: "/v1/keys/dev-secp256k1/sign", body: signDigest(32), ctype: "application/json; charset=utf-8", valid: true, status: 200},
-		{name: "sign secp256k1 message", method: "POST", path: "/v1/keys/dev-secp256k1/sign", body: signMessage("tx"), ctype: jsonCT, valid: true, status: 200},
+		{name: "sign ed25519 message", method: "POST", path: "/v1/keys/dev-ed25519/sign", body: apiSignMessage("hello"), ctype: apiJSONType, valid: true, status: 200},
+		{name: "sign an empty message", method: "POST", path: "/v1/keys/dev-ed25519/sign", body: []byte(`{"message":""}`), ctype: apiJSONType, valid: true, status: 200},
+		{name: "sign p256 digest", method: "POST", path: "/v1/keys/dev-p256/sign", body: apiSignDigest(32), ctype: apiJSONType, valid: true, status: 200},
+		{name: "sign secp256k1 digest, charset", method: "POST", path: "/v1/keys/dev-secp256k1/sign", body: apiSignDigest(32), ctype: "application/json; charset=utf-8", valid: true, status: 200},
+		{name: "sign secp256k1 message", method: "POST", path: "/v1/keys/dev-secp256k1/sign", body: apiSignMessage("tx"), ctype: apiJSONType, valid: true, status: 200},
 		{name: "attestation without a body", method: "POST", path: "/v1/attestation", valid: true, status: 200},
-		{name: "attestation with nonce and user_data", method: "POST", path: "/v1/attestation", ctype: jsonCT, valid: true, status: 200,
-			body: jsonBody(map[string]string{"nonce": b64([]byte("a nonce of ours")), "user_data": b64([]byte("ours"))})},
+		{name: "attestation with nonce and user_data", method: "POST", path: "/v1/attestation", ctype: apiJSONType, valid: true, status: 200,
+			body: apiJSON(map[string]string{"nonce": apiB64([]byte("a nonce of ours")), "user_data": apiB64([]byte("ours"))})},
 		{name: "audit head", method: "GET", path: "/v1/audit/head?nonce=" + nonce, valid: true, status: 200},
 		{name: "metrics", method: "GET", path: "/metrics", valid: true, status: 200},
 		{name: "provision", method: "POST", path: "/v1/provision", valid: true, status: 200},
-		{name: "provision with a JSON body", method: "POST", path: "/v1/provision", body: []byte(`{}`), ctype: jsonCT, valid: true, status: 200},
+		{name: "provision with a JSON body", method: "POST", path: "/v1/provision", body: []byte(`{}`), ctype: apiJSONType, valid: true, status: 200},
 	}
 }
 
-// openErrorCalls: each error an outside client can cause on an open
+// openAPIErrorCalls: each error an outside client can cause on an open
 // keyring.
-func openErrorCalls() []apiCall {
+func openAPIErrorCalls() []apiCall {
 	sign := "/v1/keys/dev-ed25519/sign"
-	big := jsonBody(map[string]string{"message": b64(make([]byte, 800<<10))}) // over 1 MiB in base64
+	big := apiJSON(map[string]string{"message": apiB64(make([]byte, 800<<10))}) // over 1 MiB in base64
 	host := func(h string) func(*http.Request) { return func(r *http.Request) { r.Host = h } }
 	header := func(k, v string) func(*http.Request) { return func(r *http.Request) { r.Header.Set(k, v) } }
 	return []apiCall{
-		{name: "bad JSON", method: "POST", path: sign, body: []byte(`{"message":`), ctype: jsonCT, status: 400, code: "malformed_request"},
-		{name: "message and digest", method: "POST", path: sign, body: []byte(`{"message":"","digest":""}`), ctype: jsonCT, status: 400, code: "malformed_request"},
-		{name: "neither message nor digest", method: "POST", path: sign, body: []byte(`{}`), ctype: jsonCT, status: 400, code: "malformed_request"},
-		{name: "an unknown field", method: "POST", path: sign, body: []byte(`{"message":"","extra":1}`), ctype: jsonCT, status: 400, code: "malformed_request"},
-		{name: "bad base64", method: "POST", path: sign, body: []byte(`{"message":"!!!!"}`), ctype: jsonCT, status: 400, code: "malformed_request"},
-		{name: "a key id that is not UTF-8", method: "POST", path: "/v1/keys/%ff/sign", body: signMessage("x"), ctype: jsonCT, valid: true, status: 400, code: "malformed_request"},
-		{name: "attestation: an unknown field", method: "POST", path: "/v1/attestation", body: []byte(`{"nonce":"","other":""}`), ctype: jsonCT, status: 400, code: "malformed_request"},
-		{name: "attestation: user_data too large for the document", method: "POST", path: "/v1/attestation", ctype: jsonCT, valid: true, status: 400, code: "malformed_request",
-			body: jsonBody(map[string]string{"user_data": b64(make([]byte, 2000))})},
+		{name: "bad JSON", method: "POST", path: sign, body: []byte(`{"message":`), ctype: apiJSONType, status: 400, code: "malformed_request"},
+		{name: "message and digest", method: "POST", path: sign, body: []byte(`{"message":"","digest":""}`), ctype: apiJSONType, status: 400, code: "malformed_request"},
+		{name: "neither message nor digest", method: "POST", path: sign, body: []byte(`{}`), ctype: apiJSONType, status: 400, code: "malformed_request"},
+		{name: "an unknown field", method: "POST", path: sign, body: []byte(`{"message":"","extra":1}`), ctype: apiJSONType, status: 400, code: "malformed_request"},
+		{name: "bad base64", method: "POST", path: sign, body: []byte(`{"message":"!!!!"}`), ctype: apiJSONType, status: 400, code: "malformed_request"},
+		{name: "a key id that is not UTF-8", method: "POST", path: "/v1/keys/%ff/sign", body: apiSignMessage("x"), ctype: apiJSONType, valid: true, status: 400, code: "malformed_request"},
+		{name: "attestation: an unknown field", method: "POST", path: "/v1/attestation", body: []byte(`{"nonce":"","other":""}`), ctype: apiJSONType, status: 400, code: "malformed_request"},
+		{name: "attestation: user_data too large for the document", method: "POST", path: "/v1/attestation", ctype: apiJSONType, valid: true, status: 400, code: "malformed_request",
+			body: apiJSON(map[string]string{"user_data": apiB64(make([]byte, 2000))})},
 		{name: "audit head without a nonce", method: "GET", path: "/v1/audit/head", status: 400, code: "malformed_request"},
 		{name: "audit head with a short nonce", method: "GET", path: "/v1/audit/head?nonce=0011", status: 400, code: "malformed_request"},
 		{name: "audit head with another parameter", method: "GET", path: "/v1/audit/head?nonce=" + strings.Repeat("00", 16) + "&x=1", valid: true, status: 400, code: "malformed_request"},
-		{name: "unknown key", method: "POST", path: "/v1/keys/no-such-key/sign", body: signMessage("x"), ctype: jsonCT, valid: true, status: 404, code: "unknown_key"},
-		{name: "sign body over 1 MiB", method: "POST", path: sign, body: big, ctype: jsonCT, valid: true, status: 413, code: "too_large"},
-		{name: "attestation body over 1 MiB", method: "POST", path: "/v1/attestation", ctype: jsonCT, valid: true, status: 413, code: "too_large",
-			body: jsonBody(map[string]string{"nonce": b64(make([]byte, 800<<10))})},
-		{name: "text/plain", method: "POST", path: sign, body: signMessage("x"), ctype: "text/plain", status: 415, code: "unsupported_media_type"},
-		{name: "a body without Content-Type", method: "POST", path: sign, body: signMessage("x"), status: 415, code: "unsupported_media_type"},
+		{name: "unknown key", method: "POST", path: "/v1/keys/no-such-key/sign", body: apiSignMessage("x"), ctype: apiJSONType, valid: true, status: 404, code: "unknown_key"},
+		{name: "sign body over 1 MiB", method: "POST", path: sign, body: big, ctype: apiJSONType, valid: true, status: 413, code: "too_large"},
+		{name: "attestation body over 1 MiB", method: "POST", path: "/v1/attestation", ctype: apiJSONType, valid: true, status: 413, code: "too_large",
+			body: apiJSON(map[string]string{"nonce": apiB64(make([]byte, 800<<10))})},
+		{name: "text/plain", method: "POST", path: sign, body: apiSignMessage("x"), ctype: "text/plain", status: 415, code: "unsupported_media_type"},
+		{name: "a body without Content-Type", method: "POST", path: sign, body: apiSignMessage("x"), status: 415, code: "unsupported_media_type"},
 		{name: "provision: a form", method: "POST", path: "/v1/provision", body: []byte("a=b"), ctype: "application/x-www-form-urlencoded", status: 415, code: "unsupported_media_type"},
 		{name: "attestation: Latin-1 JSON", method: "POST", path: "/v1/attestation", body: []byte(`{}`), ctype: "application/json; charset=iso-8859-1", valid: true, status: 415, code: "unsupported_media_type"},
-		{name: "a 31-byte digest for p256", method: "POST", path: "/v1/keys/dev-p256/sign", body: signDigest(31), ctype: jsonCT, valid: true, status: 422, code: "invalid_digest"},
-		{name: "a digest for ed25519", method: "POST", path: sign, body: signDigest(32), ctype: jsonCT, valid: true, status: 422, code: "digest_not_allowed"},
+		{name: "a 31-byte digest for p256", method: "POST", path: "/v1/keys/dev-p256/sign", body: apiSignDigest(31), ctype: apiJSONType, valid: true, status: 422, code: "invalid_digest"},
+		{name: "a digest for ed25519", method: "POST", path: sign, body: apiSignDigest(32), ctype: apiJSONType, valid: true, status: 422, code: "digest_not_allowed"},
 		{name: "a foreign Host", method: "GET", path: "/v1/status", edit: host("attacker.example"), valid: true, status: 403, code: "forbidden_origin"},
-		{name: "a foreign Origin", method: "POST", path: sign, body: signMessage("x"), ctype: jsonCT, edit: header("Origin", "http://attacker.example"), valid: true, status: 403, code: "forbidden_origin"},
+		{name: "a foreign Origin", method: "POST", path: sign, body: apiSignMessage("x"), ctype: apiJSONType, edit: header("Origin", "http://attacker.example"), valid: true, status: 403, code: "forbidden_origin"},
 		{name: "Sec-Fetch-Site cross-site", method: "GET", path: "/v1/keys", edit: header("Sec-Fetch-Site", "cross-site"), valid: true, status: 403, code: "forbidden_origin"},
 		{name: "a foreign Host on healthz", method: "GET", path: "/healthz", edit: host("attacker.example:80"), valid: true, status: 403, code: "forbidden_origin"},
 		{name: "a foreign Host on metrics", method: "GET", path: "/metrics", edit: host("attacker.example"), valid: true, status: 403, code: "forbidden_origin"},
@@ -231,11 +233,11 @@ func openErrorCalls() []apiCall {
 		{name: "a foreign Origin on attestation", method: "POST", path: "/v1/attestation", edit: header("Origin", "null"), valid: true, status: 403, code: "forbidden_origin"},
 		{name: "no such path", method: "GET", path: "/v2/keys", status: 404, code: "not_found"},
 		{name: "a dot-dot segment", method: "GET", path: "/v1/keys/../status", status: 404, code: "not_found"},
-		{name: "an empty key id", method: "POST", path: "/v1/keys//sign", body: signMessage("x"), ctype: jsonCT, status: 404, code: "not_found"},
+		{name: "an empty key id", method: "POST", path: "/v1/keys//sign", body: apiSignMessage("x"), ctype: apiJSONType, status: 404, code: "not_found"},
 		{name: "DELETE status", method: "DELETE", path: "/v1/status", status: 405, code: "method_not_allowed"},
 		{name: "GET provision", method: "GET", path: "/v1/provision", status: 405, code: "method_not_allowed"},
 		{name: "GET sign", method: "GET", path: "/v1/keys/dev-ed25519/sign", status: 405, code: "method_not_allowed"},
-		{name: "a credential for an open keyring", method: "POST", path: sign, body: signMessage("x"), ctype: jsonCT, valid: true, status: 401, code: "unauthenticated",
+		{name: "a credential for an open keyring", method: "POST", path: sign, body: apiSignMessage("x"), ctype: apiJSONType, valid: true, status: 401, code: "unauthenticated",
 			edit: header("Authorization", "ES-HMAC-SHA256 client=nobody, ts=1700000000, nonce="+strings.Repeat("00", 16)+", mac="+strings.Repeat("00", 32))},
 	}
 }
@@ -257,7 +259,7 @@ func (s *apiStack) auditUnavailable(pause string) {
 		}
 		return a.status == 200 && json.Unmarshal(a.body, &st) == nil && st.Shim.AuditLog.State == "paused"
 	})
-	sign := apiCall{name: "sign while the audit trail is not drained", method: "POST", path: "/v1/keys/dev-ed25519/sign", body: signMessage("paused"), ctype: jsonCT, valid: true}
+	sign := apiCall{name: "sign while the audit trail is not drained", method: "POST", path: "/v1/keys/dev-ed25519/sign", body: apiSignMessage("paused"), ctype: apiJSONType, valid: true}
 	for i := 0; ; i++ {
 		a := s.do(sign)
 		if a.status == 503 && a.code() == "audit_unavailable" {
@@ -286,7 +288,7 @@ func (s *apiStack) stalledEnclave() {
 	}
 	resume := sync.OnceFunc(func() { syscall.Kill(pid, syscall.SIGCONT) })
 	defer resume()
-	sign := apiCall{name: "sign", method: "POST", path: "/v1/keys/dev-ed25519/sign", body: signMessage("x"), ctype: jsonCT, valid: true, status: 503, code: "not_ready"}
+	sign := apiCall{name: "sign", method: "POST", path: "/v1/keys/dev-ed25519/sign", body: apiSignMessage("x"), ctype: apiJSONType, valid: true, status: 503, code: "not_ready"}
 	calls := []apiCall{
 		{name: "status", method: "GET", path: "/v1/status", valid: true, status: 503, code: "not_ready"},
 		{name: "readyz", method: "GET", path: "/readyz", valid: true, status: 503, code: "not_ready"},
@@ -354,7 +356,7 @@ func (s *apiStack) provisionFailures(dir string) {
 		{name: "status of a failed enclave", method: "GET", path: "/v1/status", valid: true, status: 200},
 		{name: "readyz of a failed enclave", method: "GET", path: "/readyz", valid: true, status: 503, code: "not_ready"},
 		{name: "keys of a failed enclave", method: "GET", path: "/v1/keys", valid: true, status: 503, code: "not_ready"},
-		{name: "sign with a failed enclave", method: "POST", path: "/v1/keys/dev-ed25519/sign", body: signMessage("x"), ctype: jsonCT, valid: true, status: 503, code: "not_ready"},
+		{name: "sign with a failed enclave", method: "POST", path: "/v1/keys/dev-ed25519/sign", body: apiSignMessage("x"), ctype: apiJSONType, valid: true, status: 503, code: "not_ready"},
 		{name: "provision a failed enclave, the keyring still broken", method: "POST", path: "/v1/provision", valid: true, status: 500, code: "internal"},
 	})
 	restore()
@@ -367,7 +369,7 @@ func (s *apiStack) provisionFailures(dir string) {
 // openAPIAuthStack: signer dev --auth (a policed keyring, signerd
 // --require-auth), its signerd started with a nonce cache of 40 so that
 // a client can fill it.
-func openAPIAuthStack(t *testing.T, c *contract) {
+func openAPIAuthStack(t *testing.T, c *apiContract) {
 	wrapper := filepath.Join(t.TempDir(), "signerd")
 	script := fmt.Sprintf("#!/bin/sh\nexec '%s' --nonce-cache 40 \"$@\"\n", filepath.Join(builtBinaries(t), "signerd"))
 	if err := os.WriteFile(wrapper, []byte(script), 0o755); err != nil {
@@ -377,44 +379,44 @@ func openAPIAuthStack(t *testing.T, c *contract) {
 	s := &apiStack{t: t, p: p, c: c}
 	app1, app2 := p.client("app1"), p.client("app2")
 	as := func(ac *authClient, path string, body []byte) func(*http.Request) {
-		return func(r *http.Request) { r.Header.Set("Authorization", authorization(t, ac, path, body, nil)) }
+		return func(r *http.Request) { r.Header.Set("Authorization", apiAuthorization(t, ac, path, body, nil)) }
 	}
 	sign1 := "/v1/keys/dev-app1/sign"
-	msg := signMessage("x")
-	replayed := authorization(t, app1, sign1, msg, nil)
+	msg := apiSignMessage("x")
+	replayed := apiAuthorization(t, app1, sign1, msg, nil)
 	s.run([]apiCall{
 		{name: "status with auth", method: "GET", path: "/v1/status", valid: true, status: 200},
 		{name: "keys with auth", method: "GET", path: "/v1/keys", valid: true, status: 200},
-		{name: "sign as app1", method: "POST", path: sign1, body: msg, ctype: jsonCT, edit: as(app1, sign1, msg), valid: true, status: 200},
-		{name: "sign a secp256k1 digest as app2", method: "POST", path: "/v1/keys/dev-secp256k1/sign", body: signDigest(32), ctype: jsonCT,
-			edit: as(app2, "/v1/keys/dev-secp256k1/sign", signDigest(32)), valid: true, status: 200},
-		{name: "no credential for a policed key", method: "POST", path: sign1, body: msg, ctype: jsonCT, valid: true, status: 401, code: "unauthenticated"},
-		{name: "a wrong audience", method: "POST", path: sign1, body: msg, ctype: jsonCT, valid: true, status: 401, code: "unauthenticated",
+		{name: "sign as app1", method: "POST", path: sign1, body: msg, ctype: apiJSONType, edit: as(app1, sign1, msg), valid: true, status: 200},
+		{name: "sign a secp256k1 digest as app2", method: "POST", path: "/v1/keys/dev-secp256k1/sign", body: apiSignDigest(32), ctype: apiJSONType,
+			edit: as(app2, "/v1/keys/dev-secp256k1/sign", apiSignDigest(32)), valid: true, status: 200},
+		{name: "no credential for a policed key", method: "POST", path: sign1, body: msg, ctype: apiJSONType, valid: true, status: 401, code: "unauthenticated"},
+		{name: "a wrong audience", method: "POST", path: sign1, body: msg, ctype: apiJSONType, valid: true, status: 401, code: "unauthenticated",
 			edit: func(r *http.Request) {
-				r.Header.Set("Authorization", authorization(t, app1, sign1, msg, func(p *signreq.Params) { p.Audience = "prod" }))
+				r.Header.Set("Authorization", apiAuthorization(t, app1, sign1, msg, func(p *signreq.Params) { p.Audience = "prod" }))
 			}},
-		{name: "a malformed credential", method: "POST", path: sign1, body: msg, ctype: jsonCT, valid: true, status: 401, code: "unauthenticated",
+		{name: "a malformed credential", method: "POST", path: sign1, body: msg, ctype: apiJSONType, valid: true, status: 401, code: "unauthenticated",
 			edit: func(r *http.Request) { r.Header.Set("Authorization", "ES-HMAC-SHA256 client=app1") }},
-		{name: "two Authorization headers", method: "POST", path: sign1, body: msg, ctype: jsonCT, valid: true, status: 401, code: "unauthenticated",
+		{name: "two Authorization headers", method: "POST", path: sign1, body: msg, ctype: apiJSONType, valid: true, status: 401, code: "unauthenticated",
 			edit: func(r *http.Request) {
-				r.Header["Authorization"] = []string{authorization(t, app1, sign1, msg, nil), authorization(t, app1, sign1, msg, nil)}
+				r.Header["Authorization"] = []string{apiAuthorization(t, app1, sign1, msg, nil), apiAuthorization(t, app1, sign1, msg, nil)}
 			}},
-		{name: "a fresh credential", method: "POST", path: sign1, body: msg, ctype: jsonCT, edit: func(r *http.Request) { r.Header.Set("Authorization", replayed) }, valid: true, status: 200},
-		{name: "the same credential replayed", method: "POST", path: sign1, body: msg, ctype: jsonCT, edit: func(r *http.Request) { r.Header.Set("Authorization", replayed) }, valid: true, status: 401, code: "unauthenticated"},
-		{name: "app1 on app2's key", method: "POST", path: "/v1/keys/dev-app2/sign", body: msg, ctype: jsonCT, edit: as(app1, "/v1/keys/dev-app2/sign", msg), valid: true, status: 403, code: "forbidden"},
+		{name: "a fresh credential", method: "POST", path: sign1, body: msg, ctype: apiJSONType, edit: func(r *http.Request) { r.Header.Set("Authorization", replayed) }, valid: true, status: 200},
+		{name: "the same credential replayed", method: "POST", path: sign1, body: msg, ctype: apiJSONType, edit: func(r *http.Request) { r.Header.Set("Authorization", replayed) }, valid: true, status: 401, code: "unauthenticated"},
+		{name: "app1 on app2's key", method: "POST", path: "/v1/keys/dev-app2/sign", body: msg, ctype: apiJSONType, edit: as(app1, "/v1/keys/dev-app2/sign", msg), valid: true, status: 403, code: "forbidden"},
 	})
 	limited := "/v1/keys/dev-limited/sign"
 	s.poll(10*time.Second, "dev-limited's rate is spent",
-		apiCall{name: "sign on dev-limited", method: "POST", path: limited, body: msg, ctype: jsonCT, edit: as(app1, limited, msg), valid: true},
+		apiCall{name: "sign on dev-limited", method: "POST", path: limited, body: msg, ctype: apiJSONType, edit: as(app1, limited, msg), valid: true},
 		func(a apiAnswer) bool { return a.status == 429 })
 	s.poll(10*time.Second, "the nonce cache is full",
-		apiCall{name: "sign until the nonce cache is full", method: "POST", path: "/v1/keys/dev-ed25519/sign", body: msg, ctype: jsonCT, edit: as(app2, "/v1/keys/dev-ed25519/sign", msg), valid: true},
+		apiCall{name: "sign until the nonce cache is full", method: "POST", path: "/v1/keys/dev-ed25519/sign", body: msg, ctype: apiJSONType, edit: as(app2, "/v1/keys/dev-ed25519/sign", msg), valid: true},
 		func(a apiAnswer) bool { return a.status == 503 && a.code() == "auth_unavailable" })
 }
 
-// authorization is the Authorization header of a fresh request by client
+// apiAuthorization is the Authorization header of a fresh request by client
 // ac for path and body, edited by edit after it is filled in.
-func authorization(t *testing.T, ac *authClient, path string, body []byte, edit func(*signreq.Params)) string {
+func apiAuthorization(t *testing.T, ac *authClient, path string, body []byte, edit func(*signreq.Params)) string {
 	t.Helper()
 	p := signreq.Params{Audience: "dev", Client: ac.id, Timestamp: time.Now().Unix(), Method: "POST", Path: path, Body: body}
 	rand.Read(p.Nonce[:])

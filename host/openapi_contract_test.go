@@ -32,7 +32,7 @@ var openapiFile = filepath.Join("..", "docs", "openapi.yaml")
 
 // The responses under components that answer requests outside the
 // document's operations (its info.description says so).
-var unroutedResponses = map[int]string{403: "ForbiddenOrigin", 404: "NotFound", 405: "MethodNotAllowed"}
+var openapiUnrouted = map[int]string{403: "ForbiddenOrigin", 404: "NotFound", 405: "MethodNotAllowed"}
 
 // loadOpenAPI loads and validates docs/openapi.yaml.
 func loadOpenAPI(t *testing.T) *openapi3.T {
@@ -51,9 +51,9 @@ func loadOpenAPI(t *testing.T) *openapi3.T {
 	return doc
 }
 
-// errorCodes returns the enum of components.schemas.ErrorCode: every
+// openapiErrorCodes returns the enum of components.schemas.ErrorCode: every
 // error code the document promises.
-func errorCodes(t *testing.T, doc *openapi3.T) []string {
+func openapiErrorCodes(t *testing.T, doc *openapi3.T) []string {
 	t.Helper()
 	s := doc.Components.Schemas["ErrorCode"]
 	if s == nil || s.Value == nil || len(s.Value.Enum) == 0 {
@@ -70,17 +70,17 @@ func errorCodes(t *testing.T, doc *openapi3.T) []string {
 	return codes
 }
 
-// schemaCodes returns the error codes an answer of schema s may carry:
+// openapiSchemaCodes returns the error codes an answer of schema s may carry:
 // the enum of error.code, intersected across allOf; nil if s is not an
 // error answer.
-func schemaCodes(s *openapi3.Schema) []string {
+func openapiSchemaCodes(s *openapi3.Schema) []string {
 	if s == nil {
 		return nil
 	}
 	var out []string
 	restricted := false
 	for _, m := range s.AllOf {
-		if c := schemaCodes(m.Value); c != nil {
+		if c := openapiSchemaCodes(m.Value); c != nil {
 			if !restricted {
 				out, restricted = c, true
 				continue
@@ -106,9 +106,9 @@ func schemaCodes(s *openapi3.Schema) []string {
 	return out
 }
 
-// responseCodes maps each error code to the HTTP statuses the document
+// openapiResponseCodes maps each error code to the HTTP statuses the document
 // answers it with, over every operation and the unrouted responses.
-func responseCodes(doc *openapi3.T) map[string][]int {
+func openapiResponseCodes(doc *openapi3.T) map[string][]int {
 	out := map[string][]int{}
 	add := func(status int, r *openapi3.ResponseRef) {
 		if r == nil || r.Value == nil {
@@ -118,7 +118,7 @@ func responseCodes(doc *openapi3.T) map[string][]int {
 			if mt.Schema == nil {
 				continue
 			}
-			for _, c := range schemaCodes(mt.Schema.Value) {
+			for _, c := range openapiSchemaCodes(mt.Schema.Value) {
 				if !slices.Contains(out[c], status) {
 					out[c] = append(out[c], status)
 				}
@@ -133,14 +133,14 @@ func responseCodes(doc *openapi3.T) map[string][]int {
 			}
 		}
 	}
-	for status, name := range unroutedResponses {
+	for status, name := range openapiUnrouted {
 		add(status, doc.Components.Responses[name])
 	}
 	return out
 }
 
-// shimErrorTable reads docs/shim.md's error table: code → status.
-func shimErrorTable(t *testing.T) map[string]int {
+// shimDocErrorTable reads docs/shim.md's error table: code → status.
+func shimDocErrorTable(t *testing.T) map[string]int {
 	t.Helper()
 	b, err := os.ReadFile(filepath.Join("..", "docs", "shim.md"))
 	if err != nil {
@@ -168,12 +168,12 @@ func shimErrorTable(t *testing.T) map[string]int {
 // web page could send (403 forbidden_origin).
 func TestOpenAPIDocument(t *testing.T) {
 	doc := loadOpenAPI(t)
-	codes := errorCodes(t, doc)
-	table := shimErrorTable(t)
+	codes := openapiErrorCodes(t, doc)
+	table := shimDocErrorTable(t)
 	if got, want := slices.Sorted(slices.Values(codes)), slices.Sorted(maps.Keys(table)); !slices.Equal(got, want) {
 		t.Errorf("ErrorCode enum %v; docs/shim.md's error table lists %v", got, want)
 	}
-	answered := responseCodes(doc)
+	answered := openapiResponseCodes(doc)
 	for _, c := range codes {
 		switch statuses := answered[c]; {
 		case len(statuses) == 0:
@@ -190,22 +190,22 @@ func TestOpenAPIDocument(t *testing.T) {
 	for path, item := range doc.Paths.Map() {
 		for method, op := range item.Operations() {
 			r := op.Responses.Status(403)
-			if r == nil || r.Value == nil || !slices.Contains(schemaCodes(r.Value.Content.Get("application/json").Schema.Value), "forbidden_origin") {
+			if r == nil || r.Value == nil || !slices.Contains(openapiSchemaCodes(r.Value.Content.Get("application/json").Schema.Value), "forbidden_origin") {
 				t.Errorf("%s %s: no 403 forbidden_origin answer, which every path gives", method, path)
 			}
 		}
 	}
-	for status, name := range unroutedResponses {
+	for status, name := range openapiUnrouted {
 		if doc.Components.Responses[name] == nil {
 			t.Errorf("components.responses.%s (the %d answer outside the operations) is missing", name, status)
 		}
 	}
 }
 
-// contract checks requests and answers against the document and counts
+// apiContract checks requests and answers against the document and counts
 // what was exercised: operations, their (operation, status) answers, and
 // error codes.
-type contract struct {
+type apiContract struct {
 	t      *testing.T
 	doc    *openapi3.T
 	router routers.Router
@@ -217,7 +217,7 @@ type contract struct {
 	seen      map[string]bool // error code → seen
 }
 
-func newContract(t *testing.T) *contract {
+func newAPIContract(t *testing.T) *apiContract {
 	t.Helper()
 	doc := loadOpenAPI(t)
 	// Route on the path alone: the shim under test listens on a port of
@@ -227,7 +227,7 @@ func newContract(t *testing.T) *contract {
 	if err != nil {
 		t.Fatalf("a router for %s: %v", openapiFile, err)
 	}
-	c := &contract{t: t, doc: doc, router: router, codes: errorCodes(t, doc),
+	c := &apiContract{t: t, doc: doc, router: router, codes: openapiErrorCodes(t, doc),
 		ops: map[string]bool{}, responses: map[string]bool{}, seen: map[string]bool{}}
 	for path, item := range doc.Paths.Map() {
 		for method := range item.Operations() {
@@ -258,12 +258,12 @@ func (a apiAnswer) code() string {
 // answer against the operation r names, or against the unrouted
 // responses when r names none. It reports what is wrong and records what
 // was exercised.
-func (c *contract) check(t *testing.T, name string, r *http.Request, body []byte, docValid bool, a apiAnswer) {
+func (c *apiContract) check(t *testing.T, name string, r *http.Request, body []byte, docValid bool, a apiAnswer) {
 	t.Helper()
 	input := &openapi3filter.RequestValidationInput{Request: r, Options: &openapi3filter.Options{AuthenticationFunc: openapi3filter.NoopAuthenticationFunc}}
 	route, params, err := c.router.FindRoute(r)
 	op := ""
-	if err == nil && cleanPath(r.URL.EscapedPath()) {
+	if err == nil && apiCleanPath(r.URL.EscapedPath()) {
 		input.Route, input.PathParams = route, params
 		op = r.Method + " " + route.Path
 		r.Body = io.NopCloser(bytes.NewReader(body))
@@ -281,7 +281,7 @@ func (c *contract) check(t *testing.T, name string, r *http.Request, body []byte
 		Options: &openapi3filter.Options{IncludeResponseStatus: true, MultiError: true}}
 	rv.SetBodyBytes(a.body)
 	if err := openapi3filter.ValidateResponse(context.Background(), rv); err != nil {
-		t.Errorf("%s: %s %s answered %d, which the document does not allow: %v\nbody: %s", name, r.Method, r.URL.RequestURI(), a.status, err, truncateBytes(a.body, 600))
+		t.Errorf("%s: %s %s answered %d, which the document does not allow: %v\nbody: %s", name, r.Method, r.URL.RequestURI(), a.status, err, apiTruncate(a.body, 600))
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -297,18 +297,18 @@ func (c *contract) check(t *testing.T, name string, r *http.Request, body []byte
 // unrouted is the route of a request outside the document's operations:
 // its answers are the components' ForbiddenOrigin, NotFound and
 // MethodNotAllowed.
-func (c *contract) unrouted(r *http.Request) *routers.Route {
+func (c *apiContract) unrouted(r *http.Request) *routers.Route {
 	op := openapi3.NewOperation()
 	op.Responses = openapi3.NewResponses()
-	for status, name := range unroutedResponses {
+	for status, name := range openapiUnrouted {
 		op.Responses.Set(strconv.Itoa(status), c.doc.Components.Responses[name])
 	}
 	return &routers.Route{Spec: c.doc, Path: r.URL.Path, Method: r.Method, Operation: op}
 }
 
-// cleanPath reports whether an escaped path has no empty, "." or ".."
+// apiCleanPath reports whether an escaped path has no empty, "." or ".."
 // segment: the shim answers any other 404 before routing.
-func cleanPath(p string) bool {
+func apiCleanPath(p string) bool {
 	segs := strings.Split(strings.TrimPrefix(p, "/"), "/")
 	for i, s := range segs {
 		if (s == "" && i < len(segs)-1) || s == "." || s == ".." {
@@ -320,7 +320,7 @@ func cleanPath(p string) bool {
 
 // done fails the test for every operation never exercised and every error
 // code never seen, and logs the documented answers never seen.
-func (c *contract) done() {
+func (c *apiContract) done() {
 	c.t.Helper()
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -348,7 +348,7 @@ func (c *contract) done() {
 	c.t.Logf("documented answers never provoked (%d of them): %s", len(unseen), strings.Join(unseen, "; "))
 }
 
-func truncateBytes(b []byte, n int) []byte {
+func apiTruncate(b []byte, n int) []byte {
 	if len(b) <= n {
 		return b
 	}
