@@ -508,6 +508,7 @@ func (h *api) provision(w http.ResponseWriter, r *http.Request) int {
 	}
 	data, _ := json.Marshal(body)
 	w.Header()["Content-Type"] = jsonContentType
+	w.Header()["X-Content-Type-Options"] = noSniff
 	w.WriteHeader(status)
 	w.Write(append(data, '\n'))
 	return status
