@@ -8,7 +8,9 @@ import (
 	"strings"
 )
 
-// usageError marks a mistake in how a command was called (exit 2).
+// usageError marks a mistake in how a command was called (exit 2). Its
+// message starts with the command ("keyring new: --out FILE is
+// required"); exitCode adds the one "signer: " prefix.
 type usageError struct{ msg string }
 
 func (e *usageError) Error() string { return e.msg }
@@ -29,6 +31,37 @@ type hintError struct {
 
 func (e *hintError) Error() string { return e.err.Error() }
 func (e *hintError) Unwrap() error { return e.err }
+
+// unexpectedArg is the usage error for a positional argument where cmd
+// takes none (or no more): why says what to do instead; empty, that cmd
+// takes flags only.
+func unexpectedArg(cmd, arg, why string) error {
+	if why == "" {
+		why = "it takes flags only"
+	}
+	return usageErrorf("%s: unexpected argument %q: %s (see signer %s --help)", cmd, arg, why, cmd)
+}
+
+// inCommand makes err's message start with cmd ("keyring new"), the
+// command it came from, unless it already names it or a command below it:
+// messages made by helpers shared between commands (flag values, PCR
+// lists, file reads) then still say which command they are about, and
+// every error reads "signer: [error: ]COMMAND: …". The dispatcher applies
+// it at each level, so a command's own messages need only name themselves.
+func inCommand(cmd string, err error) error {
+	if err == nil || errors.Is(err, flag.ErrHelp) || errors.Is(err, errFailed) {
+		return err
+	}
+	msg := err.Error()
+	if strings.HasPrefix(msg, cmd+":") || strings.HasPrefix(msg, cmd+" ") {
+		return err
+	}
+	var ue *usageError
+	if errors.As(err, &ue) {
+		return &usageError{cmd + ": " + msg}
+	}
+	return fmt.Errorf("%s: %w", cmd, err)
+}
 
 func exitCode(stderr io.Writer, err error) int {
 	if err == nil || errors.Is(err, flag.ErrHelp) {
@@ -70,7 +103,9 @@ func parseFlags(fs *flag.FlagSet, args []string) ([]string, error) {
 			if errors.Is(err, flag.ErrHelp) {
 				return nil, err
 			}
-			return nil, usageErrorf("%v", err)
+			// The flag package has printed the flags above; this line
+			// says which command they belong to.
+			return nil, usageErrorf("%s: %v (see %s --help)", strings.TrimPrefix(fs.Name(), "signer "), err, fs.Name())
 		}
 		rest := fs.Args()
 		if len(rest) == 0 {

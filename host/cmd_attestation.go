@@ -107,12 +107,12 @@ func runAttestationVerify(e *env) error {
 		return err
 	}
 	if len(args) > 0 {
-		return usageErrorf("attestation verify: unexpected argument %q", args[0])
+		return unexpectedArg("attestation verify", args[0], "give the document as --doc FILE")
 	}
 	if *docPath == "" {
 		return usageErrorf("attestation verify: --doc FILE is required")
 	}
-	want, err := parsePCRFlags(expect, "--expect-pcr", 0, 31)
+	want, err := parsePCRFlags("attestation verify", expect, "--expect-pcr", 0, 31)
 	if err != nil {
 		return err
 	}
@@ -228,21 +228,25 @@ func loadRoots(path string) (*x509.CertPool, error) {
 	return pool, nil
 }
 
-// parsePCRFlags parses N=HEX values with N in [lo, hi].
-func parsePCRFlags(vals []string, flagName string, lo, hi int) (map[int][]byte, error) {
+// parsePCRFlags parses cmd's flagName values, N=HEX with N in [lo, hi].
+func parsePCRFlags(cmd string, vals []string, flagName string, lo, hi int) (map[int][]byte, error) {
+	want := fmt.Sprintf("N=HEX with N from %d to %d", lo, hi)
+	if lo == hi {
+		want = fmt.Sprintf("%d=HEX: %s takes PCR%d only", lo, cmd, lo)
+	}
 	m := map[int][]byte{}
 	for _, v := range vals {
 		idx, hexv, ok := strings.Cut(v, "=")
 		n, err := strconv.Atoi(idx)
 		if !ok || err != nil || n < lo || n > hi {
-			return nil, usageErrorf("%s %q: want N=HEX with N from %d to %d", flagName, v, lo, hi)
+			return nil, usageErrorf("%s: %s %q: want %s", cmd, flagName, v, want)
 		}
 		val, err := pcr.ParseHex(hexv)
 		if err != nil {
-			return nil, usageErrorf("%s %q: %v", flagName, v, err)
+			return nil, usageErrorf("%s: %s %q: %v", cmd, flagName, v, err)
 		}
 		if _, dup := m[n]; dup {
-			return nil, usageErrorf("%s: PCR%d given twice", flagName, n)
+			return nil, usageErrorf("%s: %s: PCR%d given twice", cmd, flagName, n)
 		}
 		m[n] = val
 	}
@@ -264,12 +268,12 @@ func runAttestationSimulate(e *env) error {
 		return err
 	}
 	if len(args) > 0 {
-		return usageErrorf("attestation simulate: unexpected argument %q", args[0])
+		return unexpectedArg("attestation simulate", args[0], "")
 	}
 	if *out == "" {
 		return usageErrorf("attestation simulate: --out FILE is required")
 	}
-	pcrVals, err := parsePCRFlags(pcrs, "--pcr", 0, 15)
+	pcrVals, err := parsePCRFlags("attestation simulate", pcrs, "--pcr", 0, 15)
 	if err != nil {
 		return err
 	}

@@ -49,7 +49,7 @@ func runAuditVerify(e *env) error {
 	if len(args) != 1 {
 		return usageErrorf("audit verify: want one log FILE (- for stdin), got %d arguments", len(args))
 	}
-	pcrs, err := parsePCRFlags(expect, "--expect-pcr", 0, 0)
+	pcrs, err := parsePCRFlags("audit verify", expect, "--expect-pcr", 0, 0)
 	if err != nil {
 		return err
 	}

@@ -102,7 +102,7 @@ func parseBenchFlags(e *env) (*benchOptions, error) {
 		return nil, err
 	}
 	if len(pos) > 0 {
-		return nil, usageErrorf("bench: unexpected argument %q", pos[0])
+		return nil, unexpectedArg("bench", pos[0], "")
 	}
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
@@ -683,7 +683,7 @@ func runBenchRaw(e *env, args []string) error {
 		return err
 	}
 	if len(pos) > 0 {
-		return usageErrorf("bench --raw: unexpected argument %q", pos[0])
+		return unexpectedArg("bench", pos[0], "")
 	}
 	a, err := keyring.ParseAlgorithm(*alg)
 	if err != nil {

@@ -52,7 +52,7 @@ func shimCall(e *env, f *shimClientFlags, cmd, method, path string, body []byte,
 func shimCallAuth(e *env, f *shimClientFlags, cmd, method, path string, body []byte, timeout time.Duration, rs *client.RequestSigner) ([]byte, error) {
 	hc, base, err := shim.NewHTTPClient(*f.endpoint, timeout)
 	if err != nil {
-		return nil, usageErrorf("signer %s: --endpoint: %v", cmd, err)
+		return nil, usageErrorf("%s: --endpoint: %v", cmd, err)
 	}
 	var rd io.Reader
 	if body != nil {
@@ -120,7 +120,7 @@ func clientFlagSet(e *env, name string) (*flag.FlagSet, *shimClientFlags) {
 
 func noArgs(cmd string, pos []string) error {
 	if len(pos) > 0 {
-		return usageErrorf("signer %s: unexpected argument %q", cmd, pos[0])
+		return unexpectedArg(cmd, pos[0], "")
 	}
 	return nil
 }
@@ -152,10 +152,10 @@ func addAuthFlags(fs *flag.FlagSet) *authFlags {
 // check refuses one of --client and --client-secret without the other.
 func (a *authFlags) check(cmd string) error {
 	if (*a.client == "") != (*a.secretFile == "") {
-		return usageErrorf("signer %s: --client ID and --client-secret FILE go together", cmd)
+		return usageErrorf("%s: --client ID and --client-secret FILE go together", cmd)
 	}
 	if *a.audience != "" && *a.client == "" {
-		return usageErrorf("signer %s: --audience goes with --client and --client-secret", cmd)
+		return usageErrorf("%s: --audience goes with --client and --client-secret", cmd)
 	}
 	return nil
 }
@@ -230,10 +230,10 @@ func runSign(e *env) error {
 		return err
 	}
 	if *key == "" {
-		return usageErrorf("signer sign: --key ID is required")
+		return usageErrorf("sign: --key ID is required")
 	}
 	if (*msgFile == "") == (*digestHex == "") {
-		return usageErrorf("signer sign: want exactly one of --message-file FILE and --digest HEX")
+		return usageErrorf("sign: want exactly one of --message-file FILE and --digest HEX")
 	}
 	if err := af.check("sign"); err != nil {
 		return err
@@ -244,7 +244,7 @@ func runSign(e *env) error {
 		field = "digest"
 		data, err = hex.DecodeString(strings.TrimPrefix(*digestHex, "0x"))
 		if err != nil || len(data) == 0 {
-			return usageErrorf("signer sign: --digest: want hexadecimal bytes, got %q", *digestHex)
+			return usageErrorf("sign: --digest: want hexadecimal bytes, got %q", *digestHex)
 		}
 	} else {
 		field = "message"
@@ -260,14 +260,14 @@ func runSign(e *env) error {
 	body, _ := json.Marshal(map[string]string{field: base64.StdEncoding.EncodeToString(data)})
 	creds, err := af.credentials(func() (string, error) { return shimAudience(e, *cf.endpoint) })
 	if err != nil {
-		return fmt.Errorf("signer sign: %w", err)
+		return fmt.Errorf("sign: %w", err)
 	}
 	var rs *client.RequestSigner
 	if creds != nil {
 		rs, err = client.NewRequestSigner(*creds)
 		clear(creds.Secret)
 		if err != nil {
-			return usageErrorf("signer sign: %v", err)
+			return usageErrorf("sign: %v", err)
 		}
 		defer rs.Destroy()
 	}
@@ -337,7 +337,7 @@ func runAttest(e *env) error {
 	if *nonceHex != "" {
 		n, err := hex.DecodeString(strings.TrimPrefix(*nonceHex, "0x"))
 		if err != nil {
-			return usageErrorf("signer attest: --nonce: want hexadecimal bytes, got %q", *nonceHex)
+			return usageErrorf("attest: --nonce: want hexadecimal bytes, got %q", *nonceHex)
 		}
 		req["nonce"] = n
 	}

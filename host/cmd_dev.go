@@ -34,7 +34,7 @@ func runDev(e *env) error {
 		return err
 	}
 	if len(args) > 0 {
-		return usageErrorf("dev: unexpected argument %q", args[0])
+		return unexpectedArg("dev", args[0], "")
 	}
 	if _, err := httpURL(*httpAddr); err != nil {
 		return usageErrorf("dev: %v", err)

@@ -125,7 +125,7 @@ func runDoctor(e *env) error {
 		return err
 	}
 	if len(args) > 0 {
-		return usageErrorf("doctor: unexpected argument %q: doctor takes only flags", args[0])
+		return unexpectedArg("doctor", args[0], "")
 	}
 	for _, u := range []struct{ flag, v string }{{"--endpoint", *endpoint}, {"--imds-endpoint", *imdsEndpoint}, {"--endpoint-url", *endpointURL}} {
 		if u.v == "" && u.flag != "--endpoint" {

@@ -73,7 +73,7 @@ func runKeyringNew(e *env) error {
 		}
 	}
 	if len(pos) > 0 {
-		return usageErrorf("keyring new: unexpected argument %q: give keys as --key ID:ALGORITHM", pos[0])
+		return unexpectedArg("keyring new", pos[0], "give keys as --key ID:ALGORITHM")
 	}
 	if *out == "" {
 		return usageErrorf("keyring new: --out FILE is required: where to write the encrypted keyring")

@@ -45,7 +45,7 @@ func runKMSEmulator(e *env) error {
 		return err
 	}
 	if len(pos) > 0 {
-		return usageErrorf("kms-emulator: unexpected argument %q: all settings are flags", pos[0])
+		return unexpectedArg("kms-emulator", pos[0], "")
 	}
 	var imds *imdsemu.Server
 	if *imdsAddr != "" {

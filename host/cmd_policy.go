@@ -42,7 +42,7 @@ func runPolicyRender(e *env) error {
 	}
 	// "--measurements a.json b.json": files after the flag are measurements too.
 	if len(args) > 0 && len(measurements) == 0 {
-		return usageErrorf("policy render: unexpected argument %q: measurement files follow --measurements", args[0])
+		return unexpectedArg("policy render", args[0], "measurement files follow --measurements")
 	}
 	measurements = append(measurements, args...)
 	if len(measurements) == 0 {

@@ -36,7 +36,7 @@ func runPolicyUpdate(e *env) error {
 	}
 	// "--measurements a.json b.json": files after the flag are measurements too.
 	if len(args) > 0 && len(measurements) == 0 {
-		return usageErrorf("policy update: unexpected argument %q: measurement files follow --measurements", args[0])
+		return unexpectedArg("policy update", args[0], "measurement files follow --measurements")
 	}
 	measurements = append(measurements, args...)
 	if *keyID == "" {

@@ -35,7 +35,7 @@ func runSeal(e *env) error {
 		return err
 	}
 	if len(pos) > 0 {
-		return usageErrorf("seal: unexpected argument %q: all settings are flags", pos[0])
+		return unexpectedArg("seal", pos[0], "")
 	}
 	if *keyID == "" {
 		return usageErrorf("seal: --key-id is required: the KMS key id, key ARN or alias/NAME to seal under")
