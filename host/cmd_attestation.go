@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/hex"
@@ -124,7 +123,8 @@ func runAttestationVerify(e *env) error {
 		if *keysPath == "-" && *docPath == "-" {
 			return usageErrorf("attestation verify: --doc and --expect-keys cannot both read stdin")
 		}
-		b, err := readInput(e, *keysPath)
+		b, err := inputFile{cmd: "attestation verify", arg: "--expect-keys", path: *keysPath, stdin: true,
+			want: "the JSON the shim's GET /v1/keys answered (signer keys > keys.json), or - for stdin"}.read(e, 1<<20)
 		if err != nil {
 			return err
 		}
@@ -136,7 +136,7 @@ func runAttestationVerify(e *env) error {
 	}
 	var opts attestation.VerifyOptions
 	if *rootPath != "" {
-		pool, err := loadRoots(*rootPath)
+		pool, err := loadRoots(e, inputFile{cmd: "attestation verify", arg: "--root", path: *rootPath, want: rootWant})
 		if err != nil {
 			return err
 		}
@@ -149,7 +149,10 @@ func runAttestationVerify(e *env) error {
 		}
 		opts.CurrentTime = t
 	}
-	raw, err := readInput(e, *docPath)
+	// A document is about 5 KB; 1 MiB leaves room for base64 and
+	// certificate chains of any length seen.
+	raw, err := inputFile{cmd: "attestation verify", arg: "--doc", path: *docPath, stdin: true,
+		want: "an attestation document, raw COSE_Sign1 bytes or base64 of them (signer attest --out writes one), or - for stdin"}.read(e, 1<<20)
 	if err != nil {
 		return err
 	}
@@ -201,23 +204,12 @@ func decodeDocument(b []byte) []byte {
 	return b // let the parser say what is wrong with it
 }
 
-func readInput(e *env, path string) ([]byte, error) {
-	if path == "-" {
-		var buf bytes.Buffer
-		if _, err := buf.ReadFrom(e.stdin); err != nil {
-			return nil, fmt.Errorf("read stdin: %w", err)
-		}
-		return buf.Bytes(), nil
-	}
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
-	return b, nil
-}
+// rootWant is what a --root or --trust-root file holds.
+const rootWant = "the PEM certificate of an attestation root (signer dev's is DIR/ca/root.pem, signer attestation simulate's --ca-dir/root.pem)"
 
-func loadRoots(path string) (*x509.CertPool, error) {
-	certs, err := readPEMCertificates(path)
+// loadRoots reads the certificates of a PEM file as a pool.
+func loadRoots(e *env, in inputFile) (*x509.CertPool, error) {
+	certs, err := readPEMCertificates(e, in)
 	if err != nil {
 		return nil, err
 	}
@@ -277,14 +269,19 @@ func runAttestationSimulate(e *env) error {
 	if err != nil {
 		return err
 	}
+	if err := checkOutput("attestation simulate", "--out", *out); err != nil {
+		return err
+	}
 	var req attestation.AttestRequest
 	if *pubPath != "" {
-		if req.PublicKey, err = readSPKI(*pubPath); err != nil {
+		if req.PublicKey, err = readSPKI(e, inputFile{cmd: "attestation simulate", arg: "--public-key", path: *pubPath,
+			want: "a DER or PEM SubjectPublicKeyInfo (openssl pkey -pubout writes one)"}); err != nil {
 			return err
 		}
 	}
 	if *userPath != "" {
-		if req.UserData, err = os.ReadFile(*userPath); err != nil {
+		if req.UserData, err = (inputFile{cmd: "attestation simulate", arg: "--user-data", path: *userPath,
+			want: "the bytes to put in the document's user_data"}).read(e, 1<<20); err != nil {
 			return err
 		}
 	}
@@ -306,26 +303,26 @@ func runAttestationSimulate(e *env) error {
 		return err
 	}
 	if err := os.WriteFile(*out, doc, 0o644); err != nil {
-		return err
+		return fmt.Errorf("attestation simulate: --out: %w", err)
 	}
 	fmt.Fprintf(e.stderr, "wrote %s (%d bytes, module %s), signed under the simulator root %s\n", *out, len(doc), sim.ModuleID(), filepath.Join(*caDir, nsmsim.RootCertFile))
 	return nil
 }
 
 // readSPKI reads a DER or PEM SubjectPublicKeyInfo and checks that it parses.
-func readSPKI(path string) ([]byte, error) {
-	b, err := os.ReadFile(path)
+func readSPKI(e *env, in inputFile) ([]byte, error) {
+	b, err := in.read(e, 1<<20)
 	if err != nil {
 		return nil, err
 	}
 	if block, _ := pem.Decode(b); block != nil {
 		if block.Type != "PUBLIC KEY" {
-			return nil, fmt.Errorf("%s: PEM block is %q, want PUBLIC KEY (a SubjectPublicKeyInfo)", path, block.Type)
+			return nil, in.explain(fmt.Errorf("PEM block is %q, want PUBLIC KEY (a SubjectPublicKeyInfo)", block.Type))
 		}
 		b = block.Bytes
 	}
 	if _, err := x509.ParsePKIXPublicKey(b); err != nil {
-		return nil, fmt.Errorf("%s: not a SubjectPublicKeyInfo: %w", path, err)
+		return nil, in.explain(fmt.Errorf("not a SubjectPublicKeyInfo: %w", err))
 	}
 	return b, nil
 }

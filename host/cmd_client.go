@@ -160,15 +160,22 @@ func (a *authFlags) check(cmd string) error {
 	return nil
 }
 
-// credentials reads the secret file; audience is --audience, or fetch's
+// credentials reads cmd's secret file; audience is --audience, or fetch's
 // answer when it is empty. nil without --client.
-func (a *authFlags) credentials(fetch func() (string, error)) (*client.Credentials, error) {
+func (a *authFlags) credentials(cmd string, fetch func() (string, error)) (*client.Credentials, error) {
 	if *a.client == "" {
 		return nil, nil
 	}
-	secret, err := client.ReadSecretFile(*a.secretFile)
+	in := inputFile{cmd: cmd, arg: "--client-secret", path: *a.secretFile,
+		want: "the client's secret file, as signer keyring new wrote it to --client-secret-dir (DIR/ID.secret: 64 hex digits and a newline)"}
+	f, err := in.open() // to tell a missing file from a malformed one
 	if err != nil {
 		return nil, err
+	}
+	f.Close()
+	secret, err := client.ReadSecretFile(*a.secretFile)
+	if err != nil {
+		return nil, &hintError{err: fmt.Errorf("%s: --client-secret: %w", cmd, err), hints: []string{"--client-secret wants " + in.want}}
 	}
 	aud := *a.audience
 	if aud == "" {
@@ -248,19 +255,18 @@ func runSign(e *env) error {
 		}
 	} else {
 		field = "message"
-		if *msgFile == "-" {
-			data, err = io.ReadAll(io.LimitReader(e.stdin, shim.MaxBodySize))
-		} else {
-			data, err = os.ReadFile(*msgFile)
-		}
+		// The shim takes bodies of shim.MaxBodySize at most, and the
+		// message goes in base64: a larger file could never be signed.
+		data, err = inputFile{cmd: "sign", arg: "--message-file", path: *msgFile, stdin: true,
+			want: "the message to sign, any bytes (- reads stdin)"}.read(e, shim.MaxBodySize)
 		if err != nil {
-			return fmt.Errorf("reading the message: %w", err)
+			return err
 		}
 	}
 	body, _ := json.Marshal(map[string]string{field: base64.StdEncoding.EncodeToString(data)})
-	creds, err := af.credentials(func() (string, error) { return shimAudience(e, *cf.endpoint) })
+	creds, err := af.credentials("sign", func() (string, error) { return shimAudience(e, *cf.endpoint) })
 	if err != nil {
-		return fmt.Errorf("sign: %w", err)
+		return err
 	}
 	var rs *client.RequestSigner
 	if creds != nil {
@@ -333,6 +339,11 @@ func runAttest(e *env) error {
 	if err := noArgs("attest", pos); err != nil {
 		return err
 	}
+	if *out != "" {
+		if err := checkOutput("attest", "--out", *out); err != nil {
+			return err
+		}
+	}
 	req := map[string][]byte{}
 	if *nonceHex != "" {
 		n, err := hex.DecodeString(strings.TrimPrefix(*nonceHex, "0x"))
@@ -342,7 +353,8 @@ func runAttest(e *env) error {
 		req["nonce"] = n
 	}
 	if *userDataFile != "" {
-		ud, err := os.ReadFile(*userDataFile)
+		ud, err := inputFile{cmd: "attest", arg: "--user-data-file", path: *userDataFile,
+			want: "the bytes to put in the document's user_data (at most 901 bytes, fewer with pins)"}.read(e, shim.MaxBodySize)
 		if err != nil {
 			return err
 		}
@@ -359,5 +371,8 @@ func runAttest(e *env) error {
 	if err := json.Unmarshal(answer, &doc); err != nil || len(doc.Document) == 0 {
 		return fmt.Errorf("the shim's answer has no document")
 	}
-	return os.WriteFile(*out, doc.Document, 0o644)
+	if err := os.WriteFile(*out, doc.Document, 0o644); err != nil {
+		return fmt.Errorf("attest: --out: %w", err)
+	}
+	return nil
 }

@@ -11,7 +11,6 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
-	"os"
 	"sort"
 	"strings"
 	"time"
@@ -85,9 +84,9 @@ func runKMSEmulator(e *env) error {
 	}
 	var trustRoots []*x509.Certificate
 	for _, path := range roots {
-		certs, err := readPEMCertificates(path)
+		certs, err := readPEMCertificates(e, inputFile{cmd: "kms-emulator", arg: "--trust-root", path: path, want: rootWant})
 		if err != nil {
-			return fmt.Errorf("kms-emulator: --trust-root: %w", err)
+			return err
 		}
 		trustRoots = append(trustRoots, certs...)
 	}
@@ -295,8 +294,8 @@ func parseCredentialFlag(s string) (kmsemu.Credential, error) {
 }
 
 // readPEMCertificates reads every CERTIFICATE block of a PEM file.
-func readPEMCertificates(path string) ([]*x509.Certificate, error) {
-	b, err := os.ReadFile(path)
+func readPEMCertificates(e *env, in inputFile) ([]*x509.Certificate, error) {
+	b, err := in.read(e, 1<<20)
 	if err != nil {
 		return nil, err
 	}
@@ -312,12 +311,12 @@ func readPEMCertificates(path string) ([]*x509.Certificate, error) {
 		}
 		c, err := x509.ParseCertificate(block.Bytes)
 		if err != nil {
-			return nil, fmt.Errorf("%s: certificate %d: %v", path, len(certs)+1, err)
+			return nil, in.explain(fmt.Errorf("certificate %d: %v", len(certs)+1, err))
 		}
 		certs = append(certs, c)
 	}
 	if len(certs) == 0 {
-		return nil, fmt.Errorf("%s: no PEM CERTIFICATE block", path)
+		return nil, in.explain(errors.New("no PEM CERTIFICATE block"))
 	}
 	return certs, nil
 }

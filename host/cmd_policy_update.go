@@ -51,9 +51,9 @@ func runPolicyUpdate(e *env) error {
 	var images []*policy.Measurements
 	var pcr0s []string
 	for _, f := range measurements {
-		b, err := readLimited(e, f, 1<<20)
+		b, err := measurementsFile("policy update", f).read(e, 1<<20)
 		if err != nil {
-			return fmt.Errorf("policy update: %w", err)
+			return err
 		}
 		m, err := policy.ParseMeasurements(f, b)
 		if err != nil {

@@ -55,6 +55,11 @@ func runSeal(e *env) error {
 			return fmt.Errorf("seal: %w", err)
 		}
 	}
+	// Before KMS Encrypt: an identity sealed and then not written would
+	// be a KMS call for nothing.
+	if err := checkOutput("seal", "--out", *out); err != nil {
+		return err
+	}
 	conn, err := newKMSConn(e, awsf)
 	if err != nil {
 		return fmt.Errorf("seal: %w", err)

@@ -33,7 +33,8 @@ func runServe(e *env) error {
 	if *configPath == "" {
 		return usageErrorf("serve: --config FILE is required (example: docs/examples/shim-config.json)")
 	}
-	f, err := os.Open(*configPath)
+	f, err := inputFile{cmd: "serve", arg: "--config", path: *configPath,
+		want: "the shim's JSON configuration: docs/shim.md describes every field; docs/examples/shim-config.json is a complete example"}.open()
 	if err != nil {
 		return err
 	}
