@@ -7,6 +7,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 )
@@ -247,4 +248,20 @@ func checkOutput(cmd, arg, path string) error {
 	}
 	return &hintError{err: fmt.Errorf("%s: %s %s: %w", cmd, arg, path, err), hints: []string{
 		fmt.Sprintf("create the directory first (mkdir -p %s), or give %s a path in an existing one; nothing was done", dir, arg)}}
+}
+
+// unwrapExecError drops what exec.LookPath's error repeats of the name
+// the caller already gives: `exec: "x": executable file not found in
+// $PATH` becomes "executable file not found in $PATH", and `exec:
+// "./x": stat ./x: no such file or directory` "no such file or directory".
+func unwrapExecError(err error) error {
+	var ee *exec.Error
+	if errors.As(err, &ee) {
+		err = ee.Err
+	}
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		err = pe.Err
+	}
+	return err
 }

@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"os"
 	"sort"
 	"strings"
 	"time"
@@ -69,6 +70,15 @@ func runKMSEmulator(e *env) error {
 	}
 	if !(*throttle >= 0 && *throttle <= 1) {
 		return usageErrorf("kms-emulator: --throttle-fraction %v: want a fraction from 0 to 1 (0.5 throttles every other request)", *throttle)
+	}
+	// The state file is created (atomically, beside itself) if absent:
+	// its directory must exist, and it must not be one.
+	if err := checkOutput("kms-emulator", "--state", *statePath); err != nil {
+		return err
+	}
+	if fi, err := os.Stat(*statePath); err == nil && fi.IsDir() {
+		return inputFile{cmd: "kms-emulator", arg: "--state", path: *statePath,
+			want: "the emulator's JSON state file (created if absent, mode 0600)"}.explain(errIsDir)
 	}
 	addr, err := transport.ParseHTTPAddr(*listen)
 	if err != nil {

@@ -357,7 +357,14 @@ func checkNoOneListens(dir, httpAddr, signerdListen string) error {
 // beside this executable, else on PATH.
 func findSignerd(given string) (string, error) {
 	if given != "" {
-		return given, nil
+		// As exec would look it up, so that a wrong --signerd is said
+		// before anything starts.
+		p, err := exec.LookPath(given)
+		if err != nil {
+			return "", &hintError{err: fmt.Errorf("dev: --signerd %s: %w", given, unwrapExecError(err)),
+				hints: []string{"--signerd wants the signerd binary (make build writes bin/signerd); a name without / is looked up on PATH"}}
+		}
+		return p, nil
 	}
 	if self, err := os.Executable(); err == nil {
 		p := filepath.Join(filepath.Dir(self), "signerd")
