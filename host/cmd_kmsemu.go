@@ -71,14 +71,8 @@ func runKMSEmulator(e *env) error {
 	if !(*throttle >= 0 && *throttle <= 1) {
 		return usageErrorf("kms-emulator: --throttle-fraction %v: want a fraction from 0 to 1 (0.5 throttles every other request)", *throttle)
 	}
-	// The state file is created (atomically, beside itself) if absent:
-	// its directory must exist, and it must not be one.
-	if err := checkOutput("kms-emulator", "--state", *statePath); err != nil {
+	if err := checkStateFile(*statePath); err != nil {
 		return err
-	}
-	if fi, err := os.Stat(*statePath); err == nil && fi.IsDir() {
-		return inputFile{cmd: "kms-emulator", arg: "--state", path: *statePath,
-			want: "the emulator's JSON state file (created if absent, mode 0600)"}.explain(errIsDir)
 	}
 	addr, err := transport.ParseHTTPAddr(*listen)
 	if err != nil {
@@ -301,6 +295,20 @@ func parseCredentialFlag(s string) (kmsemu.Credential, error) {
 		return kmsemu.Credential{}, fmt.Errorf("access key %q: principal %q is not an ARN (e.g. arn:aws:iam::000000000000:role/dev)", akid, principal)
 	}
 	return kmsemu.Credential{AccessKeyID: akid, SecretAccessKey: secret, Principal: principal}, nil
+}
+
+// checkStateFile checks --state before the emulator starts. The file is
+// created (atomically, beside itself) if absent: its directory must
+// exist, and it must not be a directory itself.
+func checkStateFile(path string) error {
+	if err := checkOutput("kms-emulator", "--state", path); err != nil {
+		return err
+	}
+	if fi, err := os.Stat(path); err == nil && fi.IsDir() {
+		return inputFile{cmd: "kms-emulator", arg: "--state", path: path,
+			want: "the emulator's JSON state file (created if absent, mode 0600)"}.explain(errIsDir)
+	}
+	return nil
 }
 
 // readPEMCertificates reads every CERTIFICATE block of a PEM file.
