@@ -190,10 +190,10 @@ func TestSignedKeyringRefusals(t *testing.T) {
 		{"unsigned", []wire.SealedKeyring{e.keyringFor("k.age", k)}, "keyring_signature", []string{`keyring "k.age"`, "no signature"}, true},
 		{"unsigned and corrupt: refused before decryption", []wire.SealedKeyring{unsignedCorrupt}, "keyring_signature", []string{"no signature"}, true},
 		{"signed by unpinned keys", []wire.SealedKeyring{e.signedRing("k.age", with(func(r *ring) { r.signers = []signer{stranger} }))}, "keyring_signature",
-			[]string{"0 valid signature(s)", "signed by " + stranger.pin.String() + ", not a pinned keyring signer"}, true},
+			[]string{"0 valid signatures of distinct pinned keyring signers", "signed by " + stranger.pin.String() + ", not a pinned keyring signer"}, true},
 		{"below threshold", []wire.SealedKeyring{e.signedRing("k.age", with(func(r *ring) { r.signers = []signer{a, stranger} }))}, "keyring_signature",
-			[]string{"1 valid signature(s) of distinct pinned keyring signers, want 2 of the pinned keyring signers " + a.pin.String() + ", " + b.pin.String()}, true},
-		{"duplicate signer counted twice", []wire.SealedKeyring{dupSig}, "keyring_signature", []string{"1 valid signature(s)", "counts once"}, true},
+			[]string{"1 valid signature of distinct pinned keyring signers, want 2 of the pinned keyring signers " + a.pin.String() + ", " + b.pin.String()}, true},
+		{"duplicate signer counted twice", []wire.SealedKeyring{dupSig}, "keyring_signature", []string{"1 valid signature of", "counts once"}, true},
 		{"wrong domain tag", []wire.SealedKeyring{wrongTag}, "keyring_signature", []string{"tag"}, true},
 		{"signature of another file", []wire.SealedKeyring{otherFile}, "keyring_signature", []string{"about another file"}, true},
 		{"expired", []wire.SealedKeyring{e.signedRing("k.age", with(func(r *ring) {

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/hex"
@@ -108,12 +107,12 @@ func runAttestationVerify(e *env) error {
 		return err
 	}
 	if len(args) > 0 {
-		return usageErrorf("attestation verify: unexpected argument %q", args[0])
+		return unexpectedArg("attestation verify", args[0], "give the document as --doc FILE")
 	}
 	if *docPath == "" {
 		return usageErrorf("attestation verify: --doc FILE is required")
 	}
-	want, err := parsePCRFlags(expect, "--expect-pcr", 0, 31)
+	want, err := parsePCRFlags("attestation verify", expect, "--expect-pcr", 0, 31)
 	if err != nil {
 		return err
 	}
@@ -125,7 +124,8 @@ func runAttestationVerify(e *env) error {
 		if *keysPath == "-" && *docPath == "-" {
 			return usageErrorf("attestation verify: --doc and --expect-keys cannot both read stdin")
 		}
-		b, err := readInput(e, *keysPath)
+		b, err := inputFile{cmd: "attestation verify", arg: "--expect-keys", path: *keysPath, stdin: true,
+			want: "the JSON the shim's GET /v1/keys answered (signer keys > keys.json), or - for stdin"}.read(e, 1<<20)
 		if err != nil {
 			return err
 		}
@@ -137,7 +137,7 @@ func runAttestationVerify(e *env) error {
 	}
 	var opts attestation.VerifyOptions
 	if *rootPath != "" {
-		pool, err := loadRoots(*rootPath)
+		pool, err := loadRoots(e, inputFile{cmd: "attestation verify", arg: "--root", path: *rootPath, want: rootWant})
 		if err != nil {
 			return err
 		}
@@ -150,7 +150,10 @@ func runAttestationVerify(e *env) error {
 		}
 		opts.CurrentTime = t
 	}
-	raw, err := readInput(e, *docPath)
+	// A document is about 5 KB; 1 MiB leaves room for base64 and
+	// certificate chains of any length seen.
+	raw, err := inputFile{cmd: "attestation verify", arg: "--doc", path: *docPath, stdin: true,
+		want: "an attestation document, raw COSE_Sign1 bytes or base64 of them (signer attest --out writes one), or - for stdin"}.read(e, 1<<20)
 	if err != nil {
 		return err
 	}
@@ -202,23 +205,12 @@ func decodeDocument(b []byte) []byte {
 	return b // let the parser say what is wrong with it
 }
 
-func readInput(e *env, path string) ([]byte, error) {
-	if path == "-" {
-		var buf bytes.Buffer
-		if _, err := buf.ReadFrom(e.stdin); err != nil {
-			return nil, fmt.Errorf("read stdin: %w", err)
-		}
-		return buf.Bytes(), nil
-	}
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
-	return b, nil
-}
+// rootWant is what a --root or --trust-root file holds.
+const rootWant = "the PEM certificate of an attestation root (signer dev's is DIR/ca/root.pem, signer attestation simulate's --ca-dir/root.pem)"
 
-func loadRoots(path string) (*x509.CertPool, error) {
-	certs, err := readPEMCertificates(path)
+// loadRoots reads the certificates of a PEM file as a pool.
+func loadRoots(e *env, in inputFile) (*x509.CertPool, error) {
+	certs, err := readPEMCertificates(e, in)
 	if err != nil {
 		return nil, err
 	}
@@ -229,21 +221,25 @@ func loadRoots(path string) (*x509.CertPool, error) {
 	return pool, nil
 }
 
-// parsePCRFlags parses N=HEX values with N in [lo, hi].
-func parsePCRFlags(vals []string, flagName string, lo, hi int) (map[int][]byte, error) {
+// parsePCRFlags parses cmd's flagName values, N=HEX with N in [lo, hi].
+func parsePCRFlags(cmd string, vals []string, flagName string, lo, hi int) (map[int][]byte, error) {
+	want := fmt.Sprintf("N=HEX with N from %d to %d", lo, hi)
+	if lo == hi {
+		want = fmt.Sprintf("%d=HEX: %s takes PCR%d only", lo, cmd, lo)
+	}
 	m := map[int][]byte{}
 	for _, v := range vals {
 		idx, hexv, ok := strings.Cut(v, "=")
 		n, err := strconv.Atoi(idx)
 		if !ok || err != nil || n < lo || n > hi {
-			return nil, usageErrorf("%s %q: want N=HEX with N from %d to %d", flagName, v, lo, hi)
+			return nil, usageErrorf("%s: %s %q: want %s", cmd, flagName, v, want)
 		}
 		val, err := pcr.ParseHex(hexv)
 		if err != nil {
-			return nil, usageErrorf("%s %q: %v", flagName, v, err)
+			return nil, usageErrorf("%s: %s %q: %v", cmd, flagName, v, err)
 		}
 		if _, dup := m[n]; dup {
-			return nil, usageErrorf("%s: PCR%d given twice", flagName, n)
+			return nil, usageErrorf("%s: %s: PCR%d given twice", cmd, flagName, n)
 		}
 		m[n] = val
 	}
@@ -265,23 +261,28 @@ func runAttestationSimulate(e *env) error {
 		return err
 	}
 	if len(args) > 0 {
-		return usageErrorf("attestation simulate: unexpected argument %q", args[0])
+		return unexpectedArg("attestation simulate", args[0], "")
 	}
 	if *out == "" {
 		return usageErrorf("attestation simulate: --out FILE is required")
 	}
-	pcrVals, err := parsePCRFlags(pcrs, "--pcr", 0, 15)
+	pcrVals, err := parsePCRFlags("attestation simulate", pcrs, "--pcr", 0, 15)
 	if err != nil {
+		return err
+	}
+	if err := checkOutput("attestation simulate", "--out", *out); err != nil {
 		return err
 	}
 	var req nsm.AttestRequest
 	if *pubPath != "" {
-		if req.PublicKey, err = readSPKI(*pubPath); err != nil {
+		if req.PublicKey, err = readSPKI(e, inputFile{cmd: "attestation simulate", arg: "--public-key", path: *pubPath,
+			want: "a DER or PEM SubjectPublicKeyInfo (openssl pkey -pubout writes one)"}); err != nil {
 			return err
 		}
 	}
 	if *userPath != "" {
-		if req.UserData, err = os.ReadFile(*userPath); err != nil {
+		if req.UserData, err = (inputFile{cmd: "attestation simulate", arg: "--user-data", path: *userPath,
+			want: "the bytes to put in the document's user_data"}).read(e, 1<<20); err != nil {
 			return err
 		}
 	}
@@ -303,26 +304,26 @@ func runAttestationSimulate(e *env) error {
 		return err
 	}
 	if err := os.WriteFile(*out, doc, 0o644); err != nil {
-		return err
+		return fmt.Errorf("attestation simulate: --out: %w", err)
 	}
 	fmt.Fprintf(e.stderr, "wrote %s (%d bytes, module %s), signed under the simulator root %s\n", *out, len(doc), sim.ModuleID(), filepath.Join(*caDir, nsmsim.RootCertFile))
 	return nil
 }
 
 // readSPKI reads a DER or PEM SubjectPublicKeyInfo and checks that it parses.
-func readSPKI(path string) ([]byte, error) {
-	b, err := os.ReadFile(path)
+func readSPKI(e *env, in inputFile) ([]byte, error) {
+	b, err := in.read(e, 1<<20)
 	if err != nil {
 		return nil, err
 	}
 	if block, _ := pem.Decode(b); block != nil {
 		if block.Type != "PUBLIC KEY" {
-			return nil, fmt.Errorf("%s: PEM block is %q, want PUBLIC KEY (a SubjectPublicKeyInfo)", path, block.Type)
+			return nil, in.explain(fmt.Errorf("PEM block is %q, want PUBLIC KEY (a SubjectPublicKeyInfo)", block.Type))
 		}
 		b = block.Bytes
 	}
 	if _, err := x509.ParsePKIXPublicKey(b); err != nil {
-		return nil, fmt.Errorf("%s: not a SubjectPublicKeyInfo: %w", path, err)
+		return nil, in.explain(fmt.Errorf("not a SubjectPublicKeyInfo: %w", err))
 	}
 	return b, nil
 }

@@ -47,9 +47,9 @@ func runAuditVerify(e *env) error {
 		return err
 	}
 	if len(args) != 1 {
-		return usageErrorf("audit verify: want one log FILE (- for stdin), got %d arguments", len(args))
+		return usageErrorf("audit verify: want one log FILE (- for stdin), got %s", plural(len(args), "argument"))
 	}
-	pcrs, err := parsePCRFlags(expect, "--expect-pcr", 0, 0)
+	pcrs, err := parsePCRFlags("audit verify", expect, "--expect-pcr", 0, 0)
 	if err != nil {
 		return err
 	}
@@ -58,12 +58,13 @@ func runAuditVerify(e *env) error {
 	}
 	opts := audit.Options{PCR0: pcrs[0], AllowDebug: *allowDebug}
 	if *rootPath != "" {
-		if opts.Roots, err = loadRoots(*rootPath); err != nil {
+		if opts.Roots, err = loadRoots(e, inputFile{cmd: "audit verify", arg: "--root", path: *rootPath, want: rootWant}); err != nil {
 			return err
 		}
 	}
 	if *headPath != "" {
-		b, err := os.ReadFile(*headPath)
+		b, err := inputFile{cmd: "audit verify", arg: "--head", path: *headPath,
+			want: "a head signer audit head --out wrote (JSON)"}.read(e, 1<<20)
 		if err != nil {
 			return err
 		}
@@ -73,7 +74,8 @@ func runAuditVerify(e *env) error {
 	}
 	var r io.Reader = e.stdin
 	if args[0] != "-" {
-		f, err := os.Open(args[0])
+		f, err := inputFile{cmd: "audit verify", arg: "log FILE", path: args[0],
+			want: "the audit log the shim writes (its audit_log setting; docs/audit.md), or - for stdin"}.open()
 		if err != nil {
 			return err
 		}
@@ -94,7 +96,7 @@ func runAuditVerify(e *env) error {
 	if verr != nil {
 		fmt.Fprintf(e.stderr, "signer: audit log %s: %v\n", args[0], verr)
 		if n := len(rep.Problems); n > 1 {
-			fmt.Fprintf(e.stderr, "signer: and %d more problems (\"problems\" in the output)\n", n-1)
+			fmt.Fprintf(e.stderr, "signer: and %s (\"problems\" in the output)\n", plural(n-1, "more problem"))
 		}
 		return errFailed
 	}
@@ -114,6 +116,11 @@ func runAuditHead(e *env) error {
 	}
 	if err := noArgs("audit head", pos); err != nil {
 		return err
+	}
+	if *outPath != "" {
+		if err := checkOutput("audit head", "--out", *outPath); err != nil {
+			return err
+		}
 	}
 	nonce := make([]byte, 32)
 	if *nonceHex != "" {
@@ -142,7 +149,7 @@ func runAuditHead(e *env) error {
 	}
 	if *outPath != "" {
 		if err := os.WriteFile(*outPath, append(head.AppendJSON(nil), '\n'), 0o644); err != nil {
-			return err
+			return fmt.Errorf("audit head: --out: %w", err)
 		}
 	}
 	return nil

@@ -123,7 +123,7 @@ func TestAuditVerifyCommand(t *testing.T) {
 		want string
 	}{
 		{[]string{good}, "--expect-pcr 0=HEX is required"},
-		{[]string{good, "--expect-pcr", "1=" + f.pcr0}, "want N=HEX with N from 0 to 0"},
+		{[]string{good, "--expect-pcr", "1=" + f.pcr0}, "want 0=HEX: audit verify takes PCR0 only"},
 		{[]string{"--expect-pcr", "0=" + f.pcr0}, "want one log FILE"},
 		{[]string{good, good, "--expect-pcr", "0=" + f.pcr0}, "want one log FILE"},
 		{[]string{good, "--expect-pcr", "0=" + f.pcr0, "--head", good}, "--head " + good},

@@ -102,7 +102,7 @@ func parseBenchFlags(e *env) (*benchOptions, error) {
 		return nil, err
 	}
 	if len(pos) > 0 {
-		return nil, usageErrorf("bench: unexpected argument %q", pos[0])
+		return nil, unexpectedArg("bench", pos[0], "")
 	}
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
@@ -316,7 +316,7 @@ func (o *benchOptions) run(e *env) error {
 			if creds, err = o.devCredentials(st); err != nil {
 				return err
 			}
-		} else if creds, err = o.authFlags.credentials(func() (string, error) { return "", nil }); err != nil {
+		} else if creds, err = o.authFlags.credentials("bench", func() (string, error) { return "", nil }); err != nil {
 			// The client asks the enclave's status for the audience.
 			return fmt.Errorf("bench: %w", err)
 		}
@@ -460,7 +460,7 @@ func (o *benchOptions) run(e *env) error {
 	} else {
 		out.Client = *o.authFlags.client
 	}
-	fmt.Fprintf(progress, "  through %s: %d signatures in %.3f s: %.1f/s, %d errors\n", o.transport, res.Ops, res.Elapsed.Seconds(), out.OpsPerS, res.Errors)
+	fmt.Fprintf(progress, "  through %s: %s in %.3f s: %.1f/s, %s\n", o.transport, plural(int(res.Ops), "signature"), res.Elapsed.Seconds(), out.OpsPerS, plural(int(res.Errors), "error"))
 	fmt.Fprintf(progress, "  latency: p50 %.1f µs, p99 %.1f µs, p99.9 %.1f µs, max %.1f µs\n", out.P50us, out.P99us, out.P999us, out.MaxUs)
 	fmt.Fprintf(progress, "  in process on CPUs %s: %.1f/s\n", out.SignerdCPUs, out.RawOpsPerS)
 	fmt.Fprintf(progress, "  ratio: %.3f\n", out.Ratio)
@@ -483,7 +483,7 @@ func (o *benchOptions) run(e *env) error {
 		fmt.Fprintf(e.stdout, "%s\n", line)
 	}
 	if res.Errors > 0 {
-		return fmt.Errorf("bench: %d requests failed; the first: %v", res.Errors, res.FirstError)
+		return fmt.Errorf("bench: %s failed; the first: %v", plural(int(res.Errors), "request"), res.FirstError)
 	}
 	return nil
 }
@@ -520,7 +520,7 @@ func (o *benchOptions) requestSigner(e *env, endpoint string, dev *devStack) (*w
 	if dev != nil {
 		creds, err = o.devCredentials(dev)
 	} else {
-		creds, err = o.authFlags.credentials(func() (string, error) { return shimAudience(e, endpoint) })
+		creds, err = o.authFlags.credentials("bench", func() (string, error) { return shimAudience(e, endpoint) })
 	}
 	if err != nil || creds == nil {
 		return nil, err
@@ -645,7 +645,7 @@ func (o *benchOptions) runRaw(ctx context.Context, encCPUs []int, pin bool) (*ra
 		return nil, fmt.Errorf("bench: in-process measurement ran on CPUs %s, want %s", bench.FormatCPUs(r.CPUs), bench.FormatCPUs(encCPUs))
 	}
 	if r.Errors > 0 {
-		return nil, fmt.Errorf("bench: in-process measurement: %d signatures failed; the first: %s", r.Errors, r.FirstError)
+		return nil, fmt.Errorf("bench: in-process measurement: %s failed; the first: %s", plural(int(r.Errors), "signature"), r.FirstError)
 	}
 	return &r, nil
 }
@@ -683,7 +683,7 @@ func runBenchRaw(e *env, args []string) error {
 		return err
 	}
 	if len(pos) > 0 {
-		return usageErrorf("bench --raw: unexpected argument %q", pos[0])
+		return unexpectedArg("bench", pos[0], "")
 	}
 	a, err := keyring.ParseAlgorithm(*alg)
 	if err != nil {

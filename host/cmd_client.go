@@ -52,7 +52,7 @@ func shimCall(e *env, f *shimClientFlags, cmd, method, path string, body []byte,
 func shimCallAuth(e *env, f *shimClientFlags, cmd, method, path string, body []byte, timeout time.Duration, rs *wireclient.RequestSigner) ([]byte, error) {
 	hc, base, err := shim.NewHTTPClient(*f.endpoint, timeout)
 	if err != nil {
-		return nil, usageErrorf("signer %s: --endpoint: %v", cmd, err)
+		return nil, usageErrorf("%s: --endpoint: %v", cmd, err)
 	}
 	var rd io.Reader
 	if body != nil {
@@ -120,7 +120,7 @@ func clientFlagSet(e *env, name string) (*flag.FlagSet, *shimClientFlags) {
 
 func noArgs(cmd string, pos []string) error {
 	if len(pos) > 0 {
-		return usageErrorf("signer %s: unexpected argument %q", cmd, pos[0])
+		return unexpectedArg(cmd, pos[0], "")
 	}
 	return nil
 }
@@ -152,23 +152,30 @@ func addAuthFlags(fs *flag.FlagSet) *authFlags {
 // check refuses one of --client and --client-secret without the other.
 func (a *authFlags) check(cmd string) error {
 	if (*a.client == "") != (*a.secretFile == "") {
-		return usageErrorf("signer %s: --client ID and --client-secret FILE go together", cmd)
+		return usageErrorf("%s: --client ID and --client-secret FILE go together", cmd)
 	}
 	if *a.audience != "" && *a.client == "" {
-		return usageErrorf("signer %s: --audience goes with --client and --client-secret", cmd)
+		return usageErrorf("%s: --audience goes with --client and --client-secret", cmd)
 	}
 	return nil
 }
 
-// credentials reads the secret file; audience is --audience, or fetch's
+// credentials reads cmd's secret file; audience is --audience, or fetch's
 // answer when it is empty. nil without --client.
-func (a *authFlags) credentials(fetch func() (string, error)) (*wireclient.Credentials, error) {
+func (a *authFlags) credentials(cmd string, fetch func() (string, error)) (*wireclient.Credentials, error) {
 	if *a.client == "" {
 		return nil, nil
 	}
-	secret, err := wireclient.ReadSecretFile(*a.secretFile)
+	in := inputFile{cmd: cmd, arg: "--client-secret", path: *a.secretFile,
+		want: "the client's secret file, as signer keyring new wrote it to --client-secret-dir (DIR/ID.secret: 64 hex digits and a newline)"}
+	f, err := in.open() // to tell a missing file from a malformed one
 	if err != nil {
 		return nil, err
+	}
+	f.Close()
+	secret, err := wireclient.ReadSecretFile(*a.secretFile)
+	if err != nil {
+		return nil, &hintError{err: fmt.Errorf("%s: --client-secret: %w", cmd, err), hints: []string{"--client-secret wants " + in.want}}
 	}
 	aud := *a.audience
 	if aud == "" {
@@ -230,10 +237,10 @@ func runSign(e *env) error {
 		return err
 	}
 	if *key == "" {
-		return usageErrorf("signer sign: --key ID is required")
+		return usageErrorf("sign: --key ID is required")
 	}
 	if (*msgFile == "") == (*digestHex == "") {
-		return usageErrorf("signer sign: want exactly one of --message-file FILE and --digest HEX")
+		return usageErrorf("sign: want exactly one of --message-file FILE and --digest HEX")
 	}
 	if err := af.check("sign"); err != nil {
 		return err
@@ -244,30 +251,29 @@ func runSign(e *env) error {
 		field = "digest"
 		data, err = hex.DecodeString(strings.TrimPrefix(*digestHex, "0x"))
 		if err != nil || len(data) == 0 {
-			return usageErrorf("signer sign: --digest: want hexadecimal bytes, got %q", *digestHex)
+			return usageErrorf("sign: --digest: want hexadecimal bytes, got %q", *digestHex)
 		}
 	} else {
 		field = "message"
-		if *msgFile == "-" {
-			data, err = io.ReadAll(io.LimitReader(e.stdin, shim.MaxBodySize))
-		} else {
-			data, err = os.ReadFile(*msgFile)
-		}
+		// The shim takes bodies of shim.MaxBodySize at most, and the
+		// message goes in base64: a larger file could never be signed.
+		data, err = inputFile{cmd: "sign", arg: "--message-file", path: *msgFile, stdin: true,
+			want: "the message to sign, any bytes (- reads stdin)"}.read(e, shim.MaxBodySize)
 		if err != nil {
-			return fmt.Errorf("reading the message: %w", err)
+			return err
 		}
 	}
 	body, _ := json.Marshal(map[string]string{field: base64.StdEncoding.EncodeToString(data)})
-	creds, err := af.credentials(func() (string, error) { return shimAudience(e, *cf.endpoint) })
+	creds, err := af.credentials("sign", func() (string, error) { return shimAudience(e, *cf.endpoint) })
 	if err != nil {
-		return fmt.Errorf("signer sign: %w", err)
+		return err
 	}
 	var rs *wireclient.RequestSigner
 	if creds != nil {
 		rs, err = wireclient.NewRequestSigner(*creds)
 		clear(creds.Secret)
 		if err != nil {
-			return usageErrorf("signer sign: %v", err)
+			return usageErrorf("sign: %v", err)
 		}
 		defer rs.Destroy()
 	}
@@ -333,16 +339,22 @@ func runAttest(e *env) error {
 	if err := noArgs("attest", pos); err != nil {
 		return err
 	}
+	if *out != "" {
+		if err := checkOutput("attest", "--out", *out); err != nil {
+			return err
+		}
+	}
 	req := map[string][]byte{}
 	if *nonceHex != "" {
 		n, err := hex.DecodeString(strings.TrimPrefix(*nonceHex, "0x"))
 		if err != nil {
-			return usageErrorf("signer attest: --nonce: want hexadecimal bytes, got %q", *nonceHex)
+			return usageErrorf("attest: --nonce: want hexadecimal bytes, got %q", *nonceHex)
 		}
 		req["nonce"] = n
 	}
 	if *userDataFile != "" {
-		ud, err := os.ReadFile(*userDataFile)
+		ud, err := inputFile{cmd: "attest", arg: "--user-data-file", path: *userDataFile,
+			want: "the bytes to put in the document's user_data (at most 901 bytes, fewer with pins)"}.read(e, shim.MaxBodySize)
 		if err != nil {
 			return err
 		}
@@ -359,5 +371,8 @@ func runAttest(e *env) error {
 	if err := json.Unmarshal(answer, &doc); err != nil || len(doc.Document) == 0 {
 		return fmt.Errorf("the shim's answer has no document")
 	}
-	return os.WriteFile(*out, doc.Document, 0o644)
+	if err := os.WriteFile(*out, doc.Document, 0o644); err != nil {
+		return fmt.Errorf("attest: --out: %w", err)
+	}
+	return nil
 }

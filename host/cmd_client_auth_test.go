@@ -65,7 +65,7 @@ func TestSignAsClient(t *testing.T) {
 		{[]string{"--client", "app1"}, 2, "go together"},
 		{[]string{"--client-secret", secretFile}, 2, "go together"},
 		{[]string{"--audience", "x"}, 2, "goes with --client"},
-		{[]string{"--client", "app1", "--client-secret", filepath.Join(dir, "bad.secret")}, 1, "at byte 60"},
+		{[]string{"--client", "app1", "--client-secret", filepath.Join(dir, "bad.secret")}, 1, "at position 61"},
 		{[]string{"--client", "app1", "--client-secret", filepath.Join(dir, "missing")}, 1, "no such file"},
 	} {
 		args := append([]string{"sign", "--endpoint", ep, "--key", "ed", "--message-file", msgFile}, tc.args...)

@@ -34,7 +34,7 @@ func runDev(e *env) error {
 		return err
 	}
 	if len(args) > 0 {
-		return usageErrorf("dev: unexpected argument %q", args[0])
+		return unexpectedArg("dev", args[0], "")
 	}
 	if _, err := httpURL(*httpAddr); err != nil {
 		return usageErrorf("dev: %v", err)
@@ -64,7 +64,7 @@ func runDev(e *env) error {
 		IMDSCredentials: *imdsCreds, KMSThrottle: *throttle, Auth: *auth, AuditBuffer: *auditBuffer,
 	})
 	if err != nil {
-		return fmt.Errorf("dev: %w", err)
+		return err // the dispatcher puts "dev: " before it
 	}
 	defer s.stop()
 	s.printSummary(e)
@@ -77,7 +77,7 @@ func runDev(e *env) error {
 		fmt.Fprintln(e.stderr, "signer dev: stopping")
 		return nil
 	case <-s.failed():
-		return fmt.Errorf("dev: %w", s.err())
+		return s.err()
 	}
 }
 

@@ -4,13 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"net"
 	"net/http"
 	"net/url"
 	"os"
-	"strconv"
 	"strings"
 	"time"
 
@@ -125,7 +123,7 @@ func runDoctor(e *env) error {
 		return err
 	}
 	if len(args) > 0 {
-		return usageErrorf("doctor: unexpected argument %q: doctor takes only flags", args[0])
+		return unexpectedArg("doctor", args[0], "")
 	}
 	for _, u := range []struct{ flag, v string }{{"--endpoint", *endpoint}, {"--imds-endpoint", *imdsEndpoint}, {"--endpoint-url", *endpointURL}} {
 		if u.v == "" && u.flag != "--endpoint" {
@@ -146,9 +144,9 @@ func runDoctor(e *env) error {
 	}
 	var meas *policy.Measurements
 	if *measurements != "" {
-		b, err := readDoctorFile(*measurements, 1<<20)
+		b, err := measurementsFile("doctor", *measurements).read(e, 1<<20)
 		if err != nil {
-			return fmt.Errorf("doctor: --measurements: %w", err)
+			return err
 		}
 		if meas, err = policy.ParseMeasurements(*measurements, b); err != nil {
 			return fmt.Errorf("doctor: --measurements: %w", err)
@@ -198,21 +196,4 @@ func runDoctor(e *env) error {
 		return errFailed
 	}
 	return nil
-}
-
-// readDoctorFile reads at most max bytes of name.
-func readDoctorFile(name string, max int64) ([]byte, error) {
-	f, err := os.Open(name)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, max+1))
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", name, err)
-	}
-	if int64(len(b)) > max {
-		return nil, fmt.Errorf("%s: larger than %s bytes", name, strconv.FormatInt(max, 10))
-	}
-	return b, nil
 }

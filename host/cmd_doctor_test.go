@@ -254,7 +254,7 @@ func TestDoctorUsage(t *testing.T) {
 		{[]string{"--kms-proxy-port", "0"}, 2, "--kms-proxy-port: want a vsock port"},
 		{[]string{"--enclave-role", "NitroEnclaveInstanceRole"}, 2, "--enclave-role: want an ARN"},
 		{[]string{"--timeout", "0s"}, 2, "--timeout: want a positive duration"},
-		{[]string{"--measurements", "testdata/policy/no-such-file.json"}, 1, "--measurements: open testdata/policy/no-such-file.json"},
+		{[]string{"--measurements", "testdata/policy/no-such-file.json"}, 1, "signer: error: doctor: --measurements testdata/policy/no-such-file.json: no such file or directory\nsigner: hint: --measurements wants the JSON nitro-cli build-enclave"},
 		{[]string{"--measurements", "testdata/policy/guide-policy.json"}, 1, `--measurements: measurements testdata/policy/guide-policy.json: no "Measurements" field`},
 	} {
 		code, _, stderr := signer(t, "", append([]string{"doctor"}, tt.args...)...)

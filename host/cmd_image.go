@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"os"
 
 	"github.com/enclave-signer/enclave-signer/internal/imagepins"
 	"github.com/enclave-signer/enclave-signer/internal/kms"
@@ -39,9 +38,10 @@ func runImagePins(e *env) error {
 	if len(args) != 1 {
 		return usageErrorf("image pins: want one argument, the image's docker-archive (make image writes bin/enclave-signer-amd64.tar)")
 	}
-	f, err := os.Open(args[0])
+	f, err := inputFile{cmd: "image pins", arg: "ARCHIVE", path: args[0],
+		want: "the image's docker-archive (make image writes bin/enclave-signer-amd64.tar)"}.open()
 	if err != nil {
-		return fmt.Errorf("image pins: %w", err)
+		return err
 	}
 	img, err := imagepins.ReadArchive(f)
 	f.Close()
@@ -62,9 +62,9 @@ func runImagePins(e *env) error {
 		_, err := e.stdout.Write(append(b, '\n'))
 		return err
 	}
-	data, err := readLimited(e, *measurements, 1<<20)
+	data, err := measurementsFile("image pins", *measurements).read(e, 1<<20)
 	if err != nil {
-		return fmt.Errorf("image pins: %w", err)
+		return err
 	}
 	merged, err := addPins(*measurements, data, out)
 	if err != nil {

@@ -73,7 +73,7 @@ func runKeyringNew(e *env) error {
 		}
 	}
 	if len(pos) > 0 {
-		return usageErrorf("keyring new: unexpected argument %q: give keys as --key ID:ALGORITHM", pos[0])
+		return unexpectedArg("keyring new", pos[0], "give keys as --key ID:ALGORITHM")
 	}
 	if *out == "" {
 		return usageErrorf("keyring new: --out FILE is required: where to write the encrypted keyring")
@@ -115,9 +115,9 @@ func runKeyringNew(e *env) error {
 		rcpts, rcptNames = append(rcpts, x), append(rcptNames, x.String())
 	}
 	for _, f := range recipientFiles {
-		b, err := readLimited(e, f, 64<<10)
+		b, err := recipientFile("keyring new", f).read(e, 64<<10)
 		if err != nil {
-			return fmt.Errorf("keyring new: --recipient-file: %w", err)
+			return err
 		}
 		xs, err := parseRecipientFile(b)
 		clear(b) // in case someone pointed it at an identity file
@@ -130,6 +130,9 @@ func runKeyringNew(e *env) error {
 	}
 	if len(rcpts) == 0 {
 		return usageErrorf("keyring new: want --recipient age1… or --recipient-file FILE: the sealed identity's recipient, as signer seal prints it")
+	}
+	if err := checkOutput("keyring new", "--out", *out); err != nil {
+		return err
 	}
 	sigPath := *out + sigSuffix
 	if !*force {
@@ -159,7 +162,7 @@ func runKeyringNew(e *env) error {
 	}
 	var signers []keyringsig.Signer
 	for _, spec := range signWith {
-		sg, err := openSigner(e, "keyring new", spec, awsf)
+		sg, err := openSigner(e, "keyring new", "--sign-with", spec, awsf)
 		if err != nil {
 			return err
 		}
@@ -218,11 +221,11 @@ func runKeyringNew(e *env) error {
 		return err
 	}
 	fmt.Fprintf(e.stdout, "%s\n", doc)
-	fmt.Fprintf(e.stderr, "signer: wrote %d new keys to %s, encrypted to %s\n", len(infos), *out, strings.Join(rcptNames, ", "))
+	fmt.Fprintf(e.stderr, "signer: wrote %s to %s, encrypted to %s\n", plural(len(infos), "new key"), *out, strings.Join(rcptNames, ", "))
 	if signed != nil {
 		st := signed.Statement
-		fmt.Fprintf(e.stderr, "signer: signed it as keyring %s version %d, valid %s to %s, by %d signer(s): %s\n", st.KeyringID, st.Version,
-			st.NotBefore.Format(time.RFC3339), st.NotAfter.Format(time.RFC3339), len(signed.Signatures), sigPath)
+		fmt.Fprintf(e.stderr, "signer: signed it as keyring %s version %d, valid %s to %s, by %s: %s\n", st.KeyringID, st.Version,
+			st.NotBefore.Format(time.RFC3339), st.NotAfter.Format(time.RFC3339), plural(len(signed.Signatures), "signer"), sigPath)
 	}
 	fmt.Fprintf(e.stderr, "signer: the private keys exist only inside %s: back it up; the public keys are above\n", *out)
 	printClients(e, cf, clients, specs)

@@ -149,9 +149,27 @@ func printJSON(e *env, v any) error {
 	return err
 }
 
+// sigFile is a keyring's signature file, FILE.sig unless --sig names it.
+func sigFile(cmd, path string) inputFile {
+	return inputFile{cmd: cmd, arg: "signature file", path: path,
+		want: "the keyring's signed statement, as signer keyring sign writes it next to the keyring (FILE.sig)"}
+}
+
+// keyringFile is the age-encrypted keyring a command reads.
+func keyringFile(cmd, path string) inputFile {
+	return inputFile{cmd: cmd, arg: "keyring FILE", path: path, stdin: true,
+		want: "an age-encrypted keyring, as signer keyring new --out writes it"}
+}
+
+// recipientFile is a --recipient-file.
+func recipientFile(cmd, path string) inputFile {
+	return inputFile{cmd: cmd, arg: "--recipient-file", path: path, stdin: true,
+		want: "age recipients, one age1… per line (# starts a comment), such as the recipient.txt that signer seal's output was saved to"}
+}
+
 // readSigned reads and parses a signature file; nil, nil if there is none.
-func readSigned(e *env, path string) (*keyringsig.Signed, []byte, error) {
-	b, err := readLimited(e, path, keyringsig.MaxSignedSize)
+func readSigned(e *env, cmd, path string) (*keyringsig.Signed, []byte, error) {
+	b, err := sigFile(cmd, path).read(e, keyringsig.MaxSignedSize)
 	if errors.Is(err, iofs.ErrNotExist) {
 		return nil, nil, nil
 	}
@@ -179,8 +197,8 @@ func checkStanzas(cmd, file string, ct []byte, recipients []string) error {
 		}
 	}
 	if len(types) != len(recipients) {
-		return usageErrorf("%s: %s is encrypted to %d recipients, and the statement would name %d (%s): name every recipient it is encrypted to, as given to age -r",
-			cmd, file, len(types), len(recipients), strings.Join(recipients, ", "))
+		return usageErrorf("%s: %s is encrypted to %s, and the statement would name %d (%s): name every recipient it is encrypted to, as given to age -r",
+			cmd, file, plural(len(types), "recipient"), len(recipients), strings.Join(recipients, ", "))
 	}
 	return nil
 }
@@ -235,12 +253,12 @@ func runKeyringSign(e *env) error {
 	if err != nil {
 		return err
 	}
-	ct, err := readLimited(e, file, maxKeyringFile)
+	ct, err := keyringFile(cmd, file).read(e, maxKeyringFile)
 	if err != nil {
-		return fmt.Errorf("%s: %w", cmd, err)
+		return err
 	}
 	sigPath := file + sigSuffix
-	existing, _, err := readSigned(e, sigPath)
+	existing, _, err := readSigned(e, cmd, sigPath)
 	if err != nil && !*force {
 		return fmt.Errorf("%s: %w (--force replaces it)", cmd, err)
 	}
@@ -274,7 +292,7 @@ func runKeyringSign(e *env) error {
 	}
 	var added []string
 	for _, spec := range signWith {
-		sg, err := openSigner(e, cmd, spec, awsf)
+		sg, err := openSigner(e, cmd, "--sign-with", spec, awsf)
 		if err != nil {
 			return err
 		}
@@ -293,8 +311,8 @@ func runKeyringSign(e *env) error {
 		return err
 	}
 	s := signed.Statement
-	fmt.Fprintf(e.stderr, "signer: %s: keyring %s version %d, valid %s to %s, %d signature(s)\n", sigPath, s.KeyringID, s.Version,
-		s.NotBefore.Format(time.RFC3339), s.NotAfter.Format(time.RFC3339), len(signed.Signatures))
+	fmt.Fprintf(e.stderr, "signer: %s: keyring %s version %d, valid %s to %s, %s\n", sigPath, s.KeyringID, s.Version,
+		s.NotBefore.Format(time.RFC3339), s.NotAfter.Format(time.RFC3339), plural(len(signed.Signatures), "signature"))
 	if *statementOnly {
 		fmt.Fprintf(e.stderr, "signer: sign the statement elsewhere and append a line \"signature VALUE BASE64\" to %s (docs/keyring.md)\n", sigPath)
 	}
@@ -342,9 +360,9 @@ func readRecipients(e *env, cmd string, recipients, files []string) ([]string, e
 		out = append(out, x.String())
 	}
 	for _, f := range files {
-		b, err := readLimited(e, f, 64<<10)
+		b, err := recipientFile(cmd, f).read(e, 64<<10)
 		if err != nil {
-			return nil, fmt.Errorf("%s: --recipient-file: %w", cmd, err)
+			return nil, err
 		}
 		xs, err := parseRecipientFile(b)
 		clear(b)
@@ -374,7 +392,7 @@ func runKeyringSignerKey(e *env) error {
 	if err := awsf.validate(cmd); err != nil {
 		return err
 	}
-	sg, err := openSigner(e, cmd, pos[0], awsf)
+	sg, err := openSigner(e, cmd, "SIGNER", pos[0], awsf)
 	if err != nil {
 		return err
 	}
@@ -437,13 +455,14 @@ func runKeyringVerify(e *env) error {
 	if sigPath == "" {
 		sigPath = file + sigSuffix
 	}
-	ct, err := readLimited(e, file, maxKeyringFile)
+	ct, err := keyringFile(cmd, file).read(e, maxKeyringFile)
 	if err != nil {
-		return fmt.Errorf("%s: %w", cmd, err)
+		return err
 	}
-	sigBytes, err := readLimited(e, sigPath, keyringsig.MaxSignedSize)
+	// No signature file is a verdict (invalid), not an error.
+	sigBytes, err := sigFile(cmd, sigPath).read(e, keyringsig.MaxSignedSize)
 	if err != nil && !errors.Is(err, iofs.ErrNotExist) {
-		return fmt.Errorf("%s: %w", cmd, err)
+		return err
 	}
 	parsed, _ := keyringsig.ParseSigned(sigBytes)
 	out := describeSigned(file, sigPath, parsed)
@@ -472,23 +491,26 @@ func runKeyringVerify(e *env) error {
 	return nil
 }
 
-// openSigner opens a SIGNER: file:PATH or kms:KEY.
-func openSigner(e *env, cmd, spec string, awsf *awsFlags) (keyringsig.Signer, error) {
+// openSigner opens a SIGNER, given by flag ("--sign-with" or the argument
+// "SIGNER"): file:PATH or kms:KEY.
+func openSigner(e *env, cmd, flag, spec string, awsf *awsFlags) (keyringsig.Signer, error) {
 	kind, arg, _ := strings.Cut(spec, ":")
 	switch {
 	case kind == "file" && arg != "":
-		b, err := readLimited(e, arg, 64<<10)
+		in := inputFile{cmd: cmd, arg: flag, path: arg, shown: spec,
+			want: "a PKCS#8 PEM ed25519 or P-256 private key (openssl genpkey -algorithm ed25519 -out FILE makes one), or kms:KEY for a KMS key"}
+		b, err := in.read(e, 64<<10)
 		if err != nil {
-			return nil, fmt.Errorf("%s: %s: %w", cmd, spec, err)
+			return nil, err
 		}
 		defer clear(b)
 		s, err := keyringsig.ParsePrivateKeyPEM(b)
 		if err != nil {
-			return nil, fmt.Errorf("%s: %s: %w", cmd, arg, err)
+			return nil, in.explain(err)
 		}
 		return s, nil
 	case kind == "kms" && arg != "":
 		return openKMSSigner(e, cmd, arg, awsf)
 	}
-	return nil, usageErrorf("%s: signer %q: want kms:KEY (a KMS key's ARN, id or alias) or file:PATH (a PKCS#8 PEM private key)", cmd, spec)
+	return nil, usageErrorf("%s: %s %q: want kms:KEY (a KMS key's ARN, id or alias) or file:PATH (a PKCS#8 PEM private key)", cmd, flag, spec)
 }

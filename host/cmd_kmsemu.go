@@ -45,7 +45,7 @@ func runKMSEmulator(e *env) error {
 		return err
 	}
 	if len(pos) > 0 {
-		return usageErrorf("kms-emulator: unexpected argument %q: all settings are flags", pos[0])
+		return unexpectedArg("kms-emulator", pos[0], "")
 	}
 	var imds *imdsemu.Server
 	if *imdsAddr != "" {
@@ -71,6 +71,9 @@ func runKMSEmulator(e *env) error {
 	if !(*throttle >= 0 && *throttle <= 1) {
 		return usageErrorf("kms-emulator: --throttle-fraction %v: want a fraction from 0 to 1 (0.5 throttles every other request)", *throttle)
 	}
+	if err := checkStateFile(*statePath); err != nil {
+		return err
+	}
 	addr, err := transport.ParseHTTPAddr(*listen)
 	if err != nil {
 		return usageErrorf("kms-emulator: --listen: %v", err)
@@ -85,9 +88,9 @@ func runKMSEmulator(e *env) error {
 	}
 	var trustRoots []*x509.Certificate
 	for _, path := range roots {
-		certs, err := readPEMCertificates(path)
+		certs, err := readPEMCertificates(e, inputFile{cmd: "kms-emulator", arg: "--trust-root", path: path, want: rootWant})
 		if err != nil {
-			return fmt.Errorf("kms-emulator: --trust-root: %w", err)
+			return err
 		}
 		trustRoots = append(trustRoots, certs...)
 	}
@@ -294,9 +297,23 @@ func parseCredentialFlag(s string) (kmsemu.Credential, error) {
 	return kmsemu.Credential{AccessKeyID: akid, SecretAccessKey: secret, Principal: principal}, nil
 }
 
+// checkStateFile checks --state before the emulator starts. The file is
+// created (atomically, beside itself) if absent: its directory must
+// exist, and it must not be a directory itself.
+func checkStateFile(path string) error {
+	if err := checkOutput("kms-emulator", "--state", path); err != nil {
+		return err
+	}
+	if fi, err := os.Stat(path); err == nil && fi.IsDir() {
+		return inputFile{cmd: "kms-emulator", arg: "--state", path: path,
+			want: "the emulator's JSON state file (created if absent, mode 0600)"}.explain(errIsDir)
+	}
+	return nil
+}
+
 // readPEMCertificates reads every CERTIFICATE block of a PEM file.
-func readPEMCertificates(path string) ([]*x509.Certificate, error) {
-	b, err := os.ReadFile(path)
+func readPEMCertificates(e *env, in inputFile) ([]*x509.Certificate, error) {
+	b, err := in.read(e, 1<<20)
 	if err != nil {
 		return nil, err
 	}
@@ -312,12 +329,12 @@ func readPEMCertificates(path string) ([]*x509.Certificate, error) {
 		}
 		c, err := x509.ParseCertificate(block.Bytes)
 		if err != nil {
-			return nil, fmt.Errorf("%s: certificate %d: %v", path, len(certs)+1, err)
+			return nil, in.explain(fmt.Errorf("certificate %d: %v", len(certs)+1, err))
 		}
 		certs = append(certs, c)
 	}
 	if len(certs) == 0 {
-		return nil, fmt.Errorf("%s: no PEM CERTIFICATE block", path)
+		return nil, in.explain(errors.New("no PEM CERTIFICATE block"))
 	}
 	return certs, nil
 }

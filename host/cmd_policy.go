@@ -4,8 +4,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"os"
 	"strconv"
 	"strings"
 
@@ -42,7 +40,7 @@ func runPolicyRender(e *env) error {
 	}
 	// "--measurements a.json b.json": files after the flag are measurements too.
 	if len(args) > 0 && len(measurements) == 0 {
-		return usageErrorf("policy render: unexpected argument %q: measurement files follow --measurements", args[0])
+		return unexpectedArg("policy render", args[0], "measurement files follow --measurements")
 	}
 	measurements = append(measurements, args...)
 	if len(measurements) == 0 {
@@ -89,7 +87,7 @@ func runPolicyRender(e *env) error {
 		opts.PCRs[n] = v
 	}
 	for _, f := range measurements {
-		b, err := readLimited(e, f, 1<<20)
+		b, err := measurementsFile("policy render", f).read(e, 1<<20)
 		if err != nil {
 			return err
 		}
@@ -141,27 +139,10 @@ func parsePin(s string) (int, string, error) {
 	return n, strings.ToLower(v), nil
 }
 
-// readLimited reads a file (or stdin for "-") of at most max bytes.
-func readLimited(e *env, name string, max int64) ([]byte, error) {
-	var r io.Reader
-	if name == "-" {
-		r = e.stdin
-	} else {
-		f, err := os.Open(name)
-		if err != nil {
-			return nil, err
-		}
-		defer f.Close()
-		r = f
-	}
-	b, err := io.ReadAll(io.LimitReader(r, max+1))
-	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", name, err)
-	}
-	if int64(len(b)) > max {
-		return nil, fmt.Errorf("%s: larger than %d bytes", name, max)
-	}
-	return b, nil
+// measurementsFile is cmd's --measurements FILE ("-" for stdin).
+func measurementsFile(cmd, path string) inputFile {
+	return inputFile{cmd: cmd, arg: "--measurements", path: path, stdin: true,
+		want: "the JSON nitro-cli build-enclave or describe-eif prints (make eif writes it to measurements.json)"}
 }
 
 // runPolicyCheck lints a key policy: signer policy check [--production]
@@ -176,9 +157,10 @@ func runPolicyCheck(e *env) error {
 		return err
 	}
 	if len(args) != 1 {
-		return usageErrorf("policy check: want exactly one policy FILE (or - for stdin), got %d arguments", len(args))
+		return usageErrorf("policy check: want exactly one policy FILE (or - for stdin), got %s", plural(len(args), "argument"))
 	}
-	b, err := readLimited(e, args[0], policy.MaxSize)
+	b, err := inputFile{cmd: "policy check", arg: "policy FILE", path: args[0], stdin: true,
+		want: "a key policy's JSON: signer policy render writes one, aws kms get-key-policy --key-id KEY --policy-name default --query Policy --output text prints a key's; - reads stdin"}.read(e, policy.MaxSize)
 	if err != nil {
 		return err
 	}
@@ -218,11 +200,4 @@ func runPolicyCheck(e *env) error {
 		return errFailed
 	}
 	return nil
-}
-
-func plural(n int, noun string) string {
-	if n == 1 {
-		return "1 " + noun
-	}
-	return fmt.Sprintf("%d %ss", n, noun)
 }

@@ -193,12 +193,12 @@ func TestPolicyCheck(t *testing.T) {
 		{"stdin", []string{"policy", "check", "-"}, debugPolicy, 0, []string{"warning AllowDebugEnclaveDecrypt"}, ""},
 		{"encrypt by the enclave role", []string{"policy", "check", "--production", encryptByEnclave}, "", 1,
 			[]string{"error   AllowEnclaveEncrypt: allows kms:Encrypt to " + polEnclaveRole + ", the role that decrypts with an attestation document", "fix: grant kms:Encrypt only to a separate sealing role (signer policy render --encrypt-role ARN)"}, ""},
-		{"malformed", []string{"policy", "check", malformed}, "", 1, nil, `signer: error: ` + malformed + `: policy: Statement[0] (Sid "X"): Effect "allow": want "Allow" or "Deny"`},
+		{"malformed", []string{"policy", "check", malformed}, "", 1, nil, `signer: error: policy check: ` + malformed + `: policy: Statement[0] (Sid "X"): Effect "allow": want "Allow" or "Deny"`},
 		{"missing file", []string{"policy", "check", "nope.json"}, "", 1, nil, "nope.json: no such file"},
 		{"no file", []string{"policy", "check"}, "", 2, nil, "want exactly one policy FILE"},
 		{"two files", []string{"policy", "check", debugFile, defaultFile}, "", 2, nil, "got 2 arguments"},
-		{"unknown subcommand", []string{"policy", "nope"}, "", 2, nil, `unknown subcommand "nope": want one of check, render, update`},
-		{"no subcommand", []string{"policy"}, "", 2, nil, "want a subcommand: check, render"},
+		{"unknown subcommand", []string{"policy", "nope"}, "", 2, nil, `signer: policy: unknown subcommand "nope": want check, render or update (see signer policy --help)`},
+		{"no subcommand", []string{"policy"}, "", 2, nil, "signer: policy: want a subcommand: check, render or update"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

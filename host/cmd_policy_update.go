@@ -36,7 +36,7 @@ func runPolicyUpdate(e *env) error {
 	}
 	// "--measurements a.json b.json": files after the flag are measurements too.
 	if len(args) > 0 && len(measurements) == 0 {
-		return usageErrorf("policy update: unexpected argument %q: measurement files follow --measurements", args[0])
+		return unexpectedArg("policy update", args[0], "measurement files follow --measurements")
 	}
 	measurements = append(measurements, args...)
 	if *keyID == "" {
@@ -51,9 +51,9 @@ func runPolicyUpdate(e *env) error {
 	var images []*policy.Measurements
 	var pcr0s []string
 	for _, f := range measurements {
-		b, err := readLimited(e, f, 1<<20)
+		b, err := measurementsFile("policy update", f).read(e, 1<<20)
 		if err != nil {
-			return fmt.Errorf("policy update: %w", err)
+			return err
 		}
 		m, err := policy.ParseMeasurements(f, b)
 		if err != nil {

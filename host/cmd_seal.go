@@ -35,7 +35,7 @@ func runSeal(e *env) error {
 		return err
 	}
 	if len(pos) > 0 {
-		return usageErrorf("seal: unexpected argument %q: all settings are flags", pos[0])
+		return unexpectedArg("seal", pos[0], "")
 	}
 	if *keyID == "" {
 		return usageErrorf("seal: --key-id is required: the KMS key id, key ARN or alias/NAME to seal under")
@@ -54,6 +54,11 @@ func runSeal(e *env) error {
 		if err := refuseExisting(*out); err != nil {
 			return fmt.Errorf("seal: %w", err)
 		}
+	}
+	// Before KMS Encrypt: an identity sealed and then not written would
+	// be a KMS call for nothing.
+	if err := checkOutput("seal", "--out", *out); err != nil {
+		return err
 	}
 	conn, err := newKMSConn(e, awsf)
 	if err != nil {

@@ -28,19 +28,20 @@ func runServe(e *env) error {
 		return err
 	}
 	if len(pos) > 0 {
-		return usageErrorf("signer serve: unexpected argument %q", pos[0])
+		return unexpectedArg("serve", pos[0], "give the configuration as --config FILE")
 	}
 	if *configPath == "" {
-		return usageErrorf("signer serve: --config FILE is required (example: docs/examples/shim-config.json)")
+		return usageErrorf("serve: --config FILE is required (example: docs/examples/shim-config.json)")
 	}
-	f, err := os.Open(*configPath)
+	f, err := inputFile{cmd: "serve", arg: "--config", path: *configPath,
+		want: "the shim's JSON configuration: docs/shim.md describes every field; docs/examples/shim-config.json is a complete example"}.open()
 	if err != nil {
 		return err
 	}
 	cfg, err := shim.ParseConfig(f)
 	f.Close()
 	if err != nil {
-		return &hintError{err: fmt.Errorf("%s: %w", *configPath, err), hints: []string{"docs/shim.md describes every field; docs/examples/shim-config.json is a complete example"}}
+		return &hintError{err: fmt.Errorf("serve: --config %s: %w", *configPath, err), hints: []string{"docs/shim.md describes every field; docs/examples/shim-config.json is a complete example"}}
 	}
 	log := newServeLogger(e.stderr, cfg)
 

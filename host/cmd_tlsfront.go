@@ -35,7 +35,7 @@ func runTLSFront(e *env) error {
 		return err
 	}
 	if len(pos) > 0 {
-		return usageErrorf("tls-front: unexpected argument %q", pos[0])
+		return unexpectedArg("tls-front", pos[0], "")
 	}
 	if *listen == "" || *backend == "" {
 		return usageErrorf("tls-front: --listen and --backend are required")

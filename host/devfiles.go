@@ -59,17 +59,31 @@ func checkDevFiles(dir string) error {
 	return nil
 }
 
+// devKeyringFile is a --keyring of signer dev's.
+func devKeyringFile(dir, path string) inputFile {
+	return inputFile{cmd: "dev", arg: "--keyring", path: path,
+		want: "an age-encrypted keyring, encrypted to " + filepath.Join(dir, "recipient.txt") + " (signer keyring new --recipient-file " + filepath.Join(dir, "recipient.txt") + " --out FILE makes one)"}
+}
+
+// devPolicyFile is signer dev's --policy.
+func devPolicyFile(path string) inputFile {
+	return inputFile{cmd: "dev", arg: "--policy", path: path,
+		want: "a key policy's JSON, such as signer policy render writes"}
+}
+
 // checkExtraKeyrings checks the --keyring files before anything starts:
 // each must exist and hold something (a keyring of 0 bytes holds no keys).
 func checkExtraKeyrings(dir string, keyrings []string) error {
 	rec := filepath.Join(dir, "recipient.txt")
 	for _, k := range keyrings {
-		fi, err := os.Stat(k)
+		f, err := devKeyringFile(dir, k).open()
 		if err != nil {
-			return fmt.Errorf("--keyring: %w", err)
+			return err
 		}
-		if fi.IsDir() {
-			return fmt.Errorf("--keyring %s is a directory: want an age-encrypted keyring file", k)
+		fi, err := f.Stat()
+		f.Close()
+		if err != nil {
+			return err
 		}
 		if fi.Size() == 0 {
 			return fmt.Errorf("--keyring %s is empty (0 bytes), so it holds no keys: a keyring holds at least one key, age-encrypted to %s; make one with\n  signer keyring new --recipient-file %s --key ID:ecdsa-p256 --out %s\n(algorithms ed25519, ecdsa-p256, ecdsa-secp256k1; repeat --key for more keys)", k, rec, rec, k)

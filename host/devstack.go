@@ -357,7 +357,14 @@ func checkNoOneListens(dir, httpAddr, signerdListen string) error {
 // beside this executable, else on PATH.
 func findSignerd(given string) (string, error) {
 	if given != "" {
-		return given, nil
+		// As exec would look it up, so that a wrong --signerd is said
+		// before anything starts.
+		p, err := exec.LookPath(given)
+		if err != nil {
+			return "", &hintError{err: fmt.Errorf("dev: --signerd %s: %w", given, unwrapExecError(err)),
+				hints: []string{"--signerd wants the signerd binary (make build writes bin/signerd); a name without / is looked up on PATH"}}
+		}
+		return p, nil
 	}
 	if self, err := os.Executable(); err == nil {
 		p := filepath.Join(filepath.Dir(self), "signerd")
@@ -412,6 +419,13 @@ func startDevStack(ctx context.Context, o devOptions) (*devStack, error) {
 	}
 	if err := checkExtraKeyrings(dir, o.Keyrings); err != nil {
 		return nil, err
+	}
+	if o.PolicyFile != "" {
+		// Read now, before anything starts, for the mistyped path; it is
+		// read again (and parsed) when the policy is put.
+		if _, err := devPolicyFile(o.PolicyFile).read(nil, policy.MaxSize); err != nil {
+			return nil, err
+		}
 	}
 	if err := checkNoOneListens(dir, o.HTTP, o.SignerdListen); err != nil {
 		return nil, err
@@ -703,7 +717,7 @@ func (s *devStack) superviseSignerd(c *child) {
 		recent = slices.DeleteFunc(recent, func(t time.Time) bool { return now.Sub(t) >= time.Minute })
 		if len(recent) >= maxSignerdRestarts {
 			s.event("signerd", "signerd (pid %d) exited (%s), the %d%s time within a minute: not restarting it again", c.pid, exitDescription(c.err), len(recent)+1, ordinal(len(recent)+1))
-			s.fail(fmt.Errorf("signerd exited %d times within a minute, so signer dev stopped restarting it and stopped everything: %w", len(recent)+1, c.failure(s.dir)))
+			s.fail(fmt.Errorf("signerd exited %s within a minute, so signer dev stopped restarting it and stopped everything: %w", plural(len(recent)+1, "time"), c.failure(s.dir)))
 			return
 		}
 		delay := signerdRestartDelay(len(recent))
@@ -1128,9 +1142,9 @@ func setupRetryer(throttle float64) aws.Retryer {
 // emulator's one principal in every role.
 func (s *devStack) policy() ([]byte, error) {
 	if s.opts.PolicyFile != "" {
-		b, err := os.ReadFile(s.opts.PolicyFile)
+		b, err := devPolicyFile(s.opts.PolicyFile).read(nil, policy.MaxSize)
 		if err != nil {
-			return nil, fmt.Errorf("--policy: %w", err)
+			return nil, err
 		}
 		if _, err := policy.Parse(b); err != nil {
 			return nil, fmt.Errorf("--policy %s: %w", s.opts.PolicyFile, err)

@@ -132,7 +132,7 @@ func TestCheckExtraKeyrings(t *testing.T) {
 	}{
 		{[]string{full}, nil},
 		{[]string{full, empty}, []string{"--keyring " + empty + " is empty (0 bytes), so it holds no keys", "signer keyring new --recipient-file " + filepath.Join(dir, "recipient.txt")}},
-		{[]string{filepath.Join(dir, "nope.age")}, []string{"--keyring: ", "nope.age", "no such file"}},
+		{[]string{filepath.Join(dir, "nope.age")}, []string{"dev: --keyring " + filepath.Join(dir, "nope.age") + ": no such file or directory"}},
 		{[]string{dir}, []string{"is a directory"}},
 	} {
 		err := checkExtraKeyrings(dir, tc.keyrings)

@@ -87,7 +87,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return 2
 	}
 	e.args = args[1:]
-	return exitCode(stderr, cmd.run(e))
+	return exitCode(stderr, inCommand(args[0], cmd.run(e)))
 }
 
 func printUsage(w io.Writer) {
@@ -124,12 +124,21 @@ func subcommand(e *env, parent string, subs map[string]func(*env) error) error {
 		return nil
 	}
 	if len(e.args) == 0 {
-		return usageErrorf("signer %s: want a subcommand: %s", parent, strings.Join(names, ", "))
+		return usageErrorf("%s: want a subcommand: %s (see signer %s --help)", parent, orList(names), parent)
 	}
-	f, ok := subs[e.args[0]]
+	name := e.args[0]
+	f, ok := subs[name]
 	if !ok {
-		return usageErrorf("signer %s: unknown subcommand %q: want one of %s", parent, e.args[0], strings.Join(names, ", "))
+		return usageErrorf("%s: unknown subcommand %q: want %s (see signer %s --help)", parent, name, orList(names), parent)
 	}
 	e.args = e.args[1:]
-	return f(e)
+	return inCommand(parent+" "+name, f(e))
+}
+
+// orList joins names as "a, b or c".
+func orList(names []string) string {
+	if len(names) < 2 {
+		return strings.Join(names, "")
+	}
+	return strings.Join(names[:len(names)-1], ", ") + " or " + names[len(names)-1]
 }

@@ -83,3 +83,23 @@ func TestParseFlagsInterspersed(t *testing.T) {
 		t.Fatalf("got %q a=%q b=%v err=%v", pos, *v, *b, err)
 	}
 }
+
+// TestPlural: counts read as English whatever the number ("1 new key",
+// not "1 new keys").
+func TestPlural(t *testing.T) {
+	for _, tc := range []struct {
+		n    int
+		noun string
+		want string
+	}{
+		{0, "error", "0 errors"},
+		{1, "new key", "1 new key"},
+		{3, "new key", "3 new keys"},
+		{1, "more problem", "1 more problem"},
+		{2, "signature", "2 signatures"},
+	} {
+		if got := plural(tc.n, tc.noun); got != tc.want {
+			t.Errorf("plural(%d, %q) = %q, want %q", tc.n, tc.noun, got, tc.want)
+		}
+	}
+}

@@ -123,14 +123,16 @@ func (r *Report) WriteJSON(w io.Writer) error {
 	return err
 }
 
+// plural is n and word, with an s unless n is 1: "1 key", "3 keys".
+func plural(n int, word string) string {
+	if n == 1 {
+		return fmt.Sprintf("%d %s", n, word)
+	}
+	return fmt.Sprintf("%d %ss", n, word)
+}
+
 // Summary is a one-line count, e.g. "1 error, 2 warnings, 3 ok, 1 skipped".
 func (r *Report) Summary() string {
-	plural := func(n int, word string) string {
-		if n == 1 {
-			return fmt.Sprintf("%d %s", n, word)
-		}
-		return fmt.Sprintf("%d %ss", n, word)
-	}
 	return fmt.Sprintf("%s, %s, %d ok, %d skipped",
 		plural(r.Count(Error), "error"), plural(r.Count(Warning), "warning"), r.Count(OK), r.Count(Skipped))
 }

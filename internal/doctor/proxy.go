@@ -434,7 +434,11 @@ func checkAllowlist(cfg *Config, p *proxyProcess) []Result {
 		return e.Address == host && e.Port == int(p.args.RemotePort)
 	})
 	if admitted {
-		out = append(out, res(OK, "", "allowlist %s admits %s (%d entries)", file, net2(host, int(p.args.RemotePort)), len(entries)))
+		count := fmt.Sprintf("%d entries", len(entries))
+		if len(entries) == 1 {
+			count = "1 entry"
+		}
+		out = append(out, res(OK, "", "allowlist %s admits %s (%s)", file, net2(host, int(p.args.RemotePort)), count))
 	} else {
 		out = append(out, res(Error,
 			fmt.Sprintf("add the entry %s to the allowlist in %s and restart the proxy (sudo systemctl restart nitro-enclaves-vsock-proxy)", wantEntry, file),

@@ -159,10 +159,10 @@ func TestCheckVsockProxy(t *testing.T) {
 		{name: "guide's port 5000", procs: map[string]string{"900": "zh-guide-5000.cmdline"}, allowlist: "block-style.yaml", region: "us-east-1",
 			wants: []want{
 				{Error, "the KMS proxy (pid 900) listens on vsock port 5000, but signerd's --kms-proxy uses port 8000", "--kms-proxy vsock://3:5000"},
-				{OK, "admits kms.us-east-1.amazonaws.com:443 (1 entries)", ""},
+				{OK, "admits kms.us-east-1.amazonaws.com:443 (1 entry)", ""},
 			}},
 		{name: "guide's port 5000 configured", procs: map[string]string{"900": "zh-guide-5000.cmdline"}, allowlist: "block-style.yaml", region: "us-east-1", port: 5000,
-			wants: []want{{OK, "pid 900 listens on vsock port 5000", ""}, {OK, "admits kms.us-east-1.amazonaws.com:443 (1 entries)", ""}}},
+			wants: []want{{OK, "pid 900 listens on vsock port 5000", ""}, {OK, "admits kms.us-east-1.amazonaws.com:443 (1 entry)", ""}}},
 		{name: "only a non-KMS proxy on another port", procs: map[string]string{"77": "imds.cmdline"}, region: "us-east-1",
 			wants: []want{{Error, "no vsock-proxy listens on port 8000 (signerd's --kms-proxy); running: port 8001 → 169.254.169.254:80", "vsock-proxy 8000"}}},
 		{name: "other region", procs: map[string]string{"5": "other-region.cmdline"}, allowlist: "default-style.yaml", region: "us-east-1",

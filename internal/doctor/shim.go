@@ -226,10 +226,10 @@ func checkShim(ctx context.Context, cfg *Config, enclave *Enclave) shimFacts {
 	case "ready":
 		if readyMsg != "" {
 			f.results = append(f.results, res(Error, "check the shim's log; signer provision asks it to provision again",
-				"state ready with %d keys, but %s", status.Keys, readyMsg))
+				"state ready with %s, but %s", plural(status.Keys, "key"), readyMsg))
 			break
 		}
-		f.results = append(f.results, res(OK, "", "%s: ready, %d keys (%s)", base, status.Keys, strings.Join(detail, ", ")))
+		f.results = append(f.results, res(OK, "", "%s: ready, %s (%s)", base, plural(status.Keys, "key"), strings.Join(detail, ", ")))
 		if status.Attestation == "simulated" {
 			f.results = append(f.results, res(Warning,
 				"production enclaves run signerd with --attestation nsm (the default); simulated attestation is for signer dev",

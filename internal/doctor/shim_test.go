@@ -25,7 +25,7 @@ func TestCheckShim(t *testing.T) {
 		{name: "ready, debug", shim: fakeShim{status: fixture(t, "shim/status-ready-debug.json")},
 			wants: []want{{OK, "ready, 3 keys (attestation nsm, PCR0 0000000000000000…, debug mode, signerd v0.1.0)", ""}}},
 		{name: "simulated", shim: fakeShim{status: []byte(`{"pinned":true,"state":"ready","attestation":"simulated","keys":1}`)},
-			wants: []want{{OK, "ready, 1 keys", ""}, {Warning, "simulated attestation", "--attestation nsm"}}},
+			wants: []want{{OK, "ready, 1 key", ""}, {Warning, "simulated attestation", "--attestation nsm"}}},
 		{name: "provisioning", shim: fakeShim{readyz: 503, readyzBody: []byte(`{"error":{"code":"not_ready","message":"provisioning"}}`), status: fixture(t, "shim/status-provisioning.json")},
 			wants: []want{{Warning, "state provisioning: the enclave has no keys yet; /readyz answers HTTP 503: not_ready: provisioning", "wait a few seconds"}}},
 		{name: "guide error 1: AccessDenied", shim: fakeShim{readyz: 503, readyzBody: readyz503, status: fixture(t, "shim/status-failed-accessdenied.json")}, pcr0: pcr0v1,

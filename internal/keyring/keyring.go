@@ -299,7 +299,7 @@ func checkID(id []byte) error {
 	}
 	for i, c := range id {
 		if !idChar(c) {
-			return fmt.Errorf("invalid character at position %d, want only [A-Za-z0-9._-]", i)
+			return fmt.Errorf("invalid character at position %d, want only [A-Za-z0-9._-]", i+1)
 		}
 	}
 	return nil

@@ -239,7 +239,7 @@ func checkAudience(a []byte) error {
 	}
 	for i, c := range a {
 		if !idChar(c) && c != ':' {
-			return fmt.Errorf("invalid character at position %d, want only [A-Za-z0-9._:-]", i)
+			return fmt.Errorf("invalid character at position %d, want only [A-Za-z0-9._:-]", i+1)
 		}
 	}
 	return nil
@@ -268,7 +268,7 @@ func decodeSecret(h []byte) ([]byte, error) {
 	}
 	for i, c := range h {
 		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F') {
-			return nil, fmt.Errorf("not hex at position %d, want %d hex digits (%d bytes)", i, 2*ClientSecretSize, ClientSecretSize)
+			return nil, fmt.Errorf("not hex at position %d, want %d hex digits (%d bytes)", i+1, 2*ClientSecretSize, ClientSecretSize)
 		}
 	}
 	s := make([]byte, ClientSecretSize)

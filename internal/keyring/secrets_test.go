@@ -280,7 +280,7 @@ func TestNoClientSecretsInOutput(t *testing.T) {
 			}
 		}
 	}
-	for _, want := range []string{"redacted", "app1", "clients[0].secrets[0]", "policy.clients", "key destroyed", "not hex at position 40", "prod", "2/s,burst=4"} {
+	for _, want := range []string{"redacted", "app1", "clients[0].secrets[0]", "policy.clients", "key destroyed", "not hex at position 41", "prod", "2/s,burst=4"} {
 		if !strings.Contains(got, want) {
 			t.Errorf("output lacks %q", want)
 		}

@@ -136,7 +136,7 @@ func CheckID(id string) error {
 	for i := 0; i < len(id); i++ {
 		c := id[i]
 		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {
-			return fmt.Errorf("invalid character at position %d, want only [A-Za-z0-9._-]", i)
+			return fmt.Errorf("invalid character at position %d, want only [A-Za-z0-9._-]", i+1)
 		}
 	}
 	return nil
@@ -151,7 +151,7 @@ func checkRecipient(r string) error {
 	}
 	for i := 0; i < len(r); i++ {
 		if c := r[i]; !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9') {
-			return fmt.Errorf("invalid character at position %d, want an age recipient (age1 and lowercase bech32)", i)
+			return fmt.Errorf("invalid character at position %d, want an age recipient (age1 and lowercase bech32)", i+1)
 		}
 	}
 	return nil

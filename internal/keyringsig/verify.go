@@ -154,8 +154,12 @@ func (p Policy) Verify(file, sigFile []byte, now time.Time) (*Verified, error) {
 		if len(twice) > 0 {
 			why = append(why, "a second signature of "+strings.Join(twice, ", ")+" counts once")
 		}
-		return nil, refuse(ErrSignature, "%d valid signature(s) of distinct pinned keyring signers, want %s: %s",
-			len(v.Signers), p.want(), strings.Join(why, "; "))
+		valid := fmt.Sprintf("%d valid signatures", len(v.Signers))
+		if len(v.Signers) == 1 {
+			valid = "1 valid signature"
+		}
+		return nil, refuse(ErrSignature, "%s of distinct pinned keyring signers, want %s: %s",
+			valid, p.want(), strings.Join(why, "; "))
 	}
 	if h := sha256.Sum256(file); h != f.Statement.FileSHA256 {
 		return nil, refuse(ErrSignature, "the signed statement is about another file: its sha256 is %s, this file's %s (the keyring was changed after it was signed, or the signature file belongs to another keyring)",

@@ -108,7 +108,7 @@ func TestVerifyRefusals(t *testing.T) {
 		{"expired", one, sigFile(good, sigLine(t, a, good)), file, now.Add(time.Hour + time.Second), ErrExpired, "expired"},
 		{"not yet valid", one, sigFile(good, sigLine(t, a, good)), file, now.Add(-time.Hour - time.Second), ErrExpired, "not yet valid"},
 		{"unpinned signer", one, sigFile(good, sigLine(t, stranger, good)), file, now, ErrSignature, "signed by " + stranger.pin.String() + ", not a pinned"},
-		{"below threshold", twoOfThree, sigFile(good, sigLine(t, b, good)), file, now, ErrSignature, "1 valid signature(s) of distinct pinned keyring signers, want 2"},
+		{"below threshold", twoOfThree, sigFile(good, sigLine(t, b, good)), file, now, ErrSignature, "1 valid signature of distinct pinned keyring signers, want 2"},
 		{"duplicate signer counted twice", twoOfThree, sigFile(good, sigLine(t, b, good), sigLine(t, b, good)), file, now, ErrSignature, "counts once"},
 		{"signature over another statement", one, sigFile(good, sigLine(t, a, stmtFor(func(s *Statement) { s.Version = 8 }))), file, now, ErrSignature, "does not verify"},
 		{"altered signature", one, sigFile(good, flipped), file, now, ErrSignature, "does not verify"},

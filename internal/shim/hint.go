@@ -86,7 +86,7 @@ func keyringSigHint(e *wire.StatusError, msg, then string) string {
 	switch {
 	case strings.Contains(msg, "no signature"):
 		return file + " is not signed, and the enclave pins keyring signers: sign it with signer keyring sign and put " + sig + " next to it" + check + then
-	case strings.Contains(msg, "not a pinned keyring signer"), strings.Contains(msg, "valid signature(s)"):
+	case strings.Contains(msg, "not a pinned keyring signer"), strings.Contains(msg, "of distinct pinned keyring signers"):
 		return sig + " is not signed by enough of the keyring signers the enclave pins: have them sign it (signer keyring sign --sign-with …)" + check + "; if none of your operators signed it, someone on the host tried to load keys of their own" + then
 	case strings.Contains(msg, "about another file"):
 		return sig + " does not belong to " + file + " as it is now (it changed after it was signed?): sign the keyring again" + then

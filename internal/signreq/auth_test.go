@@ -297,7 +297,7 @@ func TestParseSecret(t *testing.T) {
 		{strings.ToUpper(good) + "\r\n", ""},
 		{good + "\n\n", "got 66 bytes"},
 		{good[:62] + "\n", "got 63 bytes"},
-		{good[:63] + "g\n", "at byte 63"},
+		{good[:63] + "g\n", "at position 64"},
 		{"", "got 0 bytes"},
 	} {
 		s, err := ParseSecret([]byte(tc.in))

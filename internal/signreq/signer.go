@@ -99,7 +99,7 @@ func ParseSecret(data []byte) ([]byte, error) {
 			if ok1 {
 				bad++
 			}
-			return nil, fmt.Errorf("want hex digits only (0-9, a-f), found another character at byte %d", bad)
+			return nil, fmt.Errorf("want hex digits only (0-9, a-f), found another character at position %d", bad+1)
 		}
 		out[i] = hi<<4 | lo
 	}

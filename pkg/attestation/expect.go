@@ -118,8 +118,12 @@ func (d *Document) checkKeys(kl *KeyList) error {
 	sorted := slices.Clone(kl.Keys)
 	slices.SortFunc(sorted, func(a, b PublicKey) int { return strings.Compare(a.ID, b.ID) })
 	if !bytes.Equal(ud.KeySet, want) {
-		detail := fmt.Sprintf("the document attests key set digest %x, the expected %d keys (%s) digest to %x: the enclave holds other keys (or other ids or algorithms)",
-			ud.KeySet, len(sorted), describeKeys(sorted), want)
+		keys := fmt.Sprintf("%d keys", len(sorted))
+		if len(sorted) == 1 {
+			keys = "1 key"
+		}
+		detail := fmt.Sprintf("the document attests key set digest %x, the expected %s (%s) digest to %x: the enclave holds other keys (or other ids or algorithms)",
+			ud.KeySet, keys, describeKeys(sorted), want)
 		if kl.ClaimedDigest != nil && !bytes.Equal(kl.ClaimedDigest, want) {
 			detail += fmt.Sprintf("; the key list's own keyset_digest %x does not match its keys either", kl.ClaimedDigest)
 		}
