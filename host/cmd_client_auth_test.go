@@ -21,9 +21,13 @@ func TestSignAsClient(t *testing.T) {
 	dir := t.TempDir()
 	secret := strings.Repeat("a5", 32)
 	secretFile := filepath.Join(dir, "app1.secret")
-	os.WriteFile(secretFile, []byte(secret+"\n"), 0o600)
+	if err := os.WriteFile(secretFile, []byte(secret+"\n"), 0o600); err != nil { // a fixed test secret, the file the command reads
+		t.Fatal(err)
+	}
 	msgFile := filepath.Join(dir, "msg")
-	os.WriteFile(msgFile, []byte("pay bob"), 0o600)
+	if err := os.WriteFile(msgFile, []byte("pay bob"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 
 	code, out, errOut := signer(t, "", "sign", "--endpoint", ep, "--key", "ed", "--message-file", msgFile, "--client", "app1", "--client-secret", secretFile)
 	var ans struct{ Signature []byte }
@@ -56,7 +60,9 @@ func TestSignAsClient(t *testing.T) {
 		t.Fatalf("a refused credential: exit %d\n%s", code, errOut)
 	}
 	// Usage errors, and a bad secret file, which is not quoted.
-	os.WriteFile(filepath.Join(dir, "bad.secret"), []byte(secret[:60]+"zzzz\n"), 0o600)
+	if err := os.WriteFile(filepath.Join(dir, "bad.secret"), []byte(secret[:60]+"zzzz\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	for _, tc := range []struct {
 		args []string
 		code int

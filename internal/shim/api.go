@@ -262,8 +262,7 @@ func (h *api) enclaveFailure(w http.ResponseWriter, err error) int {
 	case codeNotReady:
 		h.prov.nudge()
 	case codeUnauthenticated:
-		// The realm is quoted: audiences hold no quote or backslash.
-		w.Header().Set("WWW-Authenticate", signreq.Scheme+` realm="`+h.realm()+`"`)
+		h.challenge(w)
 	case codeRateLimited:
 		var we *wire.Error
 		if errors.As(err, &we) {
@@ -271,6 +270,12 @@ func (h *api) enclaveFailure(w http.ResponseWriter, err error) int {
 		}
 	}
 	return h.fail(w, status, code, msg)
+}
+
+// challenge sets the WWW-Authenticate header of a 401. The realm is
+// quoted: audiences hold no quote or backslash.
+func (h *api) challenge(w http.ResponseWriter) {
+	w.Header().Set("WWW-Authenticate", signreq.Scheme+` realm="`+h.realm()+`"`)
 }
 
 // retryAfterSeconds is Retry-After for a wait of ms milliseconds: whole
@@ -576,6 +581,11 @@ func (h *api) sign(w http.ResponseWriter, r *http.Request) int {
 	if err != nil {
 		return h.enclaveFailure(w, err)
 	}
+	return writeSignResponse(w, b, resp)
+}
+
+// writeSignResponse answers 200 with resp, encoded into b.out.
+func writeSignResponse(w http.ResponseWriter, b *buffers, resp *wire.SignResponse) int {
 	b.out = appendSignResponse(b.out[:0], resp.KeyID, resp.Algorithm, resp.Signature, resp.RecoveryID, resp.SignatureRSV)
 	w.Header()["Content-Type"] = jsonContentType
 	w.WriteHeader(http.StatusOK)
@@ -591,7 +601,7 @@ func (h *api) sign(w http.ResponseWriter, r *http.Request) int {
 func (h *api) authSign(w http.ResponseWriter, r *http.Request) int {
 	auth := r.Header["Authorization"]
 	if len(auth) != 1 {
-		w.Header().Set("WWW-Authenticate", signreq.Scheme+` realm="`+h.realm()+`"`)
+		h.challenge(w)
 		return h.fail(w, http.StatusUnauthorized, codeUnauthenticated, fmt.Sprintf("%d Authorization headers: want one", len(auth)))
 	}
 	b := getBuffers()
@@ -611,11 +621,7 @@ func (h *api) authSign(w http.ResponseWriter, r *http.Request) int {
 	if err != nil {
 		return h.enclaveFailure(w, err)
 	}
-	b.out = appendSignResponse(b.out[:0], resp.KeyID, resp.Algorithm, resp.Signature, resp.RecoveryID, resp.SignatureRSV)
-	w.Header()["Content-Type"] = jsonContentType
-	w.WriteHeader(http.StatusOK)
-	w.Write(b.out)
-	return http.StatusOK
+	return writeSignResponse(w, b, resp)
 }
 
 func (h *api) attest(w http.ResponseWriter, r *http.Request) int {
