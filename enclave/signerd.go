@@ -290,9 +290,7 @@ func (d *daemon) notReady() error {
 // sign is the hot path: one atomic load, a map lookup, the signature.
 func (d *daemon) sign(r *wire.SignRequest) (*wire.SignResponse, error) {
 	if r.KeyID == "" {
-		err := fmt.Errorf("%w: key_id is empty", errInvalidRequest)
-		_ = d.record(signDecision(r, err))
-		return nil, err
+		return nil, d.refusePlain(r, fmt.Errorf("%w: key_id is empty", errInvalidRequest))
 	}
 	return d.signWith(d.set.Load(), r)
 }
@@ -349,28 +347,14 @@ func (d *daemon) signWith(set *keyring.Set, r *wire.SignRequest) (*wire.SignResp
 			}
 			recorded = true
 		}
-		var sig keyring.Signature
-		if r.IsDigest {
-			sig, err = key.SignDigest(r.Data)
-		} else {
-			sig, err = key.SignMessage(r.Data)
-		}
+		resp, err := signWithKey(key, r)
 		if errors.Is(err, keyring.ErrDestroyed) {
 			if cur := d.set.Load(); cur != set {
 				set = cur
 				continue
 			}
 		}
-		if err != nil {
-			return nil, err
-		}
-		resp := &wire.SignResponse{KeyID: key.ID(), Algorithm: string(key.Algorithm()), Signature: sig.Signature}
-		if key.Algorithm() == keyring.ECDSASecp256k1 {
-			v := uint8(sig.RecoveryID)
-			resp.RecoveryID = &v
-			resp.SignatureRSV = sig.RSV
-		}
-		return resp, nil
+		return resp, err
 	}
 }
 
