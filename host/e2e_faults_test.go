@@ -629,6 +629,13 @@ func TestDevExpiredCredentialsRefused(t *testing.T) {
 	if !regexp.MustCompile(`msg="credential expired".*access_key_id=` + doc["AccessKeyId"]).MatchString(emuLog) {
 		t.Errorf("the emulator did not log the expired credential %s", doc["AccessKeyId"])
 	}
+	// signer dev copies signerd's output into its log as it comes: the
+	// line may land a moment after the shim's answer.
+	expiredLogged := func() bool {
+		failed := jsonLog(t, dir, "signerd", "provisioning failed")
+		return len(failed) > 0 && failed[len(failed)-1]["code"] == "ExpiredTokenException"
+	}
+	waitUntil(t, 10*time.Second, "signerd's log line for the refused provisioning", expiredLogged)
 	if failed := jsonLog(t, dir, "signerd", "provisioning failed"); len(failed) == 0 || failed[len(failed)-1]["code"] != "ExpiredTokenException" {
 		t.Errorf("signerd's failed provisionings: %v, want ExpiredTokenException", failed)
 	}
